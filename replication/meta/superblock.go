@@ -241,7 +241,6 @@ func UnmarshalSuperblock(b []byte) (Superblock, error) {
 	return s, nil
 }
 
-
 // ReadResult says what ReadSuperblock found.
 type ReadResult struct {
 	Superblock Superblock
