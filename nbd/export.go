@@ -1,0 +1,33 @@
+package nbd
+
+import "context"
+
+// Backend is the storage behind an export. Ranges passed in are always
+// inside [0, Size()).
+type Backend interface {
+	Size() int64
+	ReadAt(ctx context.Context, p []byte, off int64) error
+	WriteAt(ctx context.Context, p []byte, off int64, fua bool) error
+	// WriteZeroes zeroes a range; with deallocate the space may be freed.
+	// TRIM is served as WriteZeroes with deallocate, so trimmed ranges read
+	// as zeroes on every replica.
+	WriteZeroes(ctx context.Context, off, n int64, deallocate, fua bool) error
+	Flush(ctx context.Context) error
+}
+
+// Export is what a client connects to.
+type Export struct {
+	Name        string
+	Description string
+	Backend     Backend
+	ReadOnly    bool
+}
+
+// Exports resolves export names at handshake time.
+type Exports interface {
+	// Export returns the export with this name. The empty name, which
+	// clients send when the user gave none, may resolve to a default.
+	Export(name string) (Export, bool)
+	// ExportNames lists the exports for NBD_OPT_LIST.
+	ExportNames() []string
+}
