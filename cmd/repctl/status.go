@@ -1,0 +1,90 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/replicad/replicad/internal/bytesize"
+	"github.com/replicad/replicad/internal/control"
+)
+
+type statusOptions struct{ g *globals }
+
+func newStatusCmd(g *globals) *cobra.Command {
+	o := &statusOptions{g: g}
+	return &cobra.Command{
+		Use:   "status [VOLUME]",
+		Short: "Show the node and its volumes",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return o.run(cmd, args)
+		},
+	}
+}
+
+func (o *statusOptions) run(cmd *cobra.Command, args []string) error {
+	st, err := o.g.client().Status(cmd.Context())
+	if err != nil {
+		return err
+	}
+	if len(args) == 1 {
+		var keep []control.Volume
+		for _, v := range st.Volumes {
+			if v.Name == args[0] {
+				keep = append(keep, v)
+			}
+		}
+		if keep == nil {
+			return fmt.Errorf("no volume named %q", args[0])
+		}
+		st.Volumes = keep
+	}
+	if o.g.json {
+		return o.g.printJSON(st)
+	}
+	w := o.g.out
+	fmt.Fprintf(w, "node %s (id %d), replicad %s\n", st.Node.Name, st.Node.ID, st.Node.Version)
+	if len(st.Volumes) == 0 {
+		fmt.Fprintln(w, "no volumes configured")
+		return nil
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "VOLUME\tSTATE\tROLE\tDISK\tSIZE\tCONNS\tEXPORT")
+	for _, v := range st.Volumes {
+		size, export := "-", "-"
+		if v.Size > 0 {
+			size = bytesize.Format(v.Size)
+		}
+		if len(v.Exports) > 0 {
+			export = v.Exports[0]
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", v.Name, v.State, dash(v.Role), dash(v.Disk), size, v.Connections, export)
+	}
+	tw.Flush()
+	for _, v := range st.Volumes {
+		var notes []string
+		if v.Error != "" {
+			notes = append(notes, v.Error)
+		}
+		if v.DiskError != "" {
+			notes = append(notes, "disk error: "+v.DiskError)
+		}
+		if v.Hint != "" {
+			notes = append(notes, "hint: "+v.Hint)
+		}
+		if len(notes) > 0 {
+			fmt.Fprintf(w, "%s: %s\n", v.Name, strings.Join(notes, "; "))
+		}
+	}
+	return nil
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

@@ -1,0 +1,160 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"reflect"
+	"strings"
+
+	"github.com/go-viper/mapstructure/v2"
+	"github.com/spf13/pflag"
+	"github.com/spf13/viper"
+
+	"github.com/replicad/replicad/internal/bytesize"
+	"github.com/replicad/replicad/internal/daemon"
+)
+
+// loadConfig reads the daemon's configuration: defaults, then the YAML
+// document (file or reader), then REPLICAD_* environment variables, then
+// the flags that were set. Unknown keys are errors.
+func loadConfig(path string, doc io.Reader, flags *pflag.FlagSet) (daemon.Config, error) {
+	v := viper.New()
+	v.SetConfigType("yaml")
+	v.SetEnvPrefix("REPLICAD")
+	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_", "-", "_"))
+	v.AutomaticEnv()
+	def := daemon.DefaultConfig()
+	registerDefaults(v, "", reflect.ValueOf(def))
+	switch {
+	case doc != nil:
+		if err := v.ReadConfig(doc); err != nil {
+			return def, fmt.Errorf("config: %w", err)
+		}
+	case path != "":
+		v.SetConfigFile(path)
+		if err := v.ReadInConfig(); err != nil {
+			var nf viper.ConfigFileNotFoundError
+			if errors.As(err, &nf) || errors.Is(err, os.ErrNotExist) {
+				return def, fmt.Errorf("config file %s not found (write one, see docs/configuration.md, or try `replicad demo`)", path)
+			}
+			return def, fmt.Errorf("config file %s: %w", path, err)
+		}
+	}
+	if flags != nil {
+		for key, name := range flagKeys {
+			if f := flags.Lookup(name); f != nil && f.Changed {
+				v.Set(key, f.Value.String())
+			}
+		}
+	}
+	cfg := def
+	err := v.UnmarshalExact(&cfg, viper.DecodeHook(mapstructure.ComposeDecodeHookFunc(
+		mapstructure.StringToTimeDurationHookFunc(),
+		byteSizeHook,
+		mapstructure.StringToSliceHookFunc(","),
+	)))
+	if err != nil {
+		return cfg, fmt.Errorf("config: %s", cleanDecodeError(err))
+	}
+	for i := range cfg.Volumes {
+		cfg.Volumes[i] = withVolumeDefaults(cfg.Volumes[i])
+	}
+	return cfg, cfg.Validate()
+}
+
+// flagKeys maps config keys to the run command's flags.
+var flagKeys = map[string]string{
+	"log.level":      "log-level",
+	"control.socket": "control-socket",
+	"metrics.listen": "metrics-listen",
+	"node.name":      "node-name",
+}
+
+// withVolumeDefaults fills zero fields of a volume from DefaultVolume: a
+// YAML list element starts empty, not from the defaults.
+func withVolumeDefaults(v daemon.VolumeConfig) daemon.VolumeConfig {
+	d := daemon.DefaultVolume()
+	if v.Meta == "" {
+		v.Meta = d.Meta
+	}
+	if v.MaxPeers == 0 {
+		v.MaxPeers = d.MaxPeers
+	}
+	if v.BitmapGranularity == 0 {
+		v.BitmapGranularity = d.BitmapGranularity
+	}
+	if v.ALExtentSize == 0 {
+		v.ALExtentSize = d.ALExtentSize
+	}
+	if v.ALExtents == 0 {
+		v.ALExtents = d.ALExtents
+	}
+	return v
+}
+
+// registerDefaults tells viper every scalar key, so that environment
+// variables can override keys the file does not mention.
+func registerDefaults(v *viper.Viper, prefix string, rv reflect.Value) {
+	t := rv.Type()
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		tag := strings.Split(f.Tag.Get("mapstructure"), ",")[0]
+		if tag == "-" || !f.IsExported() {
+			continue
+		}
+		key := tag
+		if prefix != "" {
+			key = prefix + "." + tag
+		}
+		fv := rv.Field(i)
+		switch {
+		case f.Type.Kind() == reflect.Struct && f.Type.String() != "time.Duration":
+			registerDefaults(v, key, fv)
+		case f.Type.Kind() == reflect.Slice && f.Type.Elem().Kind() == reflect.Struct:
+			// Lists of structs (volumes) come only from the file.
+		default:
+			v.SetDefault(key, fv.Interface())
+		}
+	}
+}
+
+// byteSizeHook lets integer fields take sizes such as "32MiB".
+func byteSizeHook(from, to reflect.Type, data any) (any, error) {
+	if from.Kind() != reflect.String {
+		return data, nil
+	}
+	switch to.Kind() {
+	case reflect.Int, reflect.Int64, reflect.Uint32, reflect.Uint64:
+	default:
+		return data, nil
+	}
+	s := data.(string)
+	n, err := bytesize.Parse(s)
+	if err != nil {
+		return nil, err
+	}
+	if to.Kind() == reflect.Uint32 && n > 1<<32-1 {
+		return nil, fmt.Errorf("%s is too large for this field (at most 4 GiB)", s)
+	}
+	return n, nil
+}
+
+func cleanDecodeError(err error) string {
+	s := err.Error()
+	s = strings.ReplaceAll(s, "decoding failed due to the following error(s):\n\n", "")
+	return strings.ReplaceAll(s, "\n", "\n  ")
+}
+
+// newLogger builds the slog logger the config asks for.
+func newLogger(c daemon.LogConfig, w io.Writer) *slog.Logger {
+	var level slog.Level
+	level.UnmarshalText([]byte(c.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}

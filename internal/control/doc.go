@@ -1,0 +1,9 @@
+// Package control is the control API between repctl and replicad: JSON over
+// HTTP on a unix socket. It holds the wire types, the client repctl uses,
+// and the small handler helpers the daemon registers endpoints with.
+//
+// Every error response is {"error": "...", "hint": "..."} with an HTTP
+// status that classifies it (404 unknown volume, 409 wrong state, 400 bad
+// request, 500 failure). The client turns a missing or refused socket into
+// ErrNotRunning so the CLI can say how to start the daemon.
+package control

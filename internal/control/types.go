@@ -1,0 +1,88 @@
+package control
+
+import "time"
+
+// DefaultSocket is where replicad listens unless configured otherwise.
+const DefaultSocket = "/run/replicad/control.sock"
+
+// SocketEnv names the environment variable repctl reads for the socket.
+const SocketEnv = "REPLICAD_SOCKET"
+
+// Node identifies the daemon.
+type Node struct {
+	Name    string    `json:"name"`
+	ID      uint32    `json:"id"`
+	Version string    `json:"version"`
+	Started time.Time `json:"started"`
+}
+
+// Volume states as the daemon sees them.
+const (
+	StateUp           = "up"
+	StateDown         = "down"
+	StateUnconfigured = "unconfigured" // no metadata yet
+	StateError        = "error"
+)
+
+// Peer is a replication peer of a volume (filled in by replication).
+type Peer struct {
+	Node           string `json:"node"`
+	NodeID         int32  `json:"node_id"`
+	Connection     string `json:"connection"`
+	Replication    string `json:"replication"`
+	Disk           string `json:"disk"`
+	OutOfSyncBytes int64  `json:"out_of_sync_bytes"`
+}
+
+// Volume is one volume's status.
+type Volume struct {
+	Name  string `json:"name"`
+	State string `json:"state"`
+	// Error explains State "error" or "unconfigured"; Hint says what to do.
+	Error string `json:"error,omitempty"`
+	Hint  string `json:"hint,omitempty"`
+
+	Role        string   `json:"role,omitempty"`
+	Disk        string   `json:"disk,omitempty"`
+	DiskError   string   `json:"disk_error,omitempty"`
+	Size        int64    `json:"size,omitempty"`
+	Device      string   `json:"device"`
+	Meta        string   `json:"meta"`
+	ReadOnly    bool     `json:"read_only,omitempty"`
+	CurrentUUID string   `json:"current_uuid,omitempty"`
+	Flags       []string `json:"flags,omitempty"`
+	ALExtents   int      `json:"al_extents_active,omitempty"`
+
+	Connections int      `json:"nbd_connections"`
+	Exports     []string `json:"exports,omitempty"`
+	Peers       []Peer   `json:"peers"`
+}
+
+// Status is the answer to GET /v1/status.
+type Status struct {
+	Node    Node     `json:"node"`
+	Volumes []Volume `json:"volumes"`
+}
+
+// CreateMDRequest is the body of POST /v1/volumes/{name}/create-md.
+type CreateMDRequest struct {
+	Force bool `json:"force"`
+}
+
+// CreateMDResponse describes the metadata written.
+type CreateMDResponse struct {
+	Volume       string `json:"volume"`
+	DataSize     int64  `json:"data_size"`
+	MetaSize     int64  `json:"meta_size"`
+	Internal     bool   `json:"internal"`
+	Disk         string `json:"disk"`
+	MaxPeers     int    `json:"max_peers"`
+	ALExtents    uint32 `json:"al_extents"`
+	BitmapGranul uint32 `json:"bitmap_granularity"`
+}
+
+// Error is the body of every error response.
+type Error struct {
+	Message string `json:"error"`
+	Hint    string `json:"hint,omitempty"`
+}

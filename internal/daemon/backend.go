@@ -1,0 +1,67 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/replicad/replicad/nbd"
+	"github.com/replicad/replicad/replication"
+)
+
+// backend serves a volume to the NBD server: it maps replication's errors
+// to the ones NBD clients see and records metrics.
+type backend struct {
+	v *replication.Volume
+	m *volumeMetrics
+}
+
+var _ nbd.Backend = backend{}
+
+func (b backend) Size() int64 { return b.v.Size() }
+
+func (b backend) ReadAt(ctx context.Context, p []byte, off int64) error {
+	start := time.Now()
+	err := b.v.ReadAt(ctx, p, off)
+	b.m.observe(opRead, int64(len(p)), start, err)
+	return nbdError(err)
+}
+
+func (b backend) WriteAt(ctx context.Context, p []byte, off int64, fua bool) error {
+	start := time.Now()
+	err := b.v.WriteAt(ctx, p, off, fua)
+	b.m.observe(opWrite, int64(len(p)), start, err)
+	return nbdError(err)
+}
+
+func (b backend) Flush(ctx context.Context) error {
+	start := time.Now()
+	err := b.v.Flush(ctx)
+	b.m.observe(opFlush, 0, start, err)
+	return nbdError(err)
+}
+
+func (b backend) WriteZeroes(ctx context.Context, off, n int64, deallocate, fua bool) error {
+	start := time.Now()
+	err := b.v.WriteZeroes(ctx, off, n, deallocate, fua)
+	b.m.observe(opZero, n, start, err)
+	return nbdError(err)
+}
+
+// nbdError classifies a volume error for the NBD reply.
+func nbdError(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, replication.ErrReadOnly):
+		return fmt.Errorf("%w: %v", nbd.ErrPermission, err)
+	case errors.Is(err, replication.ErrNoSpace):
+		return fmt.Errorf("%w: %v", nbd.ErrNoSpace, err)
+	case errors.Is(err, replication.ErrOutOfRange):
+		return fmt.Errorf("%w: %v", nbd.ErrInvalid, err)
+	case errors.Is(err, replication.ErrDetached):
+		return fmt.Errorf("%w: %v", nbd.ErrShutdown, err)
+	}
+	return err
+}
