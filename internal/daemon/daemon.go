@@ -83,6 +83,9 @@ func New(cfg Config, opts Options) (*Daemon, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	if opts.Version == "" {
+		opts.Version = "dev"
+	}
 	if cfg.Node.Name == "" {
 		cfg.Node.Name, _ = os.Hostname()
 	}

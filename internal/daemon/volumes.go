@@ -45,6 +45,9 @@ func (d *Daemon) volume(name string) (*volume, error) {
 	return v, nil
 }
 
+// errNotCreated: the backing file does not exist but create-md will create it.
+var errNotCreated = errors.New("backing file not created yet")
+
 // openDevices opens a volume's backing and metadata devices. With create, a
 // missing backing file is created when the config gives a size, and a
 // missing external metadata file is created with metaSize bytes.
@@ -57,6 +60,9 @@ func openDevices(cfg VolumeConfig, create bool, metaSize func(dataSize int64) (i
 	data, err := disk.Open(cfg.Device, opts)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
+			if cfg.Size > 0 {
+				return devs, fmt.Errorf("%w: create-md creates %s as a sparse %s file", errNotCreated, cfg.Device, sizeString(cfg.Size))
+			}
 			return devs, fmt.Errorf("backing device %s does not exist (create it, or set size in the volume's config to have create-md create a sparse file)", cfg.Device)
 		}
 		return devs, fmt.Errorf("open backing device: %w", err)
@@ -168,6 +174,11 @@ func (d *Daemon) upLocked(v *volume) error {
 	}
 	name := v.cfg.Name
 	devs, err := openDevices(v.cfg, false, nil)
+	if errors.Is(err, errNotCreated) {
+		hint := fmt.Sprintf("initialise it with `repctl create-md %s`", name)
+		v.setState(control.StateUnconfigured, err.Error(), hint)
+		return control.WithStatus(http.StatusConflict, hint, err)
+	}
 	if err != nil {
 		v.setState(control.StateError, err.Error(), "")
 		return control.WithStatus(http.StatusConflict, "", err)

@@ -1,0 +1,140 @@
+package main
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spf13/pflag"
+)
+
+const sample = `
+node:
+  name: alpha
+  id: 3
+nbd:
+  listen: ["tcp://127.0.0.1:10809", "unix:///run/replicad/nbd.sock"]
+  max-payload: 16MiB
+  handshake-timeout: 5s
+volumes:
+  - name: data
+    device: /var/lib/replicad/data.img
+    size: 10GiB
+    al-extents: 6433
+  - name: logs
+    device: /dev/vdb
+    meta: /var/lib/replicad/logs.md
+    bitmap-granularity: 64KiB
+`
+
+func TestLoadConfig(t *testing.T) {
+	cfg, err := loadConfig("", strings.NewReader(sample), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Node.Name != "alpha" || cfg.Node.ID != 3 {
+		t.Errorf("node %+v", cfg.Node)
+	}
+	if cfg.NBD.MaxPayload != 16<<20 || cfg.NBD.HandshakeTimeout != 5*time.Second || len(cfg.NBD.Listen) != 2 {
+		t.Errorf("nbd %+v", cfg.NBD)
+	}
+	if cfg.NBD.MaxInflight != 256 || cfg.Control.Socket != "/run/replicad/control.sock" {
+		t.Errorf("defaults not applied: %+v %+v", cfg.NBD, cfg.Control)
+	}
+	d, l := cfg.Volumes[0], cfg.Volumes[1]
+	if d.Size != 10<<30 || d.ALExtents != 6433 || d.Meta != "internal" || d.BitmapGranularity != 4096 || d.MaxPeers != 2 {
+		t.Errorf("volume data %+v", d)
+	}
+	if l.Meta != "/var/lib/replicad/logs.md" || l.BitmapGranularity != 64<<10 || l.ALExtents != 1237 {
+		t.Errorf("volume logs %+v", l)
+	}
+}
+
+// Environment overrides the file; flags override both.
+func TestEnvAndFlagPrecedence(t *testing.T) {
+	t.Setenv("REPLICAD_NODE_NAME", "from-env")
+	t.Setenv("REPLICAD_NBD_MAX_INFLIGHT", "64")
+	t.Setenv("REPLICAD_LOG_LEVEL", "debug")
+	fs := pflag.NewFlagSet("run", pflag.ContinueOnError)
+	fs.String("log-level", "", "")
+	fs.String("node-name", "", "")
+	fs.Parse([]string{"--log-level", "warn"})
+	cfg, err := loadConfig("", strings.NewReader(sample), fs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Node.Name != "from-env" {
+		t.Errorf("node.name %q: environment should override the file", cfg.Node.Name)
+	}
+	if cfg.NBD.MaxInflight != 64 {
+		t.Errorf("nbd.max-inflight %d: environment should set keys the file omits", cfg.NBD.MaxInflight)
+	}
+	if cfg.Log.Level != "warn" {
+		t.Errorf("log.level %q: a flag should override the environment", cfg.Log.Level)
+	}
+}
+
+// Broken configs get errors that name the field and the problem, all at once.
+func TestConfigErrors(t *testing.T) {
+	cases := []struct {
+		doc  string
+		want []string
+	}{
+		{"nbd:\n  max-payload: lots\n", []string{"max-payload", "invalid size"}},
+		{"volumes:\n  - name: a\n    device: /x\n    sise: 1GiB\n", []string{"sise"}},
+		{"nodes:\n  name: x\n", []string{"nodes"}},
+		{"node: [1, 2\n", []string{"config"}},
+		{`
+node: {id: 40}
+log: {level: loud, format: xml}
+nbd:
+  listen: ["udp://1.2.3.4:1", "tcp://nohost"]
+  max-inflight: 0
+  tls: {require: true}
+volumes:
+  - name: "bad name"
+  - name: ok
+    device: /d
+    meta: /d
+    al-extents: 5
+  - name: ok
+    device: /d
+`, []string{
+			"node.id: 40", "log.level", "log.format", `nbd.listen[0]`, "unsupported scheme", `nbd.listen[1]`,
+			"max-inflight", "nbd.tls.require", "volumes[0] (bad name).name", "volumes[0] (bad name).device: required",
+			"volumes[1] (ok).meta", "al-extents: 5", "volumes[2] (ok).name", "also the name of volumes[1]",
+			"volumes[2] (ok).device: /d is also the device",
+		}},
+	}
+	for i, c := range cases {
+		_, err := loadConfig("", strings.NewReader(c.doc), nil)
+		if err == nil {
+			t.Errorf("case %d: config accepted", i)
+			continue
+		}
+		for _, w := range c.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("case %d: error does not mention %q:\n%v", i, w, err)
+			}
+		}
+	}
+}
+
+func TestMissingConfigFile(t *testing.T) {
+	_, err := loadConfig("/nonexistent/replicad.yaml", nil, nil)
+	if err == nil || !strings.Contains(err.Error(), "not found") || !strings.Contains(err.Error(), "replicad demo") {
+		t.Fatalf("missing file: %v", err)
+	}
+}
+
+// The embedded demo configuration must load and validate.
+func TestDemoConfigIsValid(t *testing.T) {
+	doc := strings.NewReplacer("{{DIR}}", "/tmp/x", "{{PORT}}", "10809").Replace(demoConfig)
+	cfg, err := loadConfig("", strings.NewReader(doc), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Volumes) != 1 || cfg.Volumes[0].Size != 1<<30 {
+		t.Fatalf("demo volumes %+v", cfg.Volumes)
+	}
+}
