@@ -154,13 +154,16 @@ func Attach(name string, devs Devices, opts AttachOptions) (*Volume, AttachRepor
 		log.Info("volume was not detached cleanly; activity-log extents marked out of sync",
 			"volume", name, "extents", rep.ALReplayed, "crashed_primary", rep.CrashedPrimary)
 	}
+	if opts.ReadOnly {
+		// Nothing is written: what the replay found stays in memory, and
+		// the next read-write attach replays the activity log again.
+		return v, rep, nil
+	}
 	if err := v.writeBitmapPages(v.allDirtyPages()); err != nil {
 		return nil, rep, err
 	}
-	if !opts.ReadOnly {
-		// From now on a crash leaves the activity log to replay.
-		v.mu.sb.Flags &^= meta.FlagALClean
-	}
+	// From now on a crash leaves the activity log to replay.
+	v.mu.sb.Flags &^= meta.FlagALClean
 	if err := v.writeSuperblock(); err != nil {
 		return nil, rep, err
 	}
@@ -342,6 +345,9 @@ func (v *Volume) Close() error {
 	v.gate.Lock() // waits for every I/O in flight
 	defer v.gate.Unlock()
 	var errs []error
+	if v.readOnly {
+		return v.closeDevices()
+	}
 	if err := v.devs.Data.Sync(); err != nil {
 		errs = append(errs, fmt.Errorf("sync data: %w", err))
 	}
@@ -351,7 +357,7 @@ func (v *Volume) Close() error {
 	if err := v.writeBitmapPages(v.allDirtyPages()); err != nil {
 		errs = append(errs, err)
 	}
-	if len(errs) == 0 && !v.readOnly {
+	if len(errs) == 0 {
 		v.mu.Lock()
 		v.mu.sb.Flags |= meta.FlagALClean
 		v.mu.sb.Flags &^= meta.FlagPrimary | meta.FlagCrashedPrimary
@@ -360,6 +366,12 @@ func (v *Volume) Close() error {
 			errs = append(errs, err)
 		}
 	}
+	errs = append(errs, v.closeDevices())
+	return errors.Join(errs...)
+}
+
+func (v *Volume) closeDevices() error {
+	var errs []error
 	if v.devs.Meta != nil {
 		errs = append(errs, v.devs.Meta.Close())
 	}

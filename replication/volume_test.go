@@ -327,3 +327,37 @@ func TestConcurrentWritersWithEvictions(t *testing.T) {
 		t.Fatalf("write after Close: %v, want ErrDetached", err)
 	}
 }
+
+// A read-only attach, even of a volume that crashed while primary, writes
+// nothing; the next read-write attach still sees the crash.
+func TestReadOnlyAttachWritesNothing(t *testing.T) {
+	mem := disk.NewMem(32 << 20)
+	v := newVolume(t, mem, CreateOptions{Standalone: true})
+	v.AssignPeerSlot(1)
+	v.SetPrimary(true)
+	v.WriteAt(ctx, []byte("x"), 5<<20, false) // crash: no Close
+	f := disk.NewFaulty(mem)
+	f.Inject(disk.Rule{Ops: disk.OpWrite | disk.OpSync | disk.OpZero})
+	ro, rep, err := Attach("v", Devices{Data: f}, AttachOptions{ReadOnly: true})
+	if err != nil {
+		t.Fatalf("read-only attach tried to write: %v", err)
+	}
+	if !rep.CrashedPrimary || rep.ALReplayed == 0 {
+		t.Fatalf("read-only attach report %+v", rep)
+	}
+	if err := ro.WriteAt(ctx, []byte("y"), 0, false); !errors.Is(err, ErrReadOnly) {
+		t.Fatalf("write to a read-only volume: %v", err)
+	}
+	if err := ro.Close(); err != nil {
+		t.Fatalf("read-only close: %v", err)
+	}
+	mem.Reopen()
+	rw, rep, err := Attach("v", Devices{Data: mem}, AttachOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rw.Close()
+	if !rep.CrashedPrimary {
+		t.Fatal("the crash was forgotten after a read-only attach")
+	}
+}

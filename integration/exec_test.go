@@ -1,0 +1,5 @@
+package integration
+
+import "os/exec"
+
+var execCommand = exec.Command
