@@ -68,10 +68,3 @@ func (s *syncer) flush(ctx context.Context) error {
 		s.mu.Lock()
 	}
 }
-
-// failed returns the sticky error, if any.
-func (s *syncer) failed() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.mu.err
-}

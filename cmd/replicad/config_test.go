@@ -138,3 +138,14 @@ func TestDemoConfigIsValid(t *testing.T) {
 		t.Fatalf("demo volumes %+v", cfg.Volumes)
 	}
 }
+
+// The example configuration shipped in dist/ must load and validate.
+func TestShippedConfigIsValid(t *testing.T) {
+	cfg, err := loadConfig("../../dist/replicad.yaml", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Volumes) != 1 || cfg.Volumes[0].Size != 20<<30 || cfg.Volumes[0].ALExtents != 1237 {
+		t.Fatalf("dist/replicad.yaml volumes: %+v", cfg.Volumes)
+	}
+}
