@@ -64,7 +64,9 @@ type Spec struct {
 // Validate reports every reason Run could not follow s.
 func (s Spec) Validate() error {
 	var errs []error
-	bad := func(f string, a ...any) { errs = append(errs, fmt.Errorf("%w: "+f, append([]any{ErrBadSpec}, a...)...)) }
+	bad := func(f string, a ...any) {
+		errs = append(errs, fmt.Errorf("%w: "+f, append([]any{ErrBadSpec}, a...)...))
+	}
 	if !s.Action.Valid() {
 		bad("action %q, want off, on or reboot", s.Action)
 	}
