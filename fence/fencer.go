@@ -161,7 +161,7 @@ func (f *Fencer) buildDevice(ctx context.Context, i int, dc DeviceConfig) (*devi
 	d := &device{index: i, cfg: dc}
 	switch dc.Agent {
 	case AgentRedfish:
-		a, err := NewRedfishAgent(dc.Redfish)
+		a, err := NewRedfishAgent(dc.Redfish, dc.Hosts)
 		if err != nil {
 			return nil, []error{bad(".redfish", "%v", err)}
 		}
@@ -180,7 +180,7 @@ func (f *Fencer) buildDevice(ctx context.Context, i int, dc DeviceConfig) (*devi
 	meta, err := a.Metadata(mctx)
 	cancel()
 	if err != nil {
-		return nil, []error{bad(".command", "%s: metadata action: %v", path, err)}
+		return nil, []error{bad(".command", "%s: metadata action: %w", path, err)}
 	}
 	var errs []error
 	for _, act := range []string{agentproto.ActionOff, agentproto.ActionStatus} {

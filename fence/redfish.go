@@ -23,9 +23,13 @@ import (
 // the power state read from the ComputerSystem resource's PowerState.
 //
 // The system is found from the service root (/redfish/v1 → Systems →
-// Members): the member whose last path segment equals the port, or the only
-// member when the port is empty. RedfishConfig.System skips the discovery.
+// Members): the member whose last path segment equals the port (a host-map
+// port), or, for a node of the host list, RedfishConfig.System or else the
+// BMC's only system.
 type RedfishAgent struct {
+	// hosts are the device's host-list nodes: their port (the node name)
+	// means "this BMC's system", not a system Id.
+	hosts  map[string]bool
 	base   *url.URL
 	user   string
 	pass   string
@@ -44,8 +48,8 @@ var (
 const maxRedfishBody = 1 << 20
 
 // NewRedfishAgent builds the agent from a validated RedfishConfig, reading
-// its CA file and password file.
-func NewRedfishAgent(c RedfishConfig) (*RedfishAgent, error) {
+// its CA file and password file. hosts is the device's host list.
+func NewRedfishAgent(c RedfishConfig, hosts []string) (*RedfishAgent, error) {
 	base, err := url.Parse(c.Address)
 	if err != nil {
 		return nil, fmt.Errorf("redfish address: %w", err)
@@ -70,7 +74,12 @@ func NewRedfishAgent(c RedfishConfig) (*RedfishAgent, error) {
 		}
 		pass = strings.TrimRight(string(b), "\r\n")
 	}
+	hs := map[string]bool{}
+	for _, h := range hosts {
+		hs[h] = true
+	}
 	return &RedfishAgent{
+		hosts:  hs,
 		base:   base,
 		user:   c.Username,
 		pass:   pass,
@@ -203,6 +212,9 @@ func (a *RedfishAgent) members(ctx context.Context) ([]string, error) {
 
 // systemPath finds the ComputerSystem that port names.
 func (a *RedfishAgent) systemPath(ctx context.Context, port string) (string, error) {
+	if a.hosts[port] {
+		port = ""
+	}
 	if a.system != "" && port == "" {
 		return a.system, nil
 	}

@@ -237,8 +237,16 @@ func (m *Metadata) CheckParams(params map[string]string) []error {
 	for n := range params {
 		have[NormalizeName(n)] = true
 	}
+	// A parameter and the one it obsoletes (username/login) stand in for
+	// each other: fence_redfish marks both required.
+	replacedBy := map[string]bool{}
 	for _, p := range m.Parameters {
-		if !p.IsRequired() || IsReserved(p.Name) || have[NormalizeName(p.Name)] {
+		if p.Obsoletes != "" && have[NormalizeName(p.Name)] {
+			replacedBy[NormalizeName(p.Obsoletes)] = true
+		}
+	}
+	for _, p := range m.Parameters {
+		if !p.IsRequired() || IsReserved(p.Name) || have[NormalizeName(p.Name)] || replacedBy[NormalizeName(p.Name)] {
 			continue
 		}
 		if p.Obsoletes != "" && have[NormalizeName(p.Obsoletes)] {

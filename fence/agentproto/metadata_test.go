@@ -87,6 +87,24 @@ func TestCheckParamsReportsMissingRequired(t *testing.T) {
 	}
 }
 
+// fence_redfish marks both login (deprecated) and username (obsoletes
+// login) required; either one satisfies both.
+func TestCheckParamsObsoletedPairsStandInForEachOther(t *testing.T) {
+	b, _ := os.ReadFile("testdata/fence_redfish.xml")
+	m, err := ParseMetadata(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, params := range []map[string]string{{"username": "root"}, {"login": "root"}} {
+		if errs := m.CheckParams(params); len(errs) != 0 {
+			t.Errorf("CheckParams(%v) = %v", params, errs)
+		}
+	}
+	if errs := m.CheckParams(map[string]string{"ip": "x"}); len(errs) != 2 {
+		t.Errorf("without username or login: %v, want username and login reported", errs)
+	}
+}
+
 func TestParseMetadataRejects(t *testing.T) {
 	cases := []struct {
 		name, xml, want string

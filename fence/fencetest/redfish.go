@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -45,6 +46,7 @@ type RedfishServer struct {
 	systems map[string]*rfSystem
 	order   []string
 	hang    chan struct{} // non-nil while hanging
+	hanging int           // requests blocked by hang
 	log     []string
 }
 
@@ -78,6 +80,9 @@ func NewRedfishServer(dir string, ids ...string) (*RedfishServer, error) {
 
 // Host returns "127.0.0.1:port".
 func (s *RedfishServer) Host() string { return strings.TrimPrefix(s.URL, "https://") }
+
+// Port returns the TCP port the server listens on.
+func (s *RedfishServer) Port() int { return s.Listener.Addr().(*net.TCPAddr).Port }
 
 // Power returns a system's PowerState.
 func (s *RedfishServer) Power(id string) string {
@@ -126,6 +131,13 @@ func (s *RedfishServer) Unhang() {
 	}
 }
 
+// Hanging returns how many requests are blocked by Hang right now.
+func (s *RedfishServer) Hanging() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.hanging
+}
+
 // Requests returns "METHOD PATH [ResetType]" for every authenticated
 // request so far.
 func (s *RedfishServer) Requests() []string {
@@ -165,11 +177,19 @@ var resetTypes = []string{"On", "ForceOff", "ForceRestart", "GracefulShutdown"}
 func (s *RedfishServer) serve(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	hang := s.hang
+	if hang != nil {
+		s.hanging++
+	}
 	s.mu.Unlock()
 	if hang != nil {
 		select {
 		case <-hang:
 		case <-r.Context().Done():
+		}
+		s.mu.Lock()
+		s.hanging--
+		s.mu.Unlock()
+		if r.Context().Err() != nil {
 			return
 		}
 	}
