@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -145,4 +148,54 @@ func TestIPMIUnansweringBMCIsATimeoutFailure(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 	sim.Resume()
+}
+
+// The shape of the namespace integration test, without replicad: a node is
+// a network namespace with a process in it; its BMC's power-off hook kills
+// everything in the namespace; fencing the node through fence_ipmilan
+// really kills the process, and the history records it.
+func TestIPMIFencingKillsTheNodesProcesses(t *testing.T) {
+	testenv.RequireRoot(t)
+	ipPath := testenv.RequireTool(t, "ip", "iproute2")
+	t.Parallel()
+	ns := "rpdfence-" + strconv.Itoa(os.Getpid())
+	if out, err := exec.Command(ipPath, "netns", "add", ns).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns add %s: %v: %s", ns, err, out)
+	}
+	t.Cleanup(func() {
+		exec.Command("sh", "-c", fencetest.NetnsKillCommand(ns)).Run()
+		if out, err := exec.Command(ipPath, "netns", "del", ns).CombinedOutput(); err != nil {
+			t.Errorf("ip netns del %s: %v: %s", ns, err, out)
+		}
+	})
+	node := exec.Command(ipPath, "netns", "exec", ns, "sleep", "1000")
+	if err := node.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- node.Wait() }()
+	t.Cleanup(func() { node.Process.Kill() })
+
+	sim := startBMC(t, fencetest.IPMIConfig{OnPowerOff: fencetest.NetnsKillCommand(ns)})
+	r := newRig(t)
+	ipmiDevice(r, sim, "ipmi-n", "node-n")
+	f := r.start(Options{})
+	rq := req("node-n", ActionOff)
+	rq.Origin, rq.Reason = "node-m/crm", "node-n lost quorum"
+	if _, err := f.Fence(context.Background(), rq); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-exited:
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ProcessState.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+			t.Fatalf("node process ended with %v, want SIGKILL", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the node's process survived its fencing")
+	}
+	ops := f.History(HistoryQuery{Target: "node-n"})
+	if len(ops) != 1 || ops[0].State != StateSuccess || ops[0].Requesters[0].Reason != "node-n lost quorum" {
+		t.Fatalf("history %+v", ops)
+	}
 }

@@ -89,6 +89,13 @@ func quoteOK(s string) error {
 	return nil
 }
 
+// NetnsKillCommand is a chassis hook (IPMIConfig.OnPowerOff) for a node
+// simulated by network namespace ns: power off SIGKILLs every process in
+// it, the node's replicad included. ipmi_sim must run as root.
+func NetnsKillCommand(ns string) string {
+	return fmt.Sprintf("ip netns pids %s | xargs -r kill -9", ns)
+}
+
 // FreeUDPPort returns a UDP port on addr that was free a moment ago.
 func FreeUDPPort(addr string) (int, error) {
 	c, err := net.ListenPacket("udp", net.JoinHostPort(addr, "0"))
