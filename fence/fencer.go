@@ -540,20 +540,21 @@ func (f *Fencer) Devices() []DeviceInfo {
 // DeviceInfo is a device as `repctl fence list` shows it. Secret
 // parameters are redacted.
 type DeviceInfo struct {
-	Name           string            `json:"name"`
-	Agent          string            `json:"agent"`
-	Command        string            `json:"command,omitempty"`
+	Name    string `json:"name"`
+	Agent   string `json:"agent"`
+	Command string `json:"command,omitempty"`
+	// AgentName is the name in the agent's metadata (fence_ipmilan).
 	AgentName      string            `json:"agent_name"`
 	Params         map[string]string `json:"params,omitempty"`
 	Address        string            `json:"address,omitempty"`
 	Targets        []TargetPort      `json:"targets"`
 	Actions        []string          `json:"actions"`
-	Timeout        time.Duration     `json:"timeout_ns"`
+	Timeout        Duration          `json:"timeout"`
 	Retries        int               `json:"retries"`
-	DelayBase      time.Duration     `json:"delay_base_ns"`
-	DelayMax       time.Duration     `json:"delay_max_ns"`
-	VerifyTimeout  time.Duration     `json:"verify_timeout_ns"`
-	VerifyInterval time.Duration     `json:"verify_interval_ns"`
+	DelayBase      Duration          `json:"delay_base"`
+	DelayMax       Duration          `json:"delay_max"`
+	VerifyTimeout  Duration          `json:"verify_timeout"`
+	VerifyInterval Duration          `json:"verify_interval"`
 }
 
 // TargetPort is a node a device fences and the port it uses.
@@ -564,8 +565,8 @@ type TargetPort struct {
 
 func (d *device) info() DeviceInfo {
 	i := DeviceInfo{Name: d.cfg.Name, Agent: d.cfg.Agent, Command: d.path, AgentName: d.meta.Name,
-		Timeout: d.cfg.Timeout, Retries: d.cfg.Retries, DelayBase: d.cfg.DelayBase, DelayMax: d.cfg.DelayMax,
-		VerifyTimeout: d.cfg.VerifyTimeout, VerifyInterval: d.cfg.VerifyInterval}
+		Timeout: Duration(d.cfg.Timeout), Retries: d.cfg.Retries, DelayBase: Duration(d.cfg.DelayBase), DelayMax: Duration(d.cfg.DelayMax),
+		VerifyTimeout: Duration(d.cfg.VerifyTimeout), VerifyInterval: Duration(d.cfg.VerifyInterval)}
 	if d.cfg.Agent == AgentRedfish {
 		i.Address = d.cfg.Redfish.Address
 	}

@@ -201,7 +201,7 @@ func FencePeer(ctx context.Context, r PeerRequest, out Outdater, f PeerFencer, d
 	if err != nil {
 		return PeerResult{Exit: PeerFenceFailed, Detail: fmt.Sprintf("%s; fencing %s failed: %v", why, r.Peer, err), Op: res.ID}
 	}
-	return PeerResult{Exit: PeerStonithed, Detail: fmt.Sprintf("%s; %s %s (%s, op %d)", why, r.Peer, res.State, action, res.ID), Op: res.ID}
+	return PeerResult{Exit: PeerStonithed, Detail: fmt.Sprintf("%s; fenced %s by %s (op %d, %s)", why, r.Peer, action, res.ID, res.State), Op: res.ID}
 }
 
 // ParsePeerEnv reads a fence-peer handler's environment (KEY=VALUE
