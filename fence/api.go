@@ -63,6 +63,8 @@ type HistoryResponse struct {
 type APIError struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`
+	// Result is set for fence_failed: what the operation did.
+	Result *Result `json:"result,omitempty"`
 }
 
 // Error codes of APIError, from ErrorCode.

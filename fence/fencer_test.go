@@ -46,7 +46,7 @@ func TestOffIsVerifiedBeforeSuccess(t *testing.T) {
 // level fails on verification and the next level runs.
 func TestLyingDeviceFailsVerificationAndNextLevelRuns(t *testing.T) {
 	r := newRig(t)
-	liar := r.device("liar", []string{"node-b"}, nil, func(d *DeviceConfig) { d.Retries = 1 })
+	liar := r.device("liar", []string{"node-b"}, nil, func(d *DeviceConfig) { d.Retries, d.VerifyInterval = 1, 100*time.Millisecond })
 	liar.Set("ignore-off", "1")
 	pdu := r.device("pdu", nil, []string{"node-b:7"})
 	f := r.start(Options{})
