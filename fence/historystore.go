@@ -60,18 +60,7 @@ func openHistory(path string) (*historyStore, HistoryReport, error) {
 		f.Close()
 		return nil, rep, fmt.Errorf("%w: %v", ErrHistory, err)
 	}
-	res := journal.Parse(data)
-	l := newLedger()
-	for _, r := range res.Records {
-		e, err := decodeEvent(r.Payload)
-		if err != nil {
-			rep.Undecodable++
-			continue
-		}
-		l.apply(e)
-	}
-	l.interruptPending()
-	rep.Records, rep.Damaged = len(res.Records), res.Damaged
+	l, rep, res := loadLedger(data)
 	size := int64(len(data))
 	if res.TornTail {
 		rep.Truncated = size - res.End
@@ -88,6 +77,25 @@ func openHistory(path string) (*historyStore, HistoryReport, error) {
 	h := &historyStore{path: path}
 	h.mu.f, h.mu.size, h.mu.ledger = f, size, l
 	return h, rep, nil
+}
+
+// loadLedger folds a history file's bytes; it is the pure half of
+// openHistory.
+func loadLedger(data []byte) (*ledger, HistoryReport, journal.Result) {
+	var rep HistoryReport
+	res := journal.Parse(data)
+	l := newLedger()
+	for _, r := range res.Records {
+		e, err := decodeEvent(r.Payload)
+		if err != nil {
+			rep.Undecodable++
+			continue
+		}
+		l.apply(e)
+	}
+	l.interruptPending()
+	rep.Records, rep.Damaged = len(res.Records), res.Damaged
+	return l, rep, res
 }
 
 func syncDir(dir string) error {

@@ -121,9 +121,11 @@ type redfishError struct {
 }
 
 func (a *RedfishAgent) do(ctx context.Context, method, p string, body, out any) error {
+	// Links come from the BMC; follow them only to the same BMC, so a
+	// compromised or confused BMC cannot send our credentials elsewhere.
 	ref, err := url.Parse(p)
-	if err != nil || ref.IsAbs() || ref.Host != "" {
-		return fmt.Errorf("%w: redfish: BMC returned link %q, want a path on the same host", ErrAgentFailed, p)
+	if err != nil || (ref.Host != "" && (ref.Host != a.base.Host || ref.Scheme != "https")) {
+		return fmt.Errorf("%w: redfish: BMC returned link %q, want a path on %s", ErrAgentFailed, p, a.base.Host)
 	}
 	u := a.base.ResolveReference(ref)
 	var rd io.Reader

@@ -197,3 +197,23 @@ func TestFenceRedfishAgentAgainstTestService(t *testing.T) {
 		t.Fatalf("resets %v power %s", resets, srv.Power("1"))
 	}
 }
+
+// Links from the BMC are followed only to the BMC itself.
+func TestRedfishRefusesLinksToOtherHosts(t *testing.T) {
+	srv := newRedfish(t)
+	a, err := NewRedfishAgent(RedfishConfig{Address: srv.URL, Username: srv.User, Password: srv.Password, CAFile: srv.CAFile}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	ctx := context.Background()
+	var out map[string]any
+	if err := a.do(ctx, "GET", srv.URL+"/redfish/v1", nil, &out); err != nil {
+		t.Fatalf("absolute link to the BMC itself: %v", err)
+	}
+	for _, link := range []string{"https://evil.example/redfish/v1", "http://" + srv.Host() + "/redfish/v1", "//evil.example/x"} {
+		if err := a.do(ctx, "GET", link, nil, &out); !errors.Is(err, ErrAgentFailed) || !strings.Contains(err.Error(), "want a path on "+srv.Host()) {
+			t.Errorf("link %q: %v", link, err)
+		}
+	}
+}
