@@ -198,4 +198,17 @@ func TestIPMIFencingKillsTheNodesProcesses(t *testing.T) {
 	if len(ops) != 1 || ops[0].State != StateSuccess || ops[0].Requesters[0].Reason != "node-n lost quorum" {
 		t.Fatalf("history %+v", ops)
 	}
+
+	// A BMC can also live inside a namespace (IPMIConfig.Wrap); the
+	// namespace's loopback must be up.
+	if out, err := exec.Command(ipPath, "-n", ns, "link", "set", "lo", "up").CombinedOutput(); err != nil {
+		t.Fatalf("lo up: %v: %s", err, out)
+	}
+	inner := startBMC(t, fencetest.IPMIConfig{Wrap: []string{ipPath, "netns", "exec", ns}})
+	p := inner.Params()
+	out, err := exec.Command(ipPath, "netns", "exec", ns, "ipmitool", "-I", "lan", "-H", p["ip"], "-p", p["ipport"],
+		"-U", p["username"], "-P", p["password"], "chassis", "power", "status").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "Chassis Power is on") {
+		t.Fatalf("ipmitool inside %s: %v: %s", ns, err, out)
+	}
 }

@@ -30,7 +30,9 @@ type IPMIConfig struct {
 	// "power off" kills the node's replicad and "power on" starts it.
 	OnPowerOff, OnPowerOn string
 	// Wrap prefixes the ipmi_sim command line, e.g.
-	// {"ip", "netns", "exec", "rpdfence-a"}.
+	// {"ip", "netns", "exec", "rpdfence-a"}; that namespace's lo must be
+	// up for Addr 127.0.0.1. The wrapper must exec ipmi_sim (ip netns exec
+	// does), since readiness is read from /proc/PID/net/udp.
 	Wrap []string
 	// IPMISim is the simulator's path; default "ipmi_sim" from PATH.
 	IPMISim string
