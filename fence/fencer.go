@@ -370,10 +370,6 @@ func (f *Fencer) run(id uint64, live *liveOp) {
 		err = fmt.Errorf("fence %s %s (op %d): %w", spec.Action, spec.Target, id, fmt.Errorf("%w: %w", ErrFenceFailed, cause))
 	}
 	now := f.clock.Now()
-	ev := Event{Kind: EventFinish, Op: id, Time: now, State: state, Level: out.Level, Error: errText, Warnings: out.Warnings, Steps: out.Trace}
-	if herr := f.history.append(ev); herr != nil {
-		f.log.Error("fence history append failed", "op", id, "err", herr)
-	}
 	lvl := slog.LevelInfo
 	if state == StateFailed {
 		lvl = slog.LevelError
@@ -385,8 +381,11 @@ func (f *Fencer) run(id uint64, live *liveOp) {
 	}, err)
 }
 
-// finish answers an operation's waiters and starts the next operation for
-// its target; after Close, queued operations fail instead of starting.
+// finish records an operation's end, answers its waiters and starts the
+// next operation for its target; after Close, queued operations fail
+// instead of starting. The operation leaves the queue first, under the
+// lock, so that no request can merge into an operation that has already
+// acted.
 func (f *Fencer) finish(id uint64, live *liveOp, op Operation, err error) {
 	f.mu.Lock()
 	live.cancel(context.Canceled)
@@ -417,9 +416,11 @@ func (f *Fencer) finish(id uint64, live *liveOp, op Operation, err error) {
 		next, ok = f.mu.queue.Finish(next.ID)
 	}
 	f.mu.Unlock()
-	for _, a := range answer[1:] {
-		if herr := f.history.append(Event{Kind: EventFinish, Op: a.d.op.ID, Time: a.d.op.Completed, State: StateFailed, Error: a.d.op.Error}); herr != nil {
-			f.log.Error("fence history append failed", "op", a.d.op.ID, "err", herr)
+	for _, a := range answer {
+		o := a.d.op
+		ev := Event{Kind: EventFinish, Op: o.ID, Time: o.Completed, State: o.State, Level: o.Level, Error: o.Error, Warnings: o.Warnings, Steps: o.Steps}
+		if herr := f.history.append(ev); herr != nil {
+			f.log.Error("fence history append failed", "op", o.ID, "err", herr)
 		}
 	}
 	for _, a := range answer {
