@@ -1,0 +1,235 @@
+package uuid
+
+import "fmt"
+
+// JustCreated is the current UUID of metadata that has never been promoted
+// or synced.
+const JustCreated uint64 = 4
+
+// Decision is what a node does when it meets a peer.
+type Decision int
+
+// Decisions, from the point of view of the node calling Compare.
+const (
+	// NoSync: the data is the same; nothing to transfer.
+	NoSync Decision = iota
+	// SourceBitmap: I resync the peer from my data, only the blocks marked
+	// in either side's bitmap.
+	SourceBitmap
+	// TargetBitmap: the peer resyncs me, bitmap-based.
+	TargetBitmap
+	// SourceFull: I resync the whole volume to the peer.
+	SourceFull
+	// TargetFull: the peer resyncs my whole volume.
+	TargetFull
+	// SplitBrainAuto: both sides changed data since they shared a
+	// generation (the same bitmap UUID): a split brain that the after-sb
+	// policies may resolve with a bitmap-based resync.
+	SplitBrainAuto
+	// SplitBrainDisconnect: the sides share history but not a recoverable
+	// point: only an operator (connect --discard-my-data) can resolve it,
+	// with a full sync.
+	SplitBrainDisconnect
+	// Unrelated: no common history at all; never connect.
+	Unrelated
+)
+
+var decisionNames = [...]string{"no-sync", "source-bitmap", "target-bitmap", "source-full", "target-full", "split-brain", "split-brain-disconnect", "unrelated"}
+
+func (d Decision) String() string {
+	if int(d) < len(decisionNames) {
+		return decisionNames[d]
+	}
+	return fmt.Sprintf("decision(%d)", int(d))
+}
+
+// Mirror is the decision the peer reaches.
+func (d Decision) Mirror() Decision {
+	switch d {
+	case SourceBitmap:
+		return TargetBitmap
+	case TargetBitmap:
+		return SourceBitmap
+	case SourceFull:
+		return TargetFull
+	case TargetFull:
+		return SourceFull
+	}
+	return d
+}
+
+// IsSource reports a decision where this node sends data.
+func (d Decision) IsSource() bool { return d == SourceBitmap || d == SourceFull }
+
+// IsTarget reports a decision where this node receives data.
+func (d Decision) IsTarget() bool { return d == TargetBitmap || d == TargetFull }
+
+// Side is what a node knows of its own generations, as seen by the
+// comparison with one particular peer.
+type Side struct {
+	NodeID uint32
+	// Current is the current data generation.
+	Current uint64
+	// Bitmap is the bitmap UUID of the slot for the other node: the
+	// generation at which this node began recording changes the other does
+	// not have (0: none).
+	Bitmap uint64
+	// History holds older generations, newest first.
+	History []uint64
+	// CrashedPrimary: this node was primary and did not shut down cleanly.
+	CrashedPrimary bool
+	// Primary: this node is primary now.
+	Primary bool
+	// ChangedBits is the number of bits set in Bitmap's slot (for the
+	// "leftover bits" rule).
+	ChangedBits int64
+}
+
+// Protocol is the replication protocol on the connection.
+type Protocol byte
+
+// Protocols.
+const (
+	ProtocolA Protocol = 'A'
+	ProtocolB Protocol = 'B'
+	ProtocolC Protocol = 'C'
+)
+
+// Result is Compare's answer.
+type Result struct {
+	Decision Decision
+	// Rule is the number of the rule that decided (see Compare).
+	Rule int
+	// Reason says why, for the log.
+	Reason string
+}
+
+func mask(u uint64) uint64 { return u &^ 1 }
+
+// fresh treats a zero current UUID like a just-created one.
+func fresh(u uint64) uint64 {
+	if u == 0 {
+		return JustCreated
+	}
+	return u
+}
+
+// Compare decides what me does on meeting peer. The rules, in order:
+//
+//  1. Both just created: no sync. One just created: it is the full-sync
+//     target.
+//  2. Equal current UUIDs: with exactly one crashed primary, under protocol
+//     A or B the crashed primary is the bitmap source (its activity log may
+//     hold acknowledged writes the peer never got); under protocol C the
+//     survivor is the source (no acknowledged write is only on the crashed
+//     node). Two crashed primaries: the lower node id is the source.
+//     Otherwise leftover bits (from an activity-log replay) are synced from
+//     the primary, else from the lower node id; with no bits, no sync.
+//  3. The peer's bitmap UUID for me is my current UUID: the peer changed
+//     data since we were in sync; I am the bitmap target.
+//  4. My bitmap UUID for the peer is its current UUID: I am the bitmap source.
+//  5. My current UUID is in the peer's history and not the other way
+//     round: I am behind by more than a bitmap records; full-sync target
+//     (and mirrored: full-sync source).
+//  6. Both bitmap UUIDs are equal and non-zero: both changed data since the
+//     same generation: split brain, automatically recoverable.
+//  7. Any shared generation: split brain that needs an operator.
+//  8. Otherwise the data is unrelated.
+func Compare(me, peer Side, proto Protocol) Result {
+	mc, pc := fresh(mask(me.Current)), fresh(mask(peer.Current))
+	// Rule 1.
+	switch {
+	case mc == JustCreated && pc == JustCreated:
+		return Result{NoSync, 1, "both sides are just created"}
+	case mc == JustCreated:
+		return Result{TargetFull, 1, "this side is just created"}
+	case pc == JustCreated:
+		return Result{SourceFull, 1, "the peer is just created"}
+	}
+	// Rule 2.
+	if mc == pc {
+		switch {
+		case me.CrashedPrimary && !peer.CrashedPrimary:
+			if proto == ProtocolC {
+				return Result{TargetBitmap, 2, "equal generations; this side crashed while primary; protocol C: the survivor is the source"}
+			}
+			return Result{SourceBitmap, 2, "equal generations; this side crashed while primary; protocol A/B: the crashed primary is the source"}
+		case peer.CrashedPrimary && !me.CrashedPrimary:
+			if proto == ProtocolC {
+				return Result{SourceBitmap, 2, "equal generations; the peer crashed while primary; protocol C: the survivor is the source"}
+			}
+			return Result{TargetBitmap, 2, "equal generations; the peer crashed while primary; protocol A/B: the crashed primary is the source"}
+		case me.CrashedPrimary && peer.CrashedPrimary:
+			if me.NodeID < peer.NodeID {
+				return Result{SourceBitmap, 2, "equal generations; both crashed while primary; the lower node id is the source"}
+			}
+			return Result{TargetBitmap, 2, "equal generations; both crashed while primary; the lower node id is the source"}
+		case me.ChangedBits == 0 && peer.ChangedBits == 0:
+			return Result{NoSync, 2, "equal generations, no blocks marked"}
+		case me.Primary && !peer.Primary:
+			return Result{SourceBitmap, 2, "equal generations with leftover marked blocks; the primary is the source"}
+		case peer.Primary && !me.Primary:
+			return Result{TargetBitmap, 2, "equal generations with leftover marked blocks; the primary is the source"}
+		case me.NodeID < peer.NodeID:
+			return Result{SourceBitmap, 2, "equal generations with leftover marked blocks; the lower node id is the source"}
+		default:
+			return Result{TargetBitmap, 2, "equal generations with leftover marked blocks; the lower node id is the source"}
+		}
+	}
+	// Rules 3 and 4. When both hold, each side changed data since the
+	// other's current generation: a split brain that the two bitmaps cover.
+	mutual3 := mask(peer.Bitmap) != 0 && mask(peer.Bitmap) == mc
+	mutual4 := mask(me.Bitmap) != 0 && mask(me.Bitmap) == pc
+	if mutual3 && mutual4 {
+		return Result{SplitBrainAuto, 6, "each side changed data since the other's generation"}
+	}
+	if pb := mask(peer.Bitmap); pb != 0 && pb == mc {
+		return Result{TargetBitmap, 3, "the peer changed data since our shared generation"}
+	}
+	if mb := mask(me.Bitmap); mb != 0 && mb == pc {
+		return Result{SourceBitmap, 4, "this side changed data since our shared generation"}
+	}
+	// Rule 5.
+	meInPeer, peerInMe := contains(peer.History, mc), contains(me.History, pc)
+	switch {
+	case meInPeer && !peerInMe:
+		return Result{TargetFull, 5, "this side's generation is in the peer's history: too far behind for a bitmap"}
+	case peerInMe && !meInPeer:
+		return Result{SourceFull, 5, "the peer's generation is in this side's history: it is too far behind for a bitmap"}
+	}
+	// Rule 6.
+	if mb := mask(me.Bitmap); mb != 0 && mb == mask(peer.Bitmap) {
+		return Result{SplitBrainAuto, 6, "both sides changed data since the same generation"}
+	}
+	// Rule 7.
+	if shared(me, peer) {
+		return Result{SplitBrainDisconnect, 7, "the sides share history but both moved on"}
+	}
+	return Result{Unrelated, 8, "no shared generation: unrelated data"}
+}
+
+func contains(h []uint64, u uint64) bool {
+	for _, x := range h {
+		if x != 0 && mask(x) == u {
+			return true
+		}
+	}
+	return false
+}
+
+// shared reports whether the sides have any generation in common.
+func shared(me, peer Side) bool {
+	mine := append([]uint64{me.Current, me.Bitmap}, me.History...)
+	theirs := append([]uint64{peer.Current, peer.Bitmap}, peer.History...)
+	for _, a := range mine {
+		if a == 0 || mask(a) == JustCreated {
+			continue
+		}
+		for _, b := range theirs {
+			if mask(a) == mask(b) {
+				return true
+			}
+		}
+	}
+	return false
+}

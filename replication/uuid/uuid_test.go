@@ -1,0 +1,117 @@
+package uuid
+
+import (
+	"testing"
+
+	"github.com/replicad/replicad/internal/testenv"
+)
+
+// TestCompareRules covers every rule in both directions.
+func TestCompareRules(t *testing.T) {
+	const (
+		A, B, C, D, E = 0x1000, 0x2000, 0x3000, 0x4000, 0x5000
+	)
+	cases := []struct {
+		name  string
+		me    Side
+		peer  Side
+		proto Protocol
+		want  Decision
+		rule  int
+	}{
+		{"both just created", Side{Current: JustCreated}, Side{Current: JustCreated}, ProtocolC, NoSync, 1},
+		{"I am just created", Side{Current: JustCreated}, Side{Current: A}, ProtocolC, TargetFull, 1},
+		{"peer just created", Side{Current: A}, Side{Current: JustCreated}, ProtocolC, SourceFull, 1},
+		{"zero UUID counts as just created", Side{Current: 0}, Side{Current: A}, ProtocolC, TargetFull, 1},
+		{"equal, clean", Side{Current: A}, Side{Current: A}, ProtocolC, NoSync, 2},
+		{"bit 0 ignored", Side{Current: A | 1}, Side{Current: A}, ProtocolC, NoSync, 2},
+		{"equal, I crashed, protocol C: survivor is source", Side{Current: A, CrashedPrimary: true}, Side{Current: A}, ProtocolC, TargetBitmap, 2},
+		{"equal, I crashed, protocol A: crashed is source", Side{Current: A, CrashedPrimary: true}, Side{Current: A}, ProtocolA, SourceBitmap, 2},
+		{"equal, peer crashed, protocol B: crashed is source", Side{Current: A}, Side{Current: A, CrashedPrimary: true}, ProtocolB, TargetBitmap, 2},
+		{"equal, both crashed, lower id is source", Side{NodeID: 0, Current: A, CrashedPrimary: true}, Side{NodeID: 1, Current: A, CrashedPrimary: true}, ProtocolC, SourceBitmap, 2},
+		{"equal, leftover bits, primary is source", Side{Current: A, Primary: true, ChangedBits: 3}, Side{Current: A}, ProtocolC, SourceBitmap, 2},
+		{"equal, leftover bits, lower id is source", Side{NodeID: 2, Current: A}, Side{NodeID: 1, Current: A, ChangedBits: 1}, ProtocolC, TargetBitmap, 2},
+		{"peer changed since our generation", Side{Current: A}, Side{Current: B, Bitmap: A}, ProtocolC, TargetBitmap, 3},
+		{"I changed since our generation", Side{Current: B, Bitmap: A}, Side{Current: A}, ProtocolC, SourceBitmap, 4},
+		{"I am in the peer's history", Side{Current: A}, Side{Current: C, History: []uint64{B, A}}, ProtocolC, TargetFull, 5},
+		{"peer is in my history", Side{Current: C, History: []uint64{B, A}}, Side{Current: A}, ProtocolC, SourceFull, 5},
+		{"split brain from a shared bitmap UUID", Side{Current: B, Bitmap: A}, Side{Current: C, Bitmap: A}, ProtocolC, SplitBrainAuto, 6},
+		{"shared history only", Side{Current: B, History: []uint64{A}}, Side{Current: C, History: []uint64{A}}, ProtocolC, SplitBrainDisconnect, 7},
+		{"shared history through a bitmap", Side{Current: D, Bitmap: B, History: []uint64{A}}, Side{Current: E, Bitmap: C, History: []uint64{A}}, ProtocolC, SplitBrainDisconnect, 7},
+		{"unrelated", Side{Current: A, History: []uint64{B}}, Side{Current: C, History: []uint64{D}}, ProtocolC, Unrelated, 8},
+	}
+	for _, c := range cases {
+		got := Compare(c.me, c.peer, c.proto)
+		if got.Decision != c.want || got.Rule != c.rule {
+			t.Errorf("%s: %v by rule %d (%s); want %v by rule %d", c.name, got.Decision, got.Rule, got.Reason, c.want, c.rule)
+		}
+		back := Compare(c.peer, c.me, c.proto)
+		if back.Decision != c.want.Mirror() {
+			t.Errorf("%s: mirrored comparison gives %v, want %v", c.name, back.Decision, c.want.Mirror())
+		}
+	}
+}
+
+// TestCompareSymmetric: random sides drawn from a small UUID pool always
+// give mirror-image decisions, so both ends agree without negotiating.
+func TestCompareSymmetric(t *testing.T) {
+	r := testenv.Rand(t)
+	pool := []uint64{0, JustCreated, 0x10, 0x11, 0x20, 0x30, 0x40}
+	pick := func() uint64 { return pool[r.IntN(len(pool))] }
+	side := func(id uint32) Side {
+		s := Side{NodeID: id, Current: pick(), Bitmap: pick(), CrashedPrimary: r.IntN(3) == 0, Primary: r.IntN(3) == 0, ChangedBits: int64(r.IntN(3))}
+		for i := r.IntN(3); i > 0; i-- {
+			s.History = append(s.History, pick())
+		}
+		return s
+	}
+	for i := 0; i < 20000; i++ {
+		a, b := side(1), side(2)
+		if a.Primary && b.Primary {
+			b.Primary = false
+		}
+		proto := []Protocol{ProtocolA, ProtocolB, ProtocolC}[r.IntN(3)]
+		x, y := Compare(a, b, proto), Compare(b, a, proto)
+		if x.Decision.Mirror() != y.Decision {
+			t.Fatalf("asymmetric: %+v vs %+v (%c): %v/%v (%s | %s)", a, b, proto, x.Decision, y.Decision, x.Reason, y.Reason)
+		}
+	}
+}
+
+func TestResolveSplitBrain(t *testing.T) {
+	d := DefaultPolicies()
+	cases := []struct {
+		name     string
+		me, peer SBSide
+		p        Policies
+		want     Verdict
+	}{
+		{"default disconnects", SBSide{Changes: 1}, SBSide{Changes: 0}, d, StayDisconnected},
+		{"zero changes: mine", SBSide{NodeID: 1}, SBSide{NodeID: 2, Changes: 5}, Policies{After0Pri: PolicyDiscardZeroChanges}, DiscardMine},
+		{"zero changes: peer's", SBSide{NodeID: 1, Changes: 5}, SBSide{NodeID: 2}, Policies{After0Pri: PolicyDiscardZeroChanges}, DiscardPeer},
+		{"zero changes: both changed", SBSide{Changes: 1}, SBSide{NodeID: 2, Changes: 5}, Policies{After0Pri: PolicyDiscardZeroChanges}, StayDisconnected},
+		{"zero changes: neither, tie by node id", SBSide{NodeID: 3}, SBSide{NodeID: 2}, Policies{After0Pri: PolicyDiscardZeroChanges}, DiscardMine},
+		{"least changes", SBSide{NodeID: 1, Changes: 2}, SBSide{NodeID: 2, Changes: 9}, Policies{After0Pri: PolicyDiscardLeastChanges}, DiscardMine},
+		{"least changes tie", SBSide{NodeID: 1, Changes: 4}, SBSide{NodeID: 2, Changes: 4}, Policies{After0Pri: PolicyDiscardLeastChanges}, DiscardPeer},
+		{"younger primary loses", SBSide{NodeID: 1, PrimaryBeforeSplit: true}, SBSide{NodeID: 2}, Policies{After0Pri: PolicyDiscardYoungerPrimary}, DiscardPeer},
+		{"older primary loses", SBSide{NodeID: 1, PrimaryBeforeSplit: true}, SBSide{NodeID: 2}, Policies{After0Pri: PolicyDiscardOlderPrimary}, DiscardMine},
+		{"1pri disconnect", SBSide{Primary: true}, SBSide{NodeID: 2}, Policies{After1Pri: PolicyDisconnect}, StayDisconnected},
+		{"1pri discard-secondary, I am primary", SBSide{Primary: true, Changes: 1}, SBSide{NodeID: 2, Changes: 100}, Policies{After1Pri: PolicyDiscardSecondary}, DiscardPeer},
+		{"1pri discard-secondary, I am secondary", SBSide{}, SBSide{NodeID: 2, Primary: true}, Policies{After1Pri: PolicyDiscardSecondary}, DiscardMine},
+		{"1pri consensus agrees", SBSide{Primary: true, Changes: 5}, SBSide{NodeID: 2}, Policies{After0Pri: PolicyDiscardZeroChanges, After1Pri: PolicyConsensus}, DiscardPeer},
+		{"1pri consensus refuses to discard the primary", SBSide{Primary: true}, SBSide{NodeID: 2, Changes: 5}, Policies{After0Pri: PolicyDiscardZeroChanges, After1Pri: PolicyConsensus}, StayDisconnected},
+		{"2pri always disconnects", SBSide{Primary: true}, SBSide{NodeID: 2, Primary: true}, Policies{After0Pri: PolicyDiscardLeastChanges, After1Pri: PolicyDiscardSecondary, After2Pri: PolicyDisconnect}, StayDisconnected},
+	}
+	for _, c := range cases {
+		got, why := Resolve(c.me, c.peer, c.p)
+		if got != c.want {
+			t.Errorf("%s: %v (%s), want %v", c.name, got, why, c.want)
+		}
+		if back, _ := Resolve(c.peer, c.me, c.p); back != got.mirror() {
+			t.Errorf("%s: mirrored resolution %v, want %v", c.name, back, got.mirror())
+		}
+	}
+	if err := (Policies{After0Pri: "discard-everything", After1Pri: PolicyConsensus, After2Pri: PolicyDisconnect}).Validate(); err == nil {
+		t.Error("unknown policy accepted")
+	}
+}
