@@ -1,0 +1,188 @@
+package wire
+
+import (
+	"fmt"
+	"unicode/utf8"
+)
+
+// reader consumes a payload, remembering the first error.
+type reader struct {
+	b   []byte
+	err error
+}
+
+func (r *reader) fail(what string) {
+	if r.err == nil {
+		r.err = fmt.Errorf("%w: truncated %s", ErrBadFrame, what)
+	}
+}
+
+func (r *reader) u8(what string) uint8 {
+	if len(r.b) < 1 {
+		r.fail(what)
+		return 0
+	}
+	v := r.b[0]
+	r.b = r.b[1:]
+	return v
+}
+
+func (r *reader) u16(what string) uint16 {
+	if len(r.b) < 2 {
+		r.fail(what)
+		return 0
+	}
+	v := be.Uint16(r.b)
+	r.b = r.b[2:]
+	return v
+}
+
+func (r *reader) u32(what string) uint32 {
+	if len(r.b) < 4 {
+		r.fail(what)
+		return 0
+	}
+	v := be.Uint32(r.b)
+	r.b = r.b[4:]
+	return v
+}
+
+func (r *reader) u64(what string) uint64 {
+	if len(r.b) < 8 {
+		r.fail(what)
+		return 0
+	}
+	v := be.Uint64(r.b)
+	r.b = r.b[8:]
+	return v
+}
+
+func (r *reader) bool(what string) bool {
+	v := r.u8(what)
+	if v > 1 && r.err == nil {
+		r.err = fmt.Errorf("%w: %s is %d, want 0 or 1", ErrBadFrame, what, v)
+	}
+	return v == 1
+}
+
+func (r *reader) str(what string) string {
+	n := int(r.u16(what + " length"))
+	if r.err != nil {
+		return ""
+	}
+	if n > maxString || n > len(r.b) {
+		r.fail(what)
+		return ""
+	}
+	s := r.b[:n]
+	r.b = r.b[n:]
+	if !utf8.Valid(s) {
+		r.err = fmt.Errorf("%w: %s is not UTF-8", ErrBadFrame, what)
+	}
+	return string(s)
+}
+
+// done checks that the payload was consumed exactly.
+func (r *reader) done(t Type) error {
+	if r.err != nil {
+		return r.err
+	}
+	if len(r.b) != 0 {
+		return fmt.Errorf("%w: %d trailing bytes in %v", ErrBadFrame, len(r.b), t)
+	}
+	return nil
+}
+
+// Decode parses a frame's payload into its message. Data slices alias the
+// payload. Data messages have their crc32c checked.
+func Decode(f Frame) (Message, error) {
+	r := &reader{b: f.Payload}
+	var m Message
+	switch f.Type {
+	case TypeHello:
+		h := &Hello{Version: r.u16("version"), Volume: r.str("volume"), NodeID: r.u32("node id")}
+		h.DataSize = int64(r.u64("data size"))
+		h.Granularity = r.u32("granularity")
+		h.Protocol, h.Role, h.Disk = r.u8("protocol"), r.u8("role"), r.u8("disk")
+		h.Flags = r.u32("flags")
+		h.Current, h.Bitmap = r.u64("current"), r.u64("bitmap")
+		h.ChangedBits = int64(r.u64("changed bits"))
+		n := int(r.u8("history count"))
+		if n > 32 {
+			return nil, fmt.Errorf("%w: %d history UUIDs", ErrBadFrame, n)
+		}
+		for i := 0; i < n && r.err == nil; i++ {
+			h.History = append(h.History, r.u64("history"))
+		}
+		if r.err == nil && (h.DataSize < 0 || h.ChangedBits < 0) {
+			return nil, fmt.Errorf("%w: negative size or bit count", ErrBadFrame)
+		}
+		m = h
+	case TypeState:
+		m = &State{Role: r.u8("role"), Disk: r.u8("disk"), Current: r.u64("current")}
+	case TypeWrite:
+		w := &Write{Seq: r.u64("seq"), Offset: r.u64("offset"), FUA: r.bool("fua"), CRC: r.u32("crc")}
+		if r.err != nil {
+			return nil, r.err
+		}
+		w.Data, r.b = r.b, nil
+		if Checksum(w.Data) != w.CRC {
+			return nil, fmt.Errorf("%w: write seq %d at %d", ErrChecksum, w.Seq, w.Offset)
+		}
+		m = w
+	case TypeRecvAck:
+		m = &RecvAck{Seq: r.u64("seq")}
+	case TypeWriteAck:
+		m = &WriteAck{Seq: r.u64("seq"), Err: r.str("error")}
+	case TypeFlush:
+		m = &Flush{Epoch: r.u64("epoch")}
+	case TypeFlushAck:
+		m = &FlushAck{Epoch: r.u64("epoch"), Err: r.str("error")}
+	case TypeBitmap:
+		bm := &Bitmap{StartWord: r.u64("start word"), Last: r.bool("last")}
+		if r.err == nil && len(r.b)%8 != 0 {
+			return nil, fmt.Errorf("%w: bitmap of %d bytes", ErrBadFrame, len(r.b))
+		}
+		for r.err == nil && len(r.b) > 0 {
+			bm.Words = append(bm.Words, r.u64("word"))
+		}
+		m = bm
+	case TypeResyncData:
+		d := &ResyncData{Offset: r.u64("offset"), CRC: r.u32("crc")}
+		if r.err != nil {
+			return nil, r.err
+		}
+		d.Data, r.b = r.b, nil
+		if Checksum(d.Data) != d.CRC {
+			return nil, fmt.Errorf("%w: resync data at %d", ErrChecksum, d.Offset)
+		}
+		m = d
+	case TypeResyncAck:
+		m = &ResyncAck{Offset: r.u64("offset"), Length: r.u32("length"), Err: r.str("error")}
+	case TypeSyncDone:
+		m = &SyncDone{Current: r.u64("current")}
+	case TypeDigest:
+		d := &Digest{Kind: r.u8("kind"), Offset: r.u64("offset"), Length: r.u32("length")}
+		if len(r.b) < 16 {
+			r.fail("digest")
+		} else {
+			copy(d.Sum[:], r.b)
+			r.b = r.b[16:]
+		}
+		m = d
+	case TypeDigestReply:
+		m = &DigestReply{Kind: r.u8("kind"), Offset: r.u64("offset"), Length: r.u32("length"), Equal: r.bool("equal")}
+	case TypePing:
+		m = &Ping{}
+	case TypePingAck:
+		m = &PingAck{}
+	case TypeGoodbye:
+		m = &Goodbye{Reason: r.str("reason")}
+	default:
+		return nil, fmt.Errorf("%w: unknown message type %d", ErrBadFrame, uint8(f.Type))
+	}
+	if err := r.done(f.Type); err != nil {
+		return nil, err
+	}
+	return m, nil
+}

@@ -1,0 +1,103 @@
+package wire
+
+import (
+	"encoding/binary"
+	"fmt"
+	"hash/crc32"
+	"io"
+
+	"github.com/klauspost/compress/s2"
+)
+
+// Frame header layout.
+const (
+	HeaderSize = 8
+	magic0     = 'R'
+	magic1     = 'P'
+	// MaxPayload bounds a frame's payload: a 32 MiB write plus its header,
+	// or a bitmap chunk.
+	MaxPayload = 32<<20 + 4096
+)
+
+// Frame flags.
+const (
+	FlagS2   uint8 = 1 << 0
+	knownFlg       = FlagS2
+)
+
+var be = binary.BigEndian
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// Checksum is the crc32c that guards data payloads.
+func Checksum(b []byte) uint32 { return crc32.Checksum(b, castagnoli) }
+
+// Frame is a raw frame as read from the wire.
+type Frame struct {
+	Type    Type
+	Flags   uint8
+	Payload []byte
+}
+
+// PutHeader encodes a frame header.
+func PutHeader(b []byte, t Type, flags uint8, n int) {
+	b[0], b[1], b[2], b[3] = magic0, magic1, byte(t), flags
+	be.PutUint32(b[4:], uint32(n))
+}
+
+// ParseHeader decodes and checks a frame header.
+func ParseHeader(b []byte) (t Type, flags uint8, n uint32, err error) {
+	if b[0] != magic0 || b[1] != magic1 {
+		return 0, 0, 0, fmt.Errorf("%w: magic %#02x%02x", ErrBadFrame, b[0], b[1])
+	}
+	t, flags, n = Type(b[2]), b[3], be.Uint32(b[4:])
+	if flags&^knownFlg != 0 {
+		return 0, 0, 0, fmt.Errorf("%w: unknown flags %#x", ErrBadFrame, flags)
+	}
+	if n > MaxPayload {
+		return 0, 0, 0, fmt.Errorf("%w: %d-byte payload exceeds %d", ErrBadFrame, n, MaxPayload)
+	}
+	return t, flags, n, nil
+}
+
+// ReadFrame reads one frame; buf, if big enough, holds the payload (the
+// returned payload aliases it). Compressed payloads are decompressed into a
+// new slice.
+func ReadFrame(r io.Reader, buf []byte) (Frame, error) {
+	var h [HeaderSize]byte
+	if _, err := io.ReadFull(r, h[:]); err != nil {
+		return Frame{}, err
+	}
+	t, flags, n, err := ParseHeader(h[:])
+	if err != nil {
+		return Frame{}, err
+	}
+	if uint32(cap(buf)) < n {
+		buf = make([]byte, n)
+	}
+	p := buf[:n]
+	if _, err := io.ReadFull(r, p); err != nil {
+		return Frame{}, err
+	}
+	if flags&FlagS2 != 0 {
+		dn, err := s2.DecodedLen(p)
+		if err != nil || dn > MaxPayload {
+			return Frame{}, fmt.Errorf("%w: bad compressed payload (%v)", ErrBadFrame, err)
+		}
+		d, err := s2.Decode(nil, p)
+		if err != nil {
+			return Frame{}, fmt.Errorf("%w: %v", ErrBadFrame, err)
+		}
+		p = d
+	}
+	return Frame{Type: t, Flags: flags, Payload: p}, nil
+}
+
+// Compress returns the s2 encoding of p and true when that is smaller.
+func Compress(p []byte) ([]byte, bool) {
+	c := s2.Encode(nil, p)
+	if len(c) >= len(p) {
+		return nil, false
+	}
+	return c, true
+}

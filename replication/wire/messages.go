@@ -1,0 +1,313 @@
+package wire
+
+import (
+	"fmt"
+)
+
+// Type identifies a message.
+type Type uint8
+
+// Message types.
+const (
+	TypeHello Type = iota + 1
+	TypeState
+	TypeWrite
+	TypeRecvAck
+	TypeWriteAck
+	TypeFlush
+	TypeFlushAck
+	TypeBitmap
+	TypeResyncData
+	TypeResyncAck
+	TypeSyncDone
+	TypeDigest
+	TypeDigestReply
+	TypePing
+	TypePingAck
+	TypeGoodbye
+	maxType
+)
+
+var typeNames = [...]string{"", "hello", "state", "write", "recv-ack", "write-ack", "flush", "flush-ack", "bitmap", "resync-data", "resync-ack", "sync-done", "digest", "digest-reply", "ping", "ping-ack", "goodbye"}
+
+func (t Type) String() string {
+	if t > 0 && t < maxType {
+		return typeNames[t]
+	}
+	return fmt.Sprintf("type(%d)", uint8(t))
+}
+
+// Message is any decoded message.
+type Message interface {
+	Type() Type
+	// Append appends the payload encoding (for data messages, including
+	// the data).
+	Append(dst []byte) []byte
+}
+
+// Version is the protocol version in Hello.
+const Version uint16 = 1
+
+// Hello flags.
+const (
+	HelloCrashedPrimary uint32 = 1 << iota
+	HelloPrimaryBeforeSplit
+	HelloAllowTwoPrimaries
+	HelloDiscardMyData
+)
+
+// Hello opens a volume's connection (after authentication): what each side
+// knows of itself, for the generation comparison.
+type Hello struct {
+	Version     uint16
+	Volume      string
+	NodeID      uint32
+	DataSize    int64
+	Granularity uint32 // bitmap bytes per bit
+	Protocol    byte   // 'A', 'B' or 'C'
+	Role        uint8
+	Disk        uint8
+	Flags       uint32
+	Current     uint64
+	Bitmap      uint64 // bitmap UUID of the sender's slot for the receiver
+	History     []uint64
+	ChangedBits int64 // bits set in that slot
+}
+
+// State announces a role or disk-state change.
+type State struct {
+	Role uint8
+	Disk uint8
+	// Current is the sender's current UUID (so a peer in sync follows a
+	// new generation).
+	Current uint64
+}
+
+// Write carries a replicated application write.
+type Write struct {
+	Seq    uint64
+	Offset uint64
+	FUA    bool
+	CRC    uint32
+	Data   []byte
+}
+
+// RecvAck: every Write up to Seq was received (protocol B).
+type RecvAck struct{ Seq uint64 }
+
+// WriteAck: every Write up to Seq was written (protocol C, and for
+// transfer-log release under A and B). Err is non-empty if the peer's disk
+// failed a write.
+type WriteAck struct {
+	Seq uint64
+	Err string
+}
+
+// Flush asks the peer to make every Write received before it durable.
+type Flush struct{ Epoch uint64 }
+
+// FlushAck answers Flush.
+type FlushAck struct {
+	Epoch uint64
+	Err   string
+}
+
+// Bitmap carries part of the sender's out-of-sync bitmap for the receiver,
+// exchanged before a bitmap-based resync. Last marks the final chunk.
+type Bitmap struct {
+	StartWord uint64
+	Last      bool
+	Words     []uint64
+}
+
+// ResyncData carries a block range from the sync source.
+type ResyncData struct {
+	Offset uint64
+	CRC    uint32
+	Data   []byte
+}
+
+// ResyncAck: the target wrote (or, for checksum resync, found equal) a range.
+type ResyncAck struct {
+	Offset uint64
+	Length uint32
+	Err    string
+}
+
+// SyncDone ends a resync: the target adopts Current as its generation.
+type SyncDone struct{ Current uint64 }
+
+// Digest kinds.
+const (
+	DigestResync uint8 = 1 // checksum-based resync: source asks "do you have this?"
+	DigestVerify uint8 = 2 // online verify
+)
+
+// Digest asks the peer to compare a range against a digest.
+type Digest struct {
+	Kind   uint8
+	Offset uint64
+	Length uint32
+	Sum    [16]byte
+}
+
+// DigestReply answers Digest.
+type DigestReply struct {
+	Kind   uint8
+	Offset uint64
+	Length uint32
+	Equal  bool
+}
+
+// Ping checks the link is alive.
+type Ping struct{}
+
+// PingAck answers Ping.
+type PingAck struct{}
+
+// Goodbye tells the peer why the connection is being closed.
+type Goodbye struct{ Reason string }
+
+func (*Hello) Type() Type       { return TypeHello }
+func (*State) Type() Type       { return TypeState }
+func (*Write) Type() Type       { return TypeWrite }
+func (*RecvAck) Type() Type     { return TypeRecvAck }
+func (*WriteAck) Type() Type    { return TypeWriteAck }
+func (*Flush) Type() Type       { return TypeFlush }
+func (*FlushAck) Type() Type    { return TypeFlushAck }
+func (*Bitmap) Type() Type      { return TypeBitmap }
+func (*ResyncData) Type() Type  { return TypeResyncData }
+func (*ResyncAck) Type() Type   { return TypeResyncAck }
+func (*SyncDone) Type() Type    { return TypeSyncDone }
+func (*Digest) Type() Type      { return TypeDigest }
+func (*DigestReply) Type() Type { return TypeDigestReply }
+func (*Ping) Type() Type        { return TypePing }
+func (*PingAck) Type() Type     { return TypePingAck }
+func (*Goodbye) Type() Type     { return TypeGoodbye }
+
+// maxString bounds names and reasons.
+const maxString = 4096
+
+func appendString(b []byte, s string) []byte {
+	if len(s) > maxString {
+		s = s[:maxString]
+	}
+	b = be.AppendUint16(b, uint16(len(s)))
+	return append(b, s...)
+}
+
+func (m *Hello) Append(b []byte) []byte {
+	b = be.AppendUint16(b, m.Version)
+	b = appendString(b, m.Volume)
+	b = be.AppendUint32(b, m.NodeID)
+	b = be.AppendUint64(b, uint64(m.DataSize))
+	b = be.AppendUint32(b, m.Granularity)
+	b = append(b, m.Protocol, m.Role, m.Disk)
+	b = be.AppendUint32(b, m.Flags)
+	b = be.AppendUint64(b, m.Current)
+	b = be.AppendUint64(b, m.Bitmap)
+	b = be.AppendUint64(b, uint64(m.ChangedBits))
+	b = append(b, byte(len(m.History)))
+	for _, h := range m.History {
+		b = be.AppendUint64(b, h)
+	}
+	return b
+}
+
+func (m *State) Append(b []byte) []byte {
+	b = append(b, m.Role, m.Disk)
+	return be.AppendUint64(b, m.Current)
+}
+
+// WriteFixed is the length of a Write payload before its data.
+const WriteFixed = 8 + 8 + 1 + 4
+
+// AppendFixed appends the part of a Write before the data (senders write
+// the data from the caller's buffer without copying it).
+func (m *Write) AppendFixed(b []byte) []byte {
+	b = be.AppendUint64(b, m.Seq)
+	b = be.AppendUint64(b, m.Offset)
+	var f byte
+	if m.FUA {
+		f = 1
+	}
+	b = append(b, f)
+	return be.AppendUint32(b, m.CRC)
+}
+
+func (m *Write) Append(b []byte) []byte { return append(m.AppendFixed(b), m.Data...) }
+
+func (m *RecvAck) Append(b []byte) []byte { return be.AppendUint64(b, m.Seq) }
+
+func (m *WriteAck) Append(b []byte) []byte {
+	return appendString(be.AppendUint64(b, m.Seq), m.Err)
+}
+
+func (m *Flush) Append(b []byte) []byte { return be.AppendUint64(b, m.Epoch) }
+
+func (m *FlushAck) Append(b []byte) []byte {
+	return appendString(be.AppendUint64(b, m.Epoch), m.Err)
+}
+
+func (m *Bitmap) Append(b []byte) []byte {
+	b = be.AppendUint64(b, m.StartWord)
+	var last byte
+	if m.Last {
+		last = 1
+	}
+	b = append(b, last)
+	for _, w := range m.Words {
+		b = be.AppendUint64(b, w)
+	}
+	return b
+}
+
+// ResyncFixed is the length of a ResyncData payload before its data.
+const ResyncFixed = 8 + 4
+
+// AppendFixed appends the part of a ResyncData before the data.
+func (m *ResyncData) AppendFixed(b []byte) []byte {
+	return be.AppendUint32(be.AppendUint64(b, m.Offset), m.CRC)
+}
+
+func (m *ResyncData) Append(b []byte) []byte { return append(m.AppendFixed(b), m.Data...) }
+
+func (m *ResyncAck) Append(b []byte) []byte {
+	b = be.AppendUint64(b, m.Offset)
+	b = be.AppendUint32(b, m.Length)
+	return appendString(b, m.Err)
+}
+
+func (m *SyncDone) Append(b []byte) []byte { return be.AppendUint64(b, m.Current) }
+
+func (m *Digest) Append(b []byte) []byte {
+	b = append(b, m.Kind)
+	b = be.AppendUint64(b, m.Offset)
+	b = be.AppendUint32(b, m.Length)
+	return append(b, m.Sum[:]...)
+}
+
+func (m *DigestReply) Append(b []byte) []byte {
+	b = append(b, m.Kind)
+	b = be.AppendUint64(b, m.Offset)
+	b = be.AppendUint32(b, m.Length)
+	var eq byte
+	if m.Equal {
+		eq = 1
+	}
+	return append(b, eq)
+}
+
+func (*Ping) Append(b []byte) []byte    { return b }
+func (*PingAck) Append(b []byte) []byte { return b }
+
+func (m *Goodbye) Append(b []byte) []byte { return appendString(b, m.Reason) }
+
+// AppendFrame appends a whole frame (header and payload) for m.
+func AppendFrame(dst []byte, m Message) []byte {
+	start := len(dst)
+	dst = append(dst, make([]byte, HeaderSize)...)
+	dst = m.Append(dst)
+	PutHeader(dst[start:], m.Type(), 0, len(dst)-start-HeaderSize)
+	return dst
+}

@@ -1,0 +1,113 @@
+package wire
+
+import (
+	"bytes"
+	"errors"
+	"reflect"
+	"testing"
+)
+
+func samples() []Message {
+	data := bytes.Repeat([]byte("data"), 1024)
+	return []Message{
+		&Hello{Version: Version, Volume: "r0", NodeID: 3, DataSize: 1 << 30, Granularity: 4096, Protocol: 'C', Role: 1, Disk: 7,
+			Flags: HelloCrashedPrimary | HelloDiscardMyData, Current: 0xabc, Bitmap: 0xdef, History: []uint64{1, 2, 3}, ChangedBits: 99},
+		&State{Role: 1, Disk: 2, Current: 77},
+		&Write{Seq: 5, Offset: 4096, FUA: true, CRC: Checksum(data), Data: data},
+		&RecvAck{Seq: 9}, &WriteAck{Seq: 10}, &WriteAck{Seq: 11, Err: "disk failed"},
+		&Flush{Epoch: 3}, &FlushAck{Epoch: 3}, &FlushAck{Epoch: 4, Err: "EIO"},
+		&Bitmap{StartWord: 100, Last: true, Words: []uint64{0, 1, ^uint64(0)}},
+		&ResyncData{Offset: 1 << 20, CRC: Checksum(data), Data: data},
+		&ResyncAck{Offset: 1 << 20, Length: 4096}, &SyncDone{Current: 0x1234},
+		&Digest{Kind: DigestVerify, Offset: 8192, Length: 4096, Sum: [16]byte{1, 2, 3}},
+		&DigestReply{Kind: DigestResync, Offset: 8192, Length: 4096, Equal: true},
+		&Ping{}, &PingAck{}, &Goodbye{Reason: "both sides are primary"},
+	}
+}
+
+func TestRoundTrip(t *testing.T) {
+	var stream bytes.Buffer
+	for _, m := range samples() {
+		stream.Write(AppendFrame(nil, m))
+	}
+	for _, want := range samples() {
+		f, err := ReadFrame(&stream, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := Decode(f)
+		if err != nil {
+			t.Fatalf("%v: %v", want.Type(), err)
+		}
+		if !reflect.DeepEqual(normalize(got), normalize(want)) {
+			t.Fatalf("%v round trip:\n got %+v\nwant %+v", want.Type(), got, want)
+		}
+	}
+}
+
+// normalize makes nil and empty slices compare equal.
+func normalize(m Message) Message {
+	if h, ok := m.(*Hello); ok && len(h.History) == 0 {
+		c := *h
+		c.History = nil
+		return &c
+	}
+	return m
+}
+
+func TestCompressedFrame(t *testing.T) {
+	m := &Bitmap{Words: make([]uint64, 4096)}
+	payload := m.Append(nil)
+	c, ok := Compress(payload)
+	if !ok {
+		t.Fatal("a zero bitmap did not compress")
+	}
+	frame := make([]byte, HeaderSize, HeaderSize+len(c))
+	PutHeader(frame, TypeBitmap, FlagS2, len(c))
+	frame = append(frame, c...)
+	f, err := ReadFrame(bytes.NewReader(frame), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := Decode(f)
+	if err != nil || len(got.(*Bitmap).Words) != 4096 {
+		t.Fatalf("compressed bitmap: %v", err)
+	}
+}
+
+func TestChecksumMismatch(t *testing.T) {
+	data := []byte("hello world")
+	frame := AppendFrame(nil, &Write{Seq: 1, CRC: Checksum(data), Data: data})
+	frame[len(frame)-1] ^= 0x20 // one flipped bit in the data
+	f, _ := ReadFrame(bytes.NewReader(frame), nil)
+	if _, err := Decode(f); !errors.Is(err, ErrChecksum) {
+		t.Fatalf("corrupted write: %v, want ErrChecksum", err)
+	}
+}
+
+func TestBadFrames(t *testing.T) {
+	good := AppendFrame(nil, &Flush{Epoch: 1})
+	cases := map[string][]byte{
+		"bad magic":      append([]byte{'X', 'P'}, good[2:]...),
+		"unknown flag":   func() []byte { b := append([]byte{}, good...); b[3] = 0x80; return b }(),
+		"huge length":    func() []byte { b := append([]byte{}, good...); be.PutUint32(b[4:], MaxPayload+1); return b }(),
+		"truncated body": good[:len(good)-1],
+	}
+	for name, b := range cases {
+		if _, err := ReadFrame(bytes.NewReader(b), nil); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+	for name, f := range map[string]Frame{
+		"unknown type":   {Type: 200},
+		"trailing bytes": {Type: TypeFlush, Payload: make([]byte, 9)},
+		"short hello":    {Type: TypeHello, Payload: []byte{0, 1}},
+		"bool of 2":      {Type: TypeDigestReply, Payload: append(make([]byte, 13), 2)},
+		"odd bitmap":     {Type: TypeBitmap, Payload: make([]byte, 12)},
+		"long history":   {Type: TypeHello, Payload: append((&Hello{}).Append(nil)[:len((&Hello{}).Append(nil))-1], 33)},
+	} {
+		if _, err := Decode(f); !errors.Is(err, ErrBadFrame) {
+			t.Errorf("%s: %v, want ErrBadFrame", name, err)
+		}
+	}
+}
