@@ -140,11 +140,6 @@ func Attach(name string, devs Devices, opts AttachOptions) (*Volume, AttachRepor
 	if torn > 0 {
 		log.Warn("bitmap pages failed their checks and were read as all out of sync", "volume", name, "pages", torn)
 	}
-	for s := 0; s < layout.Geometry.MaxPeers; s++ {
-		if sb.Peers[s].NodeID != meta.NoNode {
-			v.mu.tracked = append(v.mu.tracked, s)
-		}
-	}
 	if sb.Flags&meta.FlagALClean == 0 {
 		rep.ALReplayed = v.applyActivityLog()
 		if sb.Flags&meta.FlagPrimary != 0 {

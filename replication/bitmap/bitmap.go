@@ -159,3 +159,43 @@ func (b *Bitmap) SetPage(p int64) {
 	b.Set(first, first+meta.BitsPerPage-1)
 	b.MarkDirty(p)
 }
+
+// Words copies up to n words starting at word start.
+func (b *Bitmap) Words(start, n int) []uint64 {
+	if start >= len(b.words) {
+		return nil
+	}
+	end := min(start+n, b.WordLen())
+	return append([]uint64(nil), b.words[start:end]...)
+}
+
+// WordLen is the number of words that hold the bitmap's bits.
+func (b *Bitmap) WordLen() int { return int((b.n + 63) / 64) }
+
+// Or merges words into the bitmap from word start; bits past the end are
+// ignored. Changed pages become dirty.
+func (b *Bitmap) Or(start int, words []uint64) {
+	for i, w := range words {
+		wi := start + i
+		if wi >= b.WordLen() {
+			return
+		}
+		base := int64(wi) * 64
+		for w != 0 {
+			tz := int64(bits.TrailingZeros64(w))
+			if base+tz >= b.n {
+				return
+			}
+			// Runs of set bits are set at once.
+			run := int64(bits.TrailingZeros64(^(w >> uint(tz))))
+			b.Set(base+tz, min(base+tz+run-1, b.n-1))
+			if tz+run >= 64 {
+				break
+			}
+			w &^= (1<<uint(run) - 1) << uint(tz)
+		}
+	}
+}
+
+// SetAll sets every bit.
+func (b *Bitmap) SetAll() { b.Set(0, b.n-1) }

@@ -93,3 +93,36 @@ func TestLoadMasksTail(t *testing.T) {
 		t.Fatalf("count %d after loading an all-ones page into 70 bits", b.Count())
 	}
 }
+
+func TestWordsAndOr(t *testing.T) {
+	r := testenv.Rand(t)
+	for round := 0; round < 50; round++ {
+		n := int64(1 + r.IntN(200000))
+		a, b := New(n), New(n)
+		for i := 0; i < 50; i++ {
+			f := r.Int64N(n)
+			a.Set(f, min(n-1, f+r.Int64N(300)))
+			g := r.Int64N(n)
+			b.Set(g, min(n-1, g+r.Int64N(300)))
+		}
+		union := New(n)
+		for i := int64(0); i < n; i++ {
+			if a.Test(i) || b.Test(i) {
+				union.Set(i, i)
+			}
+		}
+		start := r.IntN(a.WordLen())
+		for s := 0; s < a.WordLen(); s += 97 {
+			a.Or(s, b.Words(s, 97))
+		}
+		_ = start
+		if a.Count() != union.Count() {
+			t.Fatalf("n=%d: union has %d bits, Or gave %d", n, union.Count(), a.Count())
+		}
+		for i := int64(0); i < n; i++ {
+			if a.Test(i) != union.Test(i) {
+				t.Fatalf("n=%d: bit %d differs after Or", n, i)
+			}
+		}
+	}
+}

@@ -75,9 +75,12 @@ const (
 	PeerFencing
 	// PeerFullSync: the next sync with this peer must be a full sync.
 	PeerFullSync
+	// PeerPrimaryBeforeSplit: this node was primary when it lost the peer
+	// (the "older primary" of a split brain).
+	PeerPrimaryBeforeSplit
 )
 
-var peerFlagNames = []string{"connected", "outdated", "fencing", "full-sync"}
+var peerFlagNames = []string{"connected", "outdated", "fencing", "full-sync", "primary-before-split"}
 
 // Names lists the flags that are set.
 func (f PeerFlags) Names() []string {

@@ -1,0 +1,295 @@
+package engine
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/replicad/replicad/replication/uuid"
+	"github.com/replicad/replicad/replication/wire"
+)
+
+// Config describes the volume's replication.
+type Config struct {
+	// NodeID is this node.
+	NodeID uint32
+	// Volume is the volume's name (it must match on every node).
+	Volume string
+	// Peers are the other nodes holding the volume.
+	Peers []uint32
+	// Protocol is 'A', 'B' or 'C'.
+	Protocol byte
+	// Policies are the automatic split-brain recovery policies.
+	Policies uuid.Policies
+	// AllowTwoPrimaries permits dual-primary operation.
+	AllowTwoPrimaries bool
+	// NewUUID returns a fresh random generation UUID (injected so the
+	// simulation is deterministic).
+	NewUUID func() uint64
+}
+
+// Output is what the caller must do after an engine call, in order.
+type Output struct {
+	// Sends are messages to queue, per peer in this order.
+	Sends []Send
+	// Completions are writes and flushes that are now complete.
+	Completions []Completion
+	// Applies are local operations a secondary performs for received
+	// messages, strictly in this order per peer; each is reported back with
+	// Applied.
+	Applies []Apply
+	// Disconnects are peer connections to close.
+	Disconnects []Disconnect
+	// Resyncs lists peers whose resync sender should run.
+	Resyncs []uint32
+	// Events are state changes, for logs and `repctl events`.
+	Events []Event
+	// Handlers are external handlers to run (split-brain, ...).
+	Handlers []Handler
+}
+
+func (o *Output) add(other Output) {
+	o.Sends = append(o.Sends, other.Sends...)
+	o.Completions = append(o.Completions, other.Completions...)
+	o.Applies = append(o.Applies, other.Applies...)
+	o.Disconnects = append(o.Disconnects, other.Disconnects...)
+	o.Resyncs = append(o.Resyncs, other.Resyncs...)
+	o.Events = append(o.Events, other.Events...)
+	o.Handlers = append(o.Handlers, other.Handlers...)
+}
+
+// Send is a message to queue for a peer.
+type Send struct {
+	Peer uint32
+	Msg  wire.Message
+}
+
+// Completion reports a write or flush as done.
+type Completion struct {
+	ID  uint64
+	Err error
+}
+
+// ApplyKind says what a secondary applies locally.
+type ApplyKind uint8
+
+// Apply kinds.
+const (
+	ApplyWrite    ApplyKind = iota + 1 // a replicated write
+	ApplyResync                        // resync data
+	ApplyFlush                         // make everything before durable
+	ApplySyncDone                      // flush, then adopt the source's generation
+)
+
+// Apply is a local operation for a received message.
+type Apply struct {
+	Peer   uint32
+	Link   uint64 // the connection it belongs to
+	Kind   ApplyKind
+	Seq    uint64
+	Offset int64
+	Data   []byte
+	FUA    bool
+	Epoch  uint64
+	UUID   uint64
+}
+
+// Disconnect asks the caller to close a peer's connection.
+type Disconnect struct {
+	Peer   uint32
+	Reason string
+	// StandAlone: do not reconnect until an operator says so.
+	StandAlone bool
+}
+
+// Event is a state change.
+type Event struct {
+	// Peer is set for peer events (PeerSet says so).
+	Peer    uint32
+	PeerSet bool
+	What    string // "role", "disk", "connection", "replication", "peer-role", "peer-disk"
+	Old     string
+	New     string
+	Reason  string
+}
+
+// Handler is an external handler to run.
+type Handler struct {
+	Name string // "split-brain"
+	Peer uint32
+	// Detail explains the situation for the handler's environment.
+	Detail string
+}
+
+// Engine is one volume's replication state machine. It is not safe for
+// concurrent use: callers hold one mutex around every call and perform the
+// Output in order before releasing it where order matters (sends).
+type Engine struct {
+	cfg   Config
+	store Store
+	role  Role
+	gen   Generation
+	peers map[uint32]*peer
+
+	nextID  uint64
+	writes  map[uint64]*write
+	flushes map[uint64]*flush
+	epoch   uint64
+	failed  error // local disk failed
+}
+
+// New returns an engine for a volume whose persistent state is in store.
+// The node starts as secondary; every peer starts unconnected.
+func New(cfg Config, store Store) (*Engine, error) {
+	switch cfg.Protocol {
+	case 'A', 'B', 'C':
+	default:
+		return nil, fmt.Errorf("protocol %q: want A, B or C", cfg.Protocol)
+	}
+	if err := cfg.Policies.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.NewUUID == nil {
+		return nil, fmt.Errorf("engine config: NewUUID is required")
+	}
+	e := &Engine{cfg: cfg, store: store, role: Secondary, peers: make(map[uint32]*peer),
+		writes: make(map[uint64]*write), flushes: make(map[uint64]*flush)}
+	e.gen = store.Generation()
+	for _, id := range cfg.Peers {
+		if id == cfg.NodeID {
+			return nil, fmt.Errorf("peer %d is this node", id)
+		}
+		slot, err := store.SlotFor(id)
+		if err != nil {
+			return nil, err
+		}
+		e.peers[id] = &peer{id: id, slot: slot, conn: Connecting, proto: cfg.Protocol}
+	}
+	// This node starts secondary: a crash while primary was already noted
+	// by the volume (CrashedPrimary); the persisted Primary flag goes.
+	if e.gen.Primary {
+		e.gen.Primary = false
+		if err := e.persist(); err != nil {
+			return nil, err
+		}
+	}
+	return e, nil
+}
+
+// Role is this node's role.
+func (e *Engine) Role() Role { return e.role }
+
+// Disk is this node's disk state.
+func (e *Engine) Disk() DiskState {
+	switch {
+	case e.failed != nil:
+		return Failed
+	case !e.gen.Consistent:
+		return Inconsistent
+	case e.gen.UpToDate:
+		return UpToDate
+	default:
+		return Outdated
+	}
+}
+
+func (e *Engine) persist() error { return e.store.SetGeneration(e.gen) }
+
+// peer returns a configured peer.
+func (e *Engine) peer(id uint32) (*peer, error) {
+	p, ok := e.peers[id]
+	if !ok {
+		return nil, fmt.Errorf("%w: node %d", ErrUnknownPeer, id)
+	}
+	return p, nil
+}
+
+// newGeneration starts a new data generation: for every peer that does not
+// get our writes and has no bitmap generation yet, the current generation
+// becomes its bitmap UUID. Called before a primary changes data such a peer
+// will not see.
+func (e *Engine) newGeneration() {
+	old := e.gen.Current
+	for _, p := range e.peers {
+		if p.replicating() {
+			continue
+		}
+		s := &e.gen.Slots[p.slot]
+		if s.Bitmap == 0 {
+			s.Bitmap = old
+		}
+	}
+	e.pushHistory(old)
+	e.gen.Current = e.freshUUID()
+}
+
+func (e *Engine) freshUUID() uint64 {
+	for {
+		u := e.cfg.NewUUID() &^ 1
+		if u > 16 {
+			return u
+		}
+	}
+}
+
+func (e *Engine) pushHistory(u uint64) {
+	if u == 0 || u == uuid.JustCreated || slices.Contains(e.gen.History, u) {
+		return
+	}
+	e.gen.History = append([]uint64{u}, e.gen.History...)
+	if len(e.gen.History) > 32 {
+		e.gen.History = e.gen.History[:32]
+	}
+}
+
+// Status is a snapshot for status output.
+type Status struct {
+	Role    Role
+	Disk    DiskState
+	Current uint64
+	Peers   []PeerStatus
+}
+
+// PeerStatus is one peer's view.
+type PeerStatus struct {
+	Node           uint32
+	Conn           ConnState
+	Repl           ReplState
+	Role           Role
+	Disk           DiskState
+	OutOfSyncBytes int64
+	// ResyncTotal and ResyncDone are bytes of the running resync.
+	ResyncTotal, ResyncDone int64
+	// LastError is why the peer last disconnected or was refused.
+	LastError string
+}
+
+// Status reports the engine's state.
+func (e *Engine) Status() Status {
+	st := Status{Role: e.role, Disk: e.Disk(), Current: e.gen.Current}
+	for _, id := range e.cfg.Peers {
+		p := e.peers[id]
+		ps := PeerStatus{Node: id, Conn: p.conn, Repl: p.repl, Role: p.role, Disk: p.disk,
+			OutOfSyncBytes: e.store.OutOfSyncBytes(p.slot), LastError: p.lastErr}
+		if p.repl == SyncSource || p.repl == SyncTarget {
+			ps.ResyncTotal = p.rs.total
+			ps.ResyncDone = max(0, p.rs.total-ps.OutOfSyncBytes)
+		}
+		if p.conn != Connected {
+			ps.Role, ps.Disk = RoleUnknown, DUnknown
+		}
+		st.Peers = append(st.Peers, ps)
+	}
+	return st
+}
+
+func (e *Engine) event(o *Output, what, old, new, reason string) {
+	if old != new {
+		o.Events = append(o.Events, Event{What: what, Old: old, New: new, Reason: reason})
+	}
+}
+
+func (e *Engine) peerEvent(o *Output, p *peer, what, old, new, reason string) {
+	if old != new {
+		o.Events = append(o.Events, Event{Peer: p.id, PeerSet: true, What: what, Old: old, New: new, Reason: reason})
+	}
+}

@@ -1,0 +1,385 @@
+package engine
+
+import (
+	"fmt"
+
+	"github.com/replicad/replicad/replication/uuid"
+	"github.com/replicad/replicad/replication/wire"
+)
+
+type peer struct {
+	id    uint32
+	slot  int
+	proto byte
+
+	conn ConnState
+	repl ReplState
+	role Role
+	disk DiskState
+
+	standAlone    bool // do not reconnect (admin, split brain)
+	discardMyData bool // one-shot: resolve a split brain by discarding our data
+	lastErr       string
+
+	helloSent bool
+	hello     *wire.Hello // theirs
+	decision  uuid.Decision
+	bmSent    bool
+	bmRecv    bool
+
+	// Sending side of replicated writes.
+	seq      uint64 // last sequence number assigned
+	sent     uint64 // highest sequence written to the socket
+	recvAck  uint64
+	writeAck uint64
+	tl       []tlEntry // writes the peer has not acknowledged as written
+
+	// Receiving side.
+	rxSeq uint64
+
+	// link counts connections, so results of work started on an earlier
+	// connection (Applied, resync reads) are recognised and dropped.
+	link uint64
+
+	rs resync
+}
+
+// tlEntry is a write in the transfer log.
+type tlEntry struct {
+	seq    uint64
+	off, n int64
+	w      *write // nil once the write completed
+}
+
+// replicating: application writes go to the peer (instead of its bitmap).
+func (p *peer) replicating() bool {
+	return p.conn == Connected && p.decision != 0 && p.repl != ReplOff
+}
+
+// Connected reports that an authenticated connection to peer is up: both
+// sides send Hello.
+func (e *Engine) Connected(peerID uint32) (Output, error) {
+	var o Output
+	p, err := e.peer(peerID)
+	if err != nil {
+		return o, err
+	}
+	e.resetLink(p)
+	old := p.conn
+	p.conn = Connected
+	p.lastErr = ""
+	e.peerEvent(&o, p, "connection", old.String(), p.conn.String(), "")
+	o.Sends = append(o.Sends, Send{peerID, e.hello(p)})
+	p.helloSent = true
+	return o, nil
+}
+
+func (e *Engine) hello(p *peer) *wire.Hello {
+	s := e.gen.Slots[p.slot]
+	h := &wire.Hello{
+		Version: wire.Version, Volume: e.cfg.Volume, NodeID: e.cfg.NodeID,
+		DataSize: e.store.Size(), Granularity: uint32(e.store.Granularity()), Protocol: p.proto,
+		Role: uint8(e.role), Disk: uint8(e.Disk()),
+		Current: e.gen.Current, Bitmap: s.Bitmap, History: append([]uint64(nil), e.gen.History...),
+		ChangedBits: e.store.OutOfSyncBytes(p.slot) / e.store.Granularity(),
+	}
+	if e.gen.CrashedPrimary {
+		h.Flags |= wire.HelloCrashedPrimary
+	}
+	if s.PrimaryBeforeSplit {
+		h.Flags |= wire.HelloPrimaryBeforeSplit
+	}
+	if e.cfg.AllowTwoPrimaries {
+		h.Flags |= wire.HelloAllowTwoPrimaries
+	}
+	if p.discardMyData {
+		h.Flags |= wire.HelloDiscardMyData
+	}
+	return h
+}
+
+func (e *Engine) resetLink(p *peer) {
+	p.link++
+	p.repl, p.role, p.disk = ReplOff, RoleUnknown, DUnknown
+	p.helloSent, p.hello, p.decision, p.bmSent, p.bmRecv = false, nil, 0, false, false
+	p.seq, p.sent, p.recvAck, p.writeAck, p.rxSeq = 0, 0, 0, 0, 0
+	p.tl = nil
+	p.rs = resync{}
+}
+
+// Disconnected reports that the peer's connection is gone (or failed to
+// come up). Writes it had not written are marked out of sync; writes and
+// flushes waiting for it complete without it; a primary starts a new data
+// generation for it.
+func (e *Engine) Disconnected(peerID uint32, reason string) Output {
+	var o Output
+	p, err := e.peer(peerID)
+	if err != nil {
+		return o
+	}
+	wasConnected := p.conn == Connected
+	wasReplicating := p.replicating()
+	for _, t := range p.tl {
+		e.store.MarkOutOfSync(p.slot, t.off, t.n)
+		if t.w != nil {
+			e.satisfy(&o, t.w, p.id)
+		}
+	}
+	for _, f := range e.flushes {
+		if f.waiting&bit(p.id) != 0 {
+			f.waiting &^= bit(p.id)
+			e.maybeCompleteFlush(&o, f)
+		}
+	}
+	oldRepl, oldRole, oldDisk := p.repl, p.role, p.disk
+	e.resetLink(p)
+	oldConn := p.conn
+	if p.standAlone {
+		p.conn = StandAlone
+	} else {
+		p.conn = Connecting
+	}
+	if reason != "" && wasConnected {
+		p.lastErr = reason
+	}
+	e.peerEvent(&o, p, "connection", oldConn.String(), p.conn.String(), reason)
+	e.peerEvent(&o, p, "replication", oldRepl.String(), p.repl.String(), "")
+	e.peerEvent(&o, p, "peer-role", oldRole.String(), p.role.String(), "")
+	e.peerEvent(&o, p, "peer-disk", oldDisk.String(), p.disk.String(), "")
+	if wasReplicating && e.role == Primary {
+		s := &e.gen.Slots[p.slot]
+		s.PrimaryBeforeSplit = true
+		if s.Bitmap == 0 {
+			e.newGeneration()
+		}
+		if err := e.persist(); err != nil {
+			e.diskFailed(&o, err)
+		}
+	}
+	return o
+}
+
+// Configure sets a peer's administrative connection state: standAlone
+// stops (re)connecting; discardMyData resolves the next split brain by
+// discarding this node's changes (repctl connect --discard-my-data).
+func (e *Engine) Configure(peerID uint32, standAlone, discardMyData bool) (Output, error) {
+	var o Output
+	p, err := e.peer(peerID)
+	if err != nil {
+		return o, err
+	}
+	p.standAlone, p.discardMyData = standAlone, discardMyData
+	if standAlone && p.conn == Connected {
+		o.Disconnects = append(o.Disconnects, Disconnect{Peer: p.id, Reason: "disconnected by the operator", StandAlone: true})
+	}
+	if !standAlone && p.conn == StandAlone {
+		old := p.conn
+		p.conn = Connecting
+		p.lastErr = ""
+		e.peerEvent(&o, p, "connection", old.String(), p.conn.String(), "connect requested")
+	}
+	return o, nil
+}
+
+// WantsConnection reports whether the caller should keep trying to
+// connect to the peer.
+func (e *Engine) WantsConnection(peerID uint32) bool {
+	p, ok := e.peers[peerID]
+	return ok && p.conn == Connecting
+}
+
+// refuse ends a handshake for good: the peer stays StandAlone until an
+// operator connects it again.
+func (e *Engine) refuse(o *Output, p *peer, reason string) {
+	p.standAlone = true
+	p.lastErr = reason
+	o.Sends = append(o.Sends, Send{p.id, &wire.Goodbye{Reason: reason}})
+	o.Disconnects = append(o.Disconnects, Disconnect{Peer: p.id, Reason: reason, StandAlone: true})
+}
+
+// onHello decides what to do when the peer's Hello arrives.
+func (e *Engine) onHello(o *Output, p *peer, h *wire.Hello) error {
+	if p.hello != nil {
+		return fmt.Errorf("%w: second hello", ErrProtocol)
+	}
+	p.hello = h
+	p.role, p.disk = Role(h.Role), DiskState(h.Disk)
+	switch {
+	case h.Version != wire.Version:
+		e.refuse(o, p, fmt.Sprintf("peer speaks protocol version %d, this node %d", h.Version, wire.Version))
+		return nil
+	case h.Volume != e.cfg.Volume:
+		e.refuse(o, p, fmt.Sprintf("peer offers volume %q, expected %q", h.Volume, e.cfg.Volume))
+		return nil
+	case h.NodeID != p.id:
+		e.refuse(o, p, fmt.Sprintf("peer says it is node %d, expected %d", h.NodeID, p.id))
+		return nil
+	case h.DataSize != e.store.Size():
+		e.refuse(o, p, fmt.Sprintf("size mismatch: peer's volume is %d bytes, this node's %d bytes", h.DataSize, e.store.Size()))
+		return nil
+	case int64(h.Granularity) != e.store.Granularity():
+		e.refuse(o, p, fmt.Sprintf("bitmap granularity mismatch: peer %d, this node %d", h.Granularity, e.store.Granularity()))
+		return nil
+	case h.Protocol != p.proto:
+		e.refuse(o, p, fmt.Sprintf("protocol mismatch: peer uses %c, this node %c", h.Protocol, p.proto))
+		return nil
+	case Role(h.Role) == Primary && e.role == Primary && !(e.cfg.AllowTwoPrimaries && h.Flags&wire.HelloAllowTwoPrimaries != 0):
+		e.refuse(o, p, "both nodes are primary and allow-two-primaries is off")
+		return nil
+	}
+	me := uuid.Side{
+		NodeID: e.cfg.NodeID, Current: e.gen.Current, Bitmap: e.gen.Slots[p.slot].Bitmap, History: e.gen.History,
+		CrashedPrimary: e.gen.CrashedPrimary, Primary: e.role == Primary,
+		ChangedBits: e.store.OutOfSyncBytes(p.slot) / e.store.Granularity(),
+	}
+	them := uuid.Side{
+		NodeID: h.NodeID, Current: h.Current, Bitmap: h.Bitmap, History: h.History,
+		CrashedPrimary: h.Flags&wire.HelloCrashedPrimary != 0, Primary: Role(h.Role) == Primary, ChangedBits: h.ChangedBits,
+	}
+	r := uuid.Compare(me, them, uuid.Protocol(p.proto))
+	d := r.Decision
+	why := fmt.Sprintf("rule %d: %s", r.Rule, r.Reason)
+	mine, theirs := p.discardMyData, h.Flags&wire.HelloDiscardMyData != 0
+	if d == uuid.SplitBrainAuto || d == uuid.SplitBrainDisconnect {
+		full := d == uuid.SplitBrainDisconnect
+		switch {
+		case mine && theirs:
+			e.refuse(o, p, "split brain and both sides asked to discard their data")
+			return nil
+		case mine:
+			d, why = pick(full, uuid.TargetFull, uuid.TargetBitmap), "split brain: this node discards its data (operator)"
+		case theirs:
+			d, why = pick(full, uuid.SourceFull, uuid.SourceBitmap), "split brain: the peer discards its data (operator)"
+		case !full:
+			v, reason := uuid.Resolve(
+				uuid.SBSide{NodeID: e.cfg.NodeID, Primary: e.role == Primary, PrimaryBeforeSplit: e.gen.Slots[p.slot].PrimaryBeforeSplit, Changes: me.ChangedBits},
+				uuid.SBSide{NodeID: h.NodeID, Primary: Role(h.Role) == Primary, PrimaryBeforeSplit: h.Flags&wire.HelloPrimaryBeforeSplit != 0, Changes: h.ChangedBits},
+				e.cfg.Policies)
+			switch v {
+			case uuid.DiscardMine:
+				d, why = uuid.TargetBitmap, "split brain resolved: "+reason
+			case uuid.DiscardPeer:
+				d, why = uuid.SourceBitmap, "split brain resolved: "+reason
+			}
+		}
+	}
+	switch d {
+	case uuid.SplitBrainAuto, uuid.SplitBrainDisconnect:
+		detail := fmt.Sprintf("split brain with node %d: this node changed %d blocks, the peer %d; %s", p.id, me.ChangedBits, them.ChangedBits, why)
+		if d == uuid.SplitBrainDisconnect {
+			detail += "; only a full sync can resolve it"
+		}
+		e.refuse(o, p, detail+"; resolve with `repctl connect --discard-my-data VOLUME` on the node whose changes should be lost")
+		o.Handlers = append(o.Handlers, Handler{Name: "split-brain", Peer: p.id, Detail: detail})
+		return nil
+	case uuid.Unrelated:
+		e.refuse(o, p, "unrelated data: the nodes share no generation ("+why+")")
+		return nil
+	}
+	if d.IsTarget() && e.role == Primary {
+		e.refuse(o, p, "this node is primary but would have to become the sync target ("+why+")")
+		return nil
+	}
+	p.discardMyData = false
+	p.decision = d
+	return e.startDecision(o, p, d, why)
+}
+
+func pick(full bool, a, b uuid.Decision) uuid.Decision {
+	if full {
+		return a
+	}
+	return b
+}
+
+// startDecision moves a connected peer into replication: no sync, or a
+// bitmap exchange and then a resync, or a full sync.
+func (e *Engine) startDecision(o *Output, p *peer, d uuid.Decision, why string) error {
+	oldRepl := p.repl
+	switch d {
+	case uuid.NoSync:
+		p.repl = Established
+		e.peerEvent(o, p, "replication", oldRepl.String(), p.repl.String(), why)
+		return e.inSync(o, p)
+	case uuid.SourceFull, uuid.TargetFull:
+		e.store.MarkAllOutOfSync(p.slot)
+		p.bmSent, p.bmRecv = true, true
+		if d == uuid.TargetFull {
+			if err := e.becomeInconsistent(o); err != nil {
+				return err
+			}
+		}
+		return e.startSync(o, p, why)
+	default: // bitmap-based: exchange bitmaps first
+		p.repl = WFBitmap
+		e.peerEvent(o, p, "replication", oldRepl.String(), p.repl.String(), why)
+		if d.IsTarget() {
+			if err := e.becomeInconsistent(o); err != nil {
+				return err
+			}
+		}
+		e.sendBitmap(o, p)
+		return nil
+	}
+}
+
+// bitmapChunkWords bounds a Bitmap message (before compression).
+const bitmapChunkWords = 64 << 10
+
+func (e *Engine) sendBitmap(o *Output, p *peer) {
+	n := e.store.BitmapLen()
+	for start := 0; ; start += bitmapChunkWords {
+		words := e.store.BitmapWords(p.slot, start, bitmapChunkWords)
+		last := start+len(words) >= n
+		o.Sends = append(o.Sends, Send{p.id, &wire.Bitmap{StartWord: uint64(start), Last: last, Words: words}})
+		if last {
+			break
+		}
+	}
+	p.bmSent = true
+}
+
+func (e *Engine) onBitmap(o *Output, p *peer, b *wire.Bitmap) error {
+	if p.repl != WFBitmap || p.bmRecv {
+		return fmt.Errorf("%w: bitmap while %v", ErrProtocol, p.repl)
+	}
+	if b.StartWord > uint64(e.store.BitmapLen()) || uint64(len(b.Words)) > uint64(e.store.BitmapLen())-b.StartWord {
+		return fmt.Errorf("%w: bitmap words [%d, +%d) beyond %d", ErrProtocol, b.StartWord, len(b.Words), e.store.BitmapLen())
+	}
+	e.store.MergeBitmap(p.slot, int(b.StartWord), b.Words)
+	if b.Last {
+		p.bmRecv = true
+		return e.startSync(o, p, "bitmaps exchanged")
+	}
+	return nil
+}
+
+func (e *Engine) becomeInconsistent(o *Output) error {
+	if !e.gen.Consistent {
+		return nil
+	}
+	old := e.Disk()
+	e.gen.Consistent = false
+	if err := e.persist(); err != nil {
+		e.diskFailed(o, err)
+		return nil
+	}
+	e.event(o, "disk", old.String(), e.Disk().String(), "becoming a sync target")
+	return nil
+}
+
+// inSync records that the peer has our data: its bitmap generation ends.
+func (e *Engine) inSync(o *Output, p *peer) error {
+	s := &e.gen.Slots[p.slot]
+	s.PrimaryBeforeSplit = false
+	if s.Bitmap != 0 || s.Outdated {
+		e.pushHistory(s.Bitmap)
+		s.Bitmap, s.Outdated = 0, false
+		if err := e.persist(); err != nil {
+			e.diskFailed(o, err)
+		}
+	}
+	return nil
+}
+
+func bit(id uint32) uint32 { return 1 << id }

@@ -1,0 +1,131 @@
+package engine
+
+import (
+	"fmt"
+
+	"github.com/replicad/replicad/replication/wire"
+)
+
+// Receive handles a message from a connected peer. An error means the
+// peer broke the protocol: the caller closes the connection (and reports
+// Disconnected).
+func (e *Engine) Receive(peerID uint32, m wire.Message) (Output, error) {
+	var o Output
+	p, err := e.peer(peerID)
+	if err != nil {
+		return o, err
+	}
+	if p.conn != Connected {
+		return o, fmt.Errorf("%w: %v from a peer that is %v", ErrProtocol, m.Type(), p.conn)
+	}
+	if _, isHello := m.(*wire.Hello); !isHello && p.hello == nil {
+		if g, ok := m.(*wire.Goodbye); ok {
+			p.lastErr = "peer refused: " + g.Reason
+			return o, nil
+		}
+		return o, fmt.Errorf("%w: %v before hello", ErrProtocol, m.Type())
+	}
+	switch m := m.(type) {
+	case *wire.Hello:
+		err = e.onHello(&o, p, m)
+	case *wire.State:
+		e.onState(&o, p, m)
+	case *wire.Write:
+		err = e.onWrite(&o, p, m)
+	case *wire.RecvAck:
+		err = e.onRecvAck(&o, p, m)
+	case *wire.WriteAck:
+		err = e.onWriteAck(&o, p, m)
+	case *wire.Flush:
+		if p.decision == 0 {
+			return o, fmt.Errorf("%w: flush before the handshake ended", ErrProtocol)
+		}
+		o.Applies = append(o.Applies, Apply{Peer: p.id, Link: p.link, Kind: ApplyFlush, Epoch: m.Epoch})
+	case *wire.FlushAck:
+		err = e.onFlushAck(&o, p, m)
+	case *wire.Bitmap:
+		err = e.onBitmap(&o, p, m)
+	case *wire.ResyncData:
+		err = e.onResyncData(&o, p, m)
+	case *wire.ResyncAck:
+		err = e.onResyncAck(&o, p, m)
+	case *wire.SyncDone:
+		err = e.onSyncDone(&o, p, m)
+	case *wire.Goodbye:
+		p.lastErr = "peer refused: " + m.Reason
+	default:
+		err = fmt.Errorf("%w: unexpected %v", ErrProtocol, m.Type())
+	}
+	return o, err
+}
+
+func (e *Engine) onWrite(o *Output, p *peer, w *wire.Write) error {
+	switch {
+	case p.decision == 0 || p.repl == ReplOff:
+		return fmt.Errorf("%w: write before the handshake ended", ErrProtocol)
+	case e.role == Primary && !e.cfg.AllowTwoPrimaries:
+		return fmt.Errorf("%w: write from a peer while this node is primary", ErrProtocol)
+	case w.Seq != p.rxSeq+1:
+		return fmt.Errorf("%w: write sequence %d after %d", ErrProtocol, w.Seq, p.rxSeq)
+	case len(w.Data) == 0 || w.Offset+uint64(len(w.Data)) > uint64(e.store.Size()) || w.Offset+uint64(len(w.Data)) < w.Offset:
+		return fmt.Errorf("%w: write [%d, +%d) outside the volume", ErrProtocol, w.Offset, len(w.Data))
+	}
+	p.rxSeq = w.Seq
+	if p.proto == 'B' {
+		o.Sends = append(o.Sends, Send{p.id, &wire.RecvAck{Seq: w.Seq}})
+	}
+	o.Applies = append(o.Applies, Apply{Peer: p.id, Link: p.link, Kind: ApplyWrite, Seq: w.Seq, Offset: int64(w.Offset), Data: w.Data, FUA: w.FUA})
+	return nil
+}
+
+func (e *Engine) onState(o *Output, p *peer, s *wire.State) {
+	oldRole, oldDisk := p.role, p.disk
+	p.role, p.disk = Role(s.Role), DiskState(s.Disk)
+	e.peerEvent(o, p, "peer-role", oldRole.String(), p.role.String(), "")
+	e.peerEvent(o, p, "peer-disk", oldDisk.String(), p.disk.String(), "")
+	if p.role == Primary && e.role == Primary && !e.cfg.AllowTwoPrimaries {
+		e.refuse(o, p, "both nodes are primary and allow-two-primaries is off")
+	}
+	// A peer we are in sync with started a new generation while we stay
+	// connected to it (it lost another peer): follow it, since we receive
+	// all its writes.
+	if p.repl == Established && p.role == Primary && s.Current != e.gen.Current && e.Disk() == UpToDate {
+		e.pushHistory(e.gen.Current)
+		e.gen.Current = s.Current
+		if err := e.persist(); err != nil {
+			e.diskFailed(o, err)
+		}
+	}
+}
+
+// Applied reports a local Apply's result on a secondary.
+func (e *Engine) Applied(a Apply, err error) Output {
+	var o Output
+	p, ok := e.peers[a.Peer]
+	if !ok || p.link != a.Link || p.conn != Connected {
+		return o
+	}
+	msg := ""
+	if err != nil {
+		msg = err.Error()
+		e.diskFailed(&o, err)
+	}
+	switch a.Kind {
+	case ApplyWrite:
+		o.Sends = append(o.Sends, Send{p.id, &wire.WriteAck{Seq: a.Seq, Err: msg}})
+	case ApplyFlush:
+		o.Sends = append(o.Sends, Send{p.id, &wire.FlushAck{Epoch: a.Epoch, Err: msg}})
+	case ApplyResync:
+		if err == nil {
+			e.store.ClearInSync(p.slot, a.Offset, int64(len(a.Data)))
+		}
+		o.Sends = append(o.Sends, Send{p.id, &wire.ResyncAck{Offset: uint64(a.Offset), Length: uint32(len(a.Data)), Err: msg}})
+	case ApplySyncDone:
+		if err != nil {
+			o.Disconnects = append(o.Disconnects, Disconnect{Peer: p.id, Reason: "flushing resynced data failed: " + msg})
+			return o
+		}
+		e.adoptGeneration(&o, p, a.UUID)
+	}
+	return o
+}

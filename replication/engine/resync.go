@@ -1,0 +1,171 @@
+package engine
+
+import (
+	"fmt"
+
+	"github.com/replicad/replicad/replication/wire"
+)
+
+// resync is a running resync's progress on the source or the target.
+type resync struct {
+	total    int64 // out-of-sync bytes when it started
+	cursor   int64 // source: next byte offset to look at
+	inflight int64 // source: bytes sent and not acknowledged
+	passes   int
+}
+
+func (e *Engine) startSync(o *Output, p *peer, why string) error {
+	old := p.repl
+	p.rs = resync{total: e.store.OutOfSyncBytes(p.slot)}
+	if p.decision.IsSource() {
+		p.repl = SyncSource
+		e.peerEvent(o, p, "replication", old.String(), p.repl.String(), why)
+		if p.rs.total == 0 {
+			return e.finishSync(o, p)
+		}
+		o.Resyncs = append(o.Resyncs, p.id)
+		return nil
+	}
+	p.repl = SyncTarget
+	e.peerEvent(o, p, "replication", old.String(), p.repl.String(), why)
+	return nil
+}
+
+// NextResync returns the next range the sync source should send to peer:
+// the first out-of-sync block at or after the cursor, extended over
+// following out-of-sync blocks up to maxBytes. ok is false when nothing is
+// left to send on this pass (the sender waits for acknowledgements). link
+// identifies the connection; pass it to ResyncRead.
+func (e *Engine) NextResync(peerID uint32, maxBytes int64) (off, n int64, link uint64, ok bool) {
+	p, exists := e.peers[peerID]
+	if !exists || p.repl != SyncSource {
+		return 0, 0, 0, false
+	}
+	g := e.store.Granularity()
+	off, found := e.store.NextOutOfSync(p.slot, p.rs.cursor)
+	if !found {
+		p.rs.cursor = e.store.Size()
+		return 0, 0, 0, false
+	}
+	n = g
+	for n < maxBytes && off+n < e.store.Size() {
+		next, ok := e.store.NextOutOfSync(p.slot, off+n)
+		if !ok || next != off+n {
+			break
+		}
+		n += g
+	}
+	n = min(n, e.store.Size()-off)
+	p.rs.cursor = off + n
+	p.rs.inflight += n
+	return off, n, p.link, true
+}
+
+// ResyncRead queues the data read for a range NextResync handed out. The
+// caller must hold the range against application writes from before the
+// read until this call, so the peer receives the two in the order the
+// local disk saw them.
+func (e *Engine) ResyncRead(peerID uint32, link uint64, off int64, data []byte, err error) Output {
+	var o Output
+	p, exists := e.peers[peerID]
+	if !exists || p.link != link || p.repl != SyncSource {
+		return o
+	}
+	if err != nil {
+		p.rs.inflight -= int64(len(data))
+		o.Disconnects = append(o.Disconnects, Disconnect{Peer: p.id, Reason: "reading resync data failed: " + err.Error()})
+		return o
+	}
+	o.Sends = append(o.Sends, Send{p.id, &wire.ResyncData{Offset: uint64(off), CRC: wire.Checksum(data), Data: data}})
+	return o
+}
+
+func (e *Engine) onResyncAck(o *Output, p *peer, a *wire.ResyncAck) error {
+	if p.repl != SyncSource {
+		return fmt.Errorf("%w: resync-ack while %v", ErrProtocol, p.repl)
+	}
+	if int64(a.Length) > p.rs.inflight || a.Offset+uint64(a.Length) > uint64(e.store.Size()) {
+		return fmt.Errorf("%w: resync-ack for [%d, +%d) not in flight", ErrProtocol, a.Offset, a.Length)
+	}
+	p.rs.inflight -= int64(a.Length)
+	if a.Err != "" {
+		o.Disconnects = append(o.Disconnects, Disconnect{Peer: p.id, Reason: "peer failed to write resync data: " + a.Err})
+		return nil
+	}
+	e.store.ClearInSync(p.slot, int64(a.Offset), int64(a.Length))
+	return e.checkSyncEnd(o, p)
+}
+
+// checkSyncEnd finishes the resync when a pass is done and nothing is in
+// flight, or starts another pass if bits remain.
+func (e *Engine) checkSyncEnd(o *Output, p *peer) error {
+	if p.rs.cursor < e.store.Size() || p.rs.inflight > 0 {
+		return nil
+	}
+	if e.store.OutOfSyncBytes(p.slot) == 0 {
+		return e.finishSync(o, p)
+	}
+	p.rs.cursor = 0
+	p.rs.passes++
+	o.Resyncs = append(o.Resyncs, p.id)
+	return nil
+}
+
+// ResyncIdle lets the sender report that NextResync found nothing on this
+// pass; the resync ends if nothing is in flight.
+func (e *Engine) ResyncIdle(peerID uint32) Output {
+	var o Output
+	if p, ok := e.peers[peerID]; ok && p.repl == SyncSource {
+		if err := e.checkSyncEnd(&o, p); err != nil {
+			e.diskFailed(&o, err)
+		}
+	}
+	return o
+}
+
+func (e *Engine) finishSync(o *Output, p *peer) error {
+	o.Sends = append(o.Sends, Send{p.id, &wire.SyncDone{Current: e.gen.Current}})
+	old := p.repl
+	p.repl = Established
+	e.peerEvent(o, p, "replication", old.String(), p.repl.String(), "resync finished")
+	e.gen.CrashedPrimary = false
+	return e.inSync(o, p)
+}
+
+func (e *Engine) onResyncData(o *Output, p *peer, d *wire.ResyncData) error {
+	if p.repl != SyncTarget {
+		return fmt.Errorf("%w: resync data while %v", ErrProtocol, p.repl)
+	}
+	if d.Offset+uint64(len(d.Data)) > uint64(e.store.Size()) || len(d.Data) == 0 {
+		return fmt.Errorf("%w: resync data [%d, +%d) outside the volume", ErrProtocol, d.Offset, len(d.Data))
+	}
+	o.Applies = append(o.Applies, Apply{Peer: p.id, Link: p.link, Kind: ApplyResync, Offset: int64(d.Offset), Data: d.Data})
+	return nil
+}
+
+func (e *Engine) onSyncDone(o *Output, p *peer, d *wire.SyncDone) error {
+	if p.repl != SyncTarget {
+		return fmt.Errorf("%w: sync-done while %v", ErrProtocol, p.repl)
+	}
+	o.Applies = append(o.Applies, Apply{Peer: p.id, Link: p.link, Kind: ApplySyncDone, UUID: d.Current})
+	return nil
+}
+
+// adoptGeneration ends a resync on the target, after its data is durable.
+func (e *Engine) adoptGeneration(o *Output, p *peer, current uint64) {
+	oldDisk := e.Disk()
+	e.pushHistory(e.gen.Current)
+	e.gen.Current = current
+	e.gen.Consistent, e.gen.UpToDate, e.gen.CrashedPrimary = true, true, false
+	s := &e.gen.Slots[p.slot]
+	s.Bitmap, s.PrimaryBeforeSplit = 0, false
+	if err := e.persist(); err != nil {
+		e.diskFailed(o, err)
+		return
+	}
+	old := p.repl
+	p.repl = Established
+	e.peerEvent(o, p, "replication", old.String(), p.repl.String(), "resync finished")
+	e.event(o, "disk", oldDisk.String(), e.Disk().String(), "resync finished")
+	o.Sends = append(o.Sends, Send{p.id, &wire.State{Role: uint8(e.role), Disk: uint8(e.Disk()), Current: e.gen.Current}})
+}

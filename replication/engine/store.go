@@ -1,0 +1,63 @@
+package engine
+
+// Generation is the persistent generation state of the volume.
+type Generation struct {
+	Current uint64
+	// History holds older generations, newest first (at most 32).
+	History []uint64
+	// Slots are the peer slots (index = slot number).
+	Slots []Slot
+	// Consistent: the data is not mid-resync as a target.
+	Consistent bool
+	// UpToDate: the data was the latest when last known (DRBD's
+	// was-up-to-date).
+	UpToDate bool
+	// Primary: this node is primary (persisted so a crash is recognised).
+	Primary bool
+	// CrashedPrimary: the last run ended in a crash while primary.
+	CrashedPrimary bool
+}
+
+// Slot is one peer slot's generation bookkeeping.
+type Slot struct {
+	// Node is the peer using the slot, -1 if free.
+	Node int32
+	// Bitmap is the generation at which the slot began recording changes
+	// the peer does not have (0: not recording).
+	Bitmap uint64
+	// Outdated: the peer's data is known to be outdated.
+	Outdated bool
+	// PrimaryBeforeSplit: this node was primary when it lost the peer.
+	PrimaryBeforeSplit bool
+}
+
+// Store is the volume's persistent state. Bit operations work on the
+// in-memory bitmaps (the volume persists them under its activity-log
+// rules); SetGeneration writes the superblock and syncs.
+type Store interface {
+	Generation() Generation
+	SetGeneration(Generation) error
+	// SlotFor returns the peer slot of node, assigning a free one.
+	SlotFor(node uint32) (int, error)
+	// MarkOutOfSync sets the bits covering [off, off+n).
+	MarkOutOfSync(slot int, off, n int64)
+	// MarkAllOutOfSync sets every bit (full sync).
+	MarkAllOutOfSync(slot int)
+	// ClearInSync clears the bits of blocks wholly inside [off, off+n).
+	ClearInSync(slot int, off, n int64)
+	// NextOutOfSync returns the offset of the first out-of-sync block at or
+	// after off.
+	NextOutOfSync(slot int, off int64) (int64, bool)
+	// OutOfSyncBytes is the number of out-of-sync bytes.
+	OutOfSyncBytes(slot int) int64
+	// BitmapWords copies n words of the slot's bitmap from word start
+	// (fewer at the end); MergeBitmap ORs words in.
+	BitmapWords(slot int, start, n int) []uint64
+	MergeBitmap(slot int, start int, words []uint64)
+	// BitmapLen is the number of 64-bit words in a slot's bitmap.
+	BitmapLen() int
+	// Granularity is the number of bytes one bit covers.
+	Granularity() int64
+	// Size is the data size in bytes.
+	Size() int64
+}

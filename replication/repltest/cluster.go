@@ -1,0 +1,320 @@
+package repltest
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"sort"
+
+	"github.com/replicad/replicad/replication"
+	"github.com/replicad/replicad/replication/disk"
+	"github.com/replicad/replicad/replication/engine"
+	"github.com/replicad/replicad/replication/meta"
+	"github.com/replicad/replicad/replication/uuid"
+	"github.com/replicad/replicad/replication/wire"
+)
+
+// Block is the unit simulated clients write. Each write fills a block and
+// stamps its first 8 bytes with the write's number, so a read tells which
+// write a block holds.
+const Block = 4096
+
+// Options configure a Cluster.
+type Options struct {
+	Nodes    int
+	Protocol byte
+	// Blocks is the volume size in blocks.
+	Blocks   int64
+	Policies uuid.Policies
+	// UnsafeResync lets resync reads run while an application write to the
+	// same range is between queueing and its local write: the race the
+	// range lock exists for. Used to show that Check catches it.
+	UnsafeResync bool
+}
+
+// Cluster is a simulated set of nodes replicating one volume.
+type Cluster struct {
+	opts  Options
+	r     *rand.Rand
+	Nodes []*Node
+	links map[[2]uint32]*link
+	log   []string
+	ctx   context.Context
+	step  int
+
+	nextWrite uint64
+	// history holds, per block, the client's writes in issue order.
+	history map[int64][]clientWrite
+	// candidates are the nodes a failover may promote: Established and
+	// UpToDate with the primary when it crashed, not crashed since.
+	candidates map[uint32]bool
+}
+
+type clientWrite struct {
+	id    uint64
+	acked bool
+}
+
+// Node is one simulated node.
+type Node struct {
+	ID      uint32
+	Up      bool
+	Disk    *disk.Crash
+	Vol     *replication.Volume
+	Eng     *engine.Engine
+	c       *Cluster
+	pending []localOp
+	applies map[uint32][]engine.Apply
+	waiters map[uint64]waiter
+	reads   []resyncRead // resync reads waiting for the range lock
+}
+
+type localOp struct {
+	id    uint64
+	flush bool
+	block int64
+	data  []byte
+	fua   bool
+}
+
+type waiter struct {
+	flush bool
+	block int64
+	index int
+}
+
+type resyncRead struct {
+	peer   uint32
+	link   uint64
+	off, n int64
+}
+
+type link struct {
+	up    bool
+	queue []wire.Message
+}
+
+var discard = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// New builds a cluster of fresh nodes. Node 0 is promoted with force (as an
+// operator initialises a new volume); the others are connected and synced.
+func New(r *rand.Rand, opts Options) (*Cluster, error) {
+	c := &Cluster{opts: opts, r: r, links: make(map[[2]uint32]*link), history: make(map[int64][]clientWrite),
+		ctx: context.Background(), candidates: map[uint32]bool{}}
+	geo := meta.DefaultGeometry()
+	geo.ALExtents = 67
+	geo.ALExtentSize = 1 << 20
+	geo.MaxPeers = max(1, opts.Nodes-1)
+	devSize, err := deviceFor(opts.Blocks*Block, geo)
+	if err != nil {
+		return nil, err
+	}
+	for i := 0; i < opts.Nodes; i++ {
+		n := &Node{ID: uint32(i), c: c, Disk: disk.NewCrash(devSize)}
+		if _, err := replication.CreateMetadata(replication.Devices{Data: n.Disk}, replication.CreateOptions{NodeID: n.ID, Geometry: geo}); err != nil {
+			return nil, err
+		}
+		c.Nodes = append(c.Nodes, n)
+		for j := 0; j < opts.Nodes; j++ {
+			if j != i {
+				c.links[[2]uint32{uint32(i), uint32(j)}] = &link{}
+			}
+		}
+	}
+	for _, n := range c.Nodes {
+		if err := n.start(); err != nil {
+			return nil, err
+		}
+	}
+	n0 := c.Nodes[0]
+	o, err := n0.Eng.Promote(true)
+	if err != nil {
+		return nil, err
+	}
+	n0.exec(o)
+	c.connectAll()
+	c.Drain()
+	return c, nil
+}
+
+// deviceFor finds the device size whose internal metadata leaves exactly
+// data bytes.
+func deviceFor(data int64, geo meta.Geometry) (int64, error) {
+	for dev := data + 64*meta.BlockSize; dev < data*2+(16<<20); dev += meta.BlockSize {
+		l, err := meta.InternalLayout(dev, geo)
+		if err == nil && l.DataSize == data {
+			return dev, nil
+		}
+		if err == nil && l.DataSize > data {
+			break
+		}
+	}
+	return 0, fmt.Errorf("no device size gives %d data bytes", data)
+}
+
+func (c *Cluster) logf(format string, args ...any) {
+	c.log = append(c.log, fmt.Sprintf("%6d ", c.step)+fmt.Sprintf(format, args...))
+}
+
+// Log returns the last n log lines, for a failure message.
+func (c *Cluster) Log(n int) string {
+	var b bytes.Buffer
+	for _, l := range c.log[max(0, len(c.log)-n):] {
+		b.WriteString(l)
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
+
+func (n *Node) start() error {
+	vol, rep, err := replication.Attach("r0", replication.Devices{Data: n.Disk}, replication.AttachOptions{Logger: discard})
+	if err != nil {
+		return fmt.Errorf("node %d attach: %w", n.ID, err)
+	}
+	var peers []uint32
+	for i := 0; i < n.c.opts.Nodes; i++ {
+		if uint32(i) != n.ID {
+			peers = append(peers, uint32(i))
+		}
+	}
+	eng, err := engine.New(engine.Config{
+		NodeID: n.ID, Volume: "r0", Peers: peers, Protocol: n.c.opts.Protocol,
+		Policies: n.c.opts.Policies, NewUUID: n.c.r.Uint64,
+	}, vol)
+	if err != nil {
+		return fmt.Errorf("node %d engine: %w", n.ID, err)
+	}
+	n.Vol, n.Eng, n.Up = vol, eng, true
+	n.pending, n.reads = nil, nil
+	n.applies = make(map[uint32][]engine.Apply)
+	n.waiters = make(map[uint64]waiter)
+	n.c.logf("node %d: up (crashed primary %v, al replayed %d)", n.ID, rep.CrashedPrimary, rep.ALReplayed)
+	return nil
+}
+
+// exec performs an engine Output.
+func (n *Node) exec(o engine.Output) {
+	c := n.c
+	for _, s := range o.Sends {
+		l := c.links[[2]uint32{n.ID, s.Peer}]
+		if !l.up {
+			continue
+		}
+		l.queue = append(l.queue, s.Msg)
+		if w, ok := s.Msg.(*wire.Write); ok {
+			// Written to the socket: what protocol A waits for.
+			n.exec(n.Eng.Sent(s.Peer, w.Seq))
+		}
+	}
+	for _, done := range o.Completions {
+		w, ok := n.waiters[done.ID]
+		if !ok {
+			continue
+		}
+		delete(n.waiters, done.ID)
+		switch {
+		case done.Err != nil:
+			c.logf("node %d: op %d failed: %v", n.ID, done.ID, done.Err)
+		case !w.flush:
+			c.history[w.block][w.index].acked = true
+			c.logf("node %d: write #%d to block %d acknowledged", n.ID, c.history[w.block][w.index].id, w.block)
+		}
+	}
+	for _, a := range o.Applies {
+		n.applies[a.Peer] = append(n.applies[a.Peer], a)
+	}
+	for _, d := range o.Disconnects {
+		c.logf("node %d: disconnects %d: %s", n.ID, d.Peer, d.Reason)
+		c.breakLink(n.ID, d.Peer)
+	}
+	for _, ev := range o.Events {
+		who := fmt.Sprintf("node %d", n.ID)
+		if ev.PeerSet {
+			who += fmt.Sprintf(" (peer %d)", ev.Peer)
+		}
+		c.logf("%s: %s %s -> %s %s", who, ev.What, ev.Old, ev.New, ev.Reason)
+	}
+}
+
+func (c *Cluster) primary() *Node {
+	for _, n := range c.Nodes {
+		if n.Up && n.Eng.Role() == engine.Primary {
+			return n
+		}
+	}
+	return nil
+}
+
+func (c *Cluster) breakLink(a, b uint32) {
+	la, lb := c.links[[2]uint32{a, b}], c.links[[2]uint32{b, a}]
+	if !la.up && !lb.up {
+		return
+	}
+	la.up, lb.up = false, false
+	la.queue, lb.queue = nil, nil
+	for _, pair := range [][2]uint32{{a, b}, {b, a}} {
+		n := c.Nodes[pair[0]]
+		if !n.Up {
+			continue
+		}
+		delete(n.applies, pair[1])
+		n.exec(n.Eng.Disconnected(pair[1], "link broken"))
+	}
+}
+
+// connectAll brings up every link whose ends are up and want it.
+func (c *Cluster) connectAll() {
+	for i := range c.Nodes {
+		for j := i + 1; j < len(c.Nodes); j++ {
+			c.connect(uint32(i), uint32(j))
+		}
+	}
+}
+
+func (c *Cluster) connect(a, b uint32) bool {
+	na, nb := c.Nodes[a], c.Nodes[b]
+	la, lb := c.links[[2]uint32{a, b}], c.links[[2]uint32{b, a}]
+	if !na.Up || !nb.Up || la.up || !na.Eng.WantsConnection(b) || !nb.Eng.WantsConnection(a) {
+		return false
+	}
+	la.up, lb.up = true, true
+	c.logf("link %d-%d up", a, b)
+	for _, pair := range [][2]uint32{{a, b}, {b, a}} {
+		n := c.Nodes[pair[0]]
+		o, err := n.Eng.Connected(pair[1])
+		if err != nil {
+			panic(err)
+		}
+		n.exec(o)
+	}
+	return true
+}
+
+// stamped returns a block's content for write id.
+func stamped(id uint64) []byte {
+	b := bytes.Repeat([]byte{byte(id)}, Block)
+	binary.LittleEndian.PutUint64(b, id)
+	return b
+}
+
+// readBlock returns the write id a node's block holds (0: never written).
+func (n *Node) readBlock(b int64) uint64 {
+	buf := make([]byte, Block)
+	if err := n.Vol.ReadAt(n.c.ctx, buf, b*Block); err != nil {
+		panic(err)
+	}
+	return binary.LittleEndian.Uint64(buf)
+}
+
+func sortedKeys[V any](m map[uint32]V) []uint32 {
+	keys := make([]uint32, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool { return keys[i] < keys[j] })
+	return keys
+}
