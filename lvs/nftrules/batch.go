@@ -1,0 +1,227 @@
+package nftrules
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+
+	"github.com/google/nftables"
+
+	"github.com/replicad/replicad/lvs/model"
+	"github.com/replicad/replicad/lvs/plan"
+)
+
+// ActionKind is one nftables call.
+type ActionKind uint8
+
+// Action kinds; each maps to one method of *nftables.Conn.
+const (
+	AddTable ActionKind = iota + 1
+	DelTable
+	AddChain
+	FlushChain
+	DelChain
+	AddSet // with elements
+	DelSet
+	AddRule
+)
+
+func (k ActionKind) String() string {
+	return [...]string{"?", "add-table", "del-table", "add-chain", "flush-chain", "del-chain", "add-set", "del-set", "add-rule"}[k]
+}
+
+// Action is one step of a batch.
+type Action struct {
+	Kind  ActionKind
+	Chain *nftables.Chain // AddChain, FlushChain, DelChain
+	Set   *nftables.Set   // AddSet, DelSet
+	Elems []nftables.SetElement
+	Rule  *nftables.Rule // AddRule
+}
+
+// String is "kind name" (for tests and debug logs).
+func (a Action) String() string {
+	switch a.Kind {
+	case AddChain, FlushChain, DelChain:
+		return a.Kind.String() + " " + a.Chain.Name
+	case AddSet, DelSet:
+		return fmt.Sprintf("%s %s (%d elements)", a.Kind, a.Set.Name, len(a.Elems))
+	case AddRule:
+		c, _ := Comment(a.Rule)
+		return fmt.Sprintf("%s %s %q", a.Kind, a.Rule.Chain.Name, c)
+	}
+	return a.Kind.String()
+}
+
+// Counters carries connection counts of existing real servers into chains a
+// batch rebuilds, so that a weight change does not zero them.
+type Counters map[model.Key]map[netip.AddrPort]uint64
+
+// BuildBatch orders everything the plan needs into one batch, applied
+// atomically by a single netlink transaction. desired is the whole desired
+// state (the dispatch chain is rewritten from it). An empty plan gives an
+// empty batch: re-applying an unchanged state writes nothing.
+//
+// rebuild starts the batch by deleting the table: use it when Decode found
+// the table damaged (and so reported no services, which makes ops create
+// everything).
+func BuildBatch(l Layout, desired []model.Service, ops []plan.Op, counters Counters, rebuild bool) ([]Action, error) {
+	if len(ops) == 0 && !rebuild {
+		return nil, nil
+	}
+	for _, s := range desired {
+		if err := checkExpressible(s); err != nil {
+			return nil, err
+		}
+	}
+	type change struct {
+		desired *model.Service // nil when deleted
+		prev    *model.Service // nil when new
+		created []netip.AddrPort
+		updated []netip.AddrPort
+		deleted []netip.AddrPort
+		svcAttr bool
+	}
+	changes := map[model.Key]*change{}
+	get := func(k model.Key) *change {
+		if c, ok := changes[k]; ok {
+			return c
+		}
+		c := &change{}
+		changes[k] = c
+		return c
+	}
+	for _, op := range ops {
+		c := get(op.Service.Key)
+		svc := op.Service.Clone()
+		switch op.Kind {
+		case plan.CreateService:
+			c.desired = &svc
+		case plan.DeleteService:
+			c.prev = &svc
+		case plan.UpdateService:
+			c.desired, c.prev, c.svcAttr = &svc, op.Prev, true
+		case plan.CreateRealServer:
+			c.desired = &svc
+			if op.Prev != nil {
+				c.prev = op.Prev
+			}
+			c.created = append(c.created, op.RealServer.Addr)
+		case plan.UpdateRealServer:
+			c.desired, c.prev = &svc, op.Prev
+			c.updated = append(c.updated, op.RealServer.Addr)
+		case plan.DeleteRealServer:
+			c.desired, c.prev = &svc, op.Prev
+			c.deleted = append(c.deleted, op.RealServer.Addr)
+		}
+	}
+
+	var out []Action
+	if rebuild {
+		out = append(out, Action{Kind: DelTable})
+	}
+	base := l.BaseChains()
+	out = append(out, Action{Kind: AddTable})
+	for _, c := range base {
+		out = append(out, Action{Kind: AddChain, Chain: c})
+	}
+	for _, c := range base {
+		out = append(out, Action{Kind: FlushChain, Chain: c})
+	}
+
+	ids := NewSetIDs(0x52500000)
+	keys := make([]model.Key, 0, len(changes))
+	for k := range changes {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, model.Key.Compare)
+	for _, k := range keys {
+		c := changes[k]
+		svcChain := l.ServiceChain(k)
+		switch {
+		case c.desired == nil: // deleted
+			out = append(out, Action{Kind: FlushChain, Chain: svcChain})
+			for _, rs := range c.prev.RealServers {
+				out = append(out, Action{Kind: FlushChain, Chain: l.RealServerChain(k, rs.Addr)})
+			}
+			for _, rs := range c.prev.RealServers {
+				out = append(out, Action{Kind: DelChain, Chain: l.RealServerChain(k, rs.Addr)})
+			}
+			if set := l.PersistSet(*c.prev); set != nil {
+				out = append(out, Action{Kind: DelSet, Set: set})
+			}
+			out = append(out, Action{Kind: DelChain, Chain: svcChain})
+			continue
+
+		case c.prev == nil: // new
+			d := *c.desired
+			out = append(out, Action{Kind: AddChain, Chain: svcChain})
+			if set := l.PersistSet(d); set != nil {
+				out = append(out, Action{Kind: AddSet, Set: set})
+			}
+			for _, rs := range d.RealServers {
+				out = append(out, Action{Kind: AddChain, Chain: l.RealServerChain(k, rs.Addr)})
+				for _, r := range l.RealServerRules(d, rs, 0) {
+					out = append(out, Action{Kind: AddRule, Rule: r})
+				}
+			}
+
+		default: // changed in place
+			d, prev := *c.desired, *c.prev
+			persistChanged := d.Persistence != prev.Persistence
+			rebuild := slices.Clone(c.updated)
+			if persistChanged {
+				for _, rs := range prev.RealServers {
+					if _, still := d.RealServer(rs.Addr); still && !slices.Contains(rebuild, rs.Addr) && !slices.Contains(c.created, rs.Addr) {
+						rebuild = append(rebuild, rs.Addr)
+					}
+				}
+			}
+			slices.SortFunc(rebuild, netip.AddrPort.Compare)
+			out = append(out, Action{Kind: FlushChain, Chain: svcChain})
+			for _, a := range append(slices.Clone(rebuild), c.deleted...) {
+				out = append(out, Action{Kind: FlushChain, Chain: l.RealServerChain(k, a)})
+			}
+			for _, a := range c.deleted {
+				out = append(out, Action{Kind: DelChain, Chain: l.RealServerChain(k, a)})
+			}
+			if persistChanged {
+				if set := l.PersistSet(prev); set != nil {
+					out = append(out, Action{Kind: DelSet, Set: set})
+				}
+				if set := l.PersistSet(d); set != nil {
+					out = append(out, Action{Kind: AddSet, Set: set})
+				}
+			}
+			for _, a := range c.created {
+				out = append(out, Action{Kind: AddChain, Chain: l.RealServerChain(k, a)})
+			}
+			for _, a := range append(rebuild, c.created...) {
+				rs, _ := d.RealServer(a)
+				for _, r := range l.RealServerRules(d, rs, counters[k][a]) {
+					out = append(out, Action{Kind: AddRule, Rule: r})
+				}
+			}
+		}
+		rules, sets, err := l.ServiceRules(*c.desired, ids)
+		if err != nil {
+			return nil, err
+		}
+		for _, s := range sets {
+			out = append(out, Action{Kind: AddSet, Set: s.Set, Elems: s.Elements})
+		}
+		for _, r := range rules {
+			out = append(out, Action{Kind: AddRule, Rule: r})
+		}
+	}
+
+	for _, r := range l.BaseRules() {
+		out = append(out, Action{Kind: AddRule, Rule: r})
+	}
+	sorted := slices.Clone(desired)
+	slices.SortFunc(sorted, func(a, b model.Service) int { return a.Key.Compare(b.Key) })
+	for _, r := range l.DispatchRules(sorted) {
+		out = append(out, Action{Kind: AddRule, Rule: r})
+	}
+	return out, nil
+}

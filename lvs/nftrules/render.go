@@ -1,0 +1,305 @@
+package nftrules
+
+import (
+	"fmt"
+	"net/netip"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/binaryutil"
+	"github.com/google/nftables/expr"
+	"golang.org/x/sys/unix"
+
+	"github.com/replicad/replicad/lvs/model"
+	"github.com/replicad/replicad/lvs/sched"
+)
+
+// dynsetOpDelete is NFT_DYNSET_OP_DELETE (Linux 5.19+), missing from x/sys.
+const dynsetOpDelete = 2
+
+// Registers: reg 1 is 16 bytes (an IPv6 address fits), reg 2 follows it.
+const (
+	reg1 = unix.NFT_REG_1
+	reg2 = unix.NFT_REG_2
+)
+
+// SetIDs allocates transaction-local set ids for the anonymous maps of one
+// batch. Start it high to stay clear of the library's own counter.
+type SetIDs struct{ next uint32 }
+
+// NewSetIDs returns an allocator starting at base.
+func NewSetIDs(base uint32) *SetIDs { return &SetIDs{next: base} }
+
+func (a *SetIDs) alloc() uint32 {
+	a.next++
+	return a.next
+}
+
+// SetWithElements is a set to create together with its elements.
+type SetWithElements struct {
+	Set      *nftables.Set
+	Elements []nftables.SetElement
+}
+
+func nfproto(f model.Family) byte {
+	if f == model.IPv6 {
+		return unix.NFPROTO_IPV6
+	}
+	return unix.NFPROTO_IPV4
+}
+
+// addrPayload loads the source or destination address into reg 1.
+func addrPayload(f model.Family, source bool) *expr.Payload {
+	off, n := uint32(16), uint32(4) // IPv4 daddr
+	if source {
+		off = 12
+	}
+	if f == model.IPv6 {
+		off, n = 24, 16
+		if source {
+			off = 8
+		}
+	}
+	return &expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: n}
+}
+
+func addrLen(f model.Family) uint32 {
+	if f == model.IPv6 {
+		return 16
+	}
+	return 4
+}
+
+// maskedSource loads the client address masked to the persistence prefix.
+func maskedSource(s model.Service) []expr.Any {
+	out := []expr.Any{addrPayload(s.Key.Family, true)}
+	bits := s.Key.Family.Bits()
+	if p := s.Persistence.PrefixLen; p < bits {
+		pfx := netip.PrefixFrom(netip.IPv6Unspecified(), p)
+		if s.Key.Family == model.IPv4 {
+			pfx = netip.PrefixFrom(netip.IPv4Unspecified(), p)
+		}
+		out = append(out, &expr.Bitwise{
+			SourceRegister: reg1, DestRegister: reg1, Len: addrLen(s.Key.Family),
+			Mask: prefixMask(pfx), Xor: make([]byte, addrLen(s.Key.Family)),
+		})
+	}
+	return out
+}
+
+func prefixMask(p netip.Prefix) []byte {
+	n := p.Addr().BitLen() / 8
+	m := make([]byte, n)
+	for i := range p.Bits() {
+		m[i/8] |= 0x80 >> (i % 8)
+	}
+	return m
+}
+
+func u32(v uint32) []byte { return binaryutil.NativeEndian.PutUint32(v) }
+
+// DispatchRules returns one rule per service (in the order given) that sends
+// the service's new connections to its chain.
+func (l Layout) DispatchRules(services []model.Service) []*nftables.Rule {
+	dispatch := l.BaseChains()[2]
+	var out []*nftables.Rule
+	for _, s := range services {
+		k := s.Key
+		ex := []expr.Any{
+			&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: reg1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{nfproto(k.Family)}},
+		}
+		if k.IsFWMark() {
+			ex = append(ex,
+				&expr.Meta{Key: expr.MetaKeyMARK, Register: reg1},
+				&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: u32(k.FWMark)},
+			)
+		} else {
+			ex = append(ex,
+				addrPayload(k.Family, false),
+				&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: k.Addr.AsSlice()},
+				&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg1},
+				&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{byte(k.Protocol)}},
+			)
+			if k.Port != 0 {
+				ex = append(ex,
+					&expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+					&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: binaryutil.BigEndian.PutUint16(k.Port)},
+				)
+			}
+		}
+		ex = append(ex, &expr.Verdict{Kind: expr.VerdictJump, Chain: ServiceChainName(k)})
+		out = append(out, &nftables.Rule{Table: l.Table, Chain: dispatch, Exprs: ex})
+	}
+	return out
+}
+
+// Slots returns the pick table of a service: slot -> index into
+// s.Active(). rr uses one slot per server; the weighted schedulers use one
+// period of IPVS's wrr order, scaled to at most MaxSlots.
+func Slots(s model.Service) []int {
+	active := s.Active()
+	if len(active) == 0 {
+		return nil
+	}
+	if s.Scheduler == model.RR {
+		out := make([]int, len(active))
+		for i := range out {
+			out[i] = i
+		}
+		return out
+	}
+	w := make([]uint32, len(active))
+	var total uint64
+	for i, rs := range active {
+		w[i] = rs.Weight
+		total += uint64(rs.Weight)
+	}
+	seq := sched.WRRSequence(w)
+	if len(seq) > MaxSlots {
+		for i := range w {
+			w[i] = uint32(max(1, uint64(w[i])*MaxSlots/total))
+		}
+		seq = sched.WRRSequence(w)
+	}
+	return seq
+}
+
+// ServiceRules returns the rules of a service's chain and the anonymous
+// maps they use (create the maps first, in the same batch).
+func (l Layout) ServiceRules(s model.Service, ids *SetIDs) ([]*nftables.Rule, []SetWithElements, error) {
+	if err := checkExpressible(s); err != nil {
+		return nil, nil, err
+	}
+	chain := l.ServiceChain(s.Key)
+	rules := []*nftables.Rule{{
+		Table: l.Table, Chain: chain,
+		Exprs:    []expr.Any{&expr.Counter{}},
+		UserData: comment(serviceComment(s)),
+	}}
+	var sets []SetWithElements
+	active := s.Active()
+	vmap := func(key nftables.SetDatatype, elems []nftables.SetElement) *nftables.Set {
+		set := &nftables.Set{
+			Table: l.Table, Name: "__map%d", ID: ids.alloc(),
+			Anonymous: true, Constant: true, IsMap: true,
+			KeyType: key, DataType: nftables.TypeVerdict,
+		}
+		sets = append(sets, SetWithElements{Set: set, Elements: elems})
+		return set
+	}
+	gotoRS := func(rs model.RealServer) *expr.Verdict {
+		return &expr.Verdict{Kind: expr.VerdictGoto, Chain: RealServerChainName(s.Key, rs.Addr)}
+	}
+	if persist := l.PersistSet(s); persist != nil {
+		seen := map[uint32]netip.AddrPort{}
+		var elems []nftables.SetElement
+		for _, rs := range s.RealServers {
+			id := RealServerID(rs.Addr)
+			if other, dup := seen[id]; dup {
+				return nil, nil, fmt.Errorf("%w: %s and %s in %s", ErrIDCollision, other, rs.Addr, s.Key)
+			}
+			seen[id] = rs.Addr
+			if rs.Weight > 0 {
+				elems = append(elems, nftables.SetElement{Key: u32(id), VerdictData: gotoRS(rs)})
+			}
+		}
+		if len(elems) > 0 {
+			sticky := vmap(nftables.TypeMark, elems)
+			ex := append(maskedSource(s),
+				&expr.Lookup{SourceRegister: reg1, DestRegister: reg1, IsDestRegSet: true, SetName: persist.Name},
+				&expr.Lookup{SourceRegister: reg1, DestRegister: 0, IsDestRegSet: true, SetName: sticky.Name, SetID: sticky.ID},
+			)
+			rules = append(rules, &nftables.Rule{Table: l.Table, Chain: chain, Exprs: ex})
+		}
+		ex := append(maskedSource(s),
+			&expr.Immediate{Register: reg2, Data: u32(0)},
+			&expr.Dynset{SrcRegKey: reg1, SrcRegData: reg2, SetName: persist.Name, Operation: dynsetOpDelete},
+		)
+		rules = append(rules, &nftables.Rule{Table: l.Table, Chain: chain, Exprs: ex})
+	}
+	slots := Slots(s)
+	if len(slots) == 0 {
+		return rules, sets, nil
+	}
+	elems := make([]nftables.SetElement, len(slots))
+	for i, a := range slots {
+		elems[i] = nftables.SetElement{Key: u32(uint32(i)), VerdictData: gotoRS(active[a])}
+	}
+	pick := vmap(nftables.TypeInteger, elems)
+	var ex []expr.Any
+	switch s.Scheduler {
+	case model.RR, model.WRR:
+		ex = []expr.Any{&expr.Numgen{Register: reg1, Modulus: uint32(len(slots)), Type: unix.NFT_NG_INCREMENTAL}}
+	case model.Random:
+		ex = []expr.Any{&expr.Numgen{Register: reg1, Modulus: uint32(len(slots)), Type: unix.NFT_NG_RANDOM}}
+	case model.SH, model.DH:
+		ex = []expr.Any{
+			addrPayload(s.Key.Family, s.Scheduler == model.SH),
+			&expr.Hash{SourceRegister: reg1, DestRegister: reg1, Length: addrLen(s.Key.Family), Modulus: uint32(len(slots)), Seed: HashSeed, Type: expr.HashTypeJenkins},
+		}
+	}
+	ex = append(ex, &expr.Lookup{SourceRegister: reg1, DestRegister: 0, IsDestRegSet: true, SetName: pick.Name, SetID: pick.ID})
+	rules = append(rules, &nftables.Rule{Table: l.Table, Chain: chain, Exprs: ex})
+	return rules, sets, nil
+}
+
+func checkExpressible(s model.Service) error {
+	c, _ := model.CapabilitiesOf(model.BackendNFTables)
+	if err := c.Check(model.BackendNFTables, s); err != nil {
+		return fmt.Errorf("%w: %w", ErrUnsupported, err)
+	}
+	return nil
+}
+
+// RealServerRules returns the rules of one real server's chain: refresh the
+// client's persistence entry (if the service has persistence), count, and
+// rewrite the destination. connections presets the counter so that a
+// rebuilt chain keeps its count.
+func (l Layout) RealServerRules(s model.Service, rs model.RealServer, connections uint64) []*nftables.Rule {
+	chain := l.RealServerChain(s.Key, rs.Addr)
+	var rules []*nftables.Rule
+	if persist := l.PersistSet(s); persist != nil {
+		ex := append(maskedSource(s),
+			&expr.Immediate{Register: reg2, Data: u32(RealServerID(rs.Addr))},
+			&expr.Dynset{SrcRegKey: reg1, SrcRegData: reg2, SetName: persist.Name, Operation: unix.NFT_DYNSET_OP_UPDATE},
+		)
+		rules = append(rules, &nftables.Rule{Table: l.Table, Chain: chain, Exprs: ex})
+	}
+	var ex []expr.Any
+	if s.Key.Protocol != 0 && rs.Addr.Port() != 0 {
+		// Not needed by the kernel (dispatch matched the protocol), but nft
+		// refuses to print a port mapping without it.
+		ex = append(ex,
+			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{byte(s.Key.Protocol)}},
+		)
+	}
+	ex = append(ex,
+		&expr.Counter{Packets: connections},
+		&expr.Immediate{Register: reg1, Data: rs.Addr.Addr().AsSlice()},
+	)
+	nat := &expr.NAT{Type: expr.NATTypeDestNAT, Family: uint32(nfproto(s.Key.Family)), RegAddrMin: reg1}
+	if rs.Addr.Port() != 0 {
+		ex = append(ex, &expr.Immediate{Register: reg2, Data: binaryutil.BigEndian.PutUint16(rs.Addr.Port())})
+		nat.RegProtoMin = reg2
+	}
+	ex = append(ex, nat)
+	rules = append(rules, &nftables.Rule{Table: l.Table, Chain: chain, Exprs: ex, UserData: comment(realServerComment(rs))})
+	return rules
+}
+
+// expectedRules is how many rules ServiceRules renders for s; Decode uses it
+// to notice a chain someone edited.
+func expectedRules(s model.Service) int {
+	n := 1
+	if s.Persistence.Enabled() {
+		n++ // delete
+		if len(s.Active()) > 0 {
+			n++ // hit
+		}
+	}
+	if len(s.Active()) > 0 {
+		n++
+	}
+	return n
+}
