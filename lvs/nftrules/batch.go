@@ -23,11 +23,12 @@ const (
 	DelChain
 	AddSet // with elements
 	DelSet
+	FlushSet
 	AddRule
 )
 
 func (k ActionKind) String() string {
-	return [...]string{"?", "add-table", "del-table", "add-chain", "flush-chain", "del-chain", "add-set", "del-set", "add-rule"}[k]
+	return [...]string{"?", "add-table", "del-table", "add-chain", "flush-chain", "del-chain", "add-set", "del-set", "flush-set", "add-rule"}[k]
 }
 
 // Action is one step of a batch.
@@ -44,7 +45,7 @@ func (a Action) String() string {
 	switch a.Kind {
 	case AddChain, FlushChain, DelChain:
 		return a.Kind.String() + " " + a.Chain.Name
-	case AddSet, DelSet:
+	case AddSet, DelSet, FlushSet:
 		return fmt.Sprintf("%s %s (%d elements)", a.Kind, a.Set.Name, len(a.Elems))
 	case AddRule:
 		c, _ := Comment(a.Rule)
@@ -140,15 +141,16 @@ func BuildBatch(l Layout, desired []model.Service, ops []plan.Op, counters Count
 		svcChain := l.ServiceChain(k)
 		switch {
 		case c.desired == nil: // deleted
+			prev := *c.prev
 			out = append(out, Action{Kind: FlushChain, Chain: svcChain})
-			for _, rs := range c.prev.RealServers {
+			for _, rs := range prev.RealServers {
 				out = append(out, Action{Kind: FlushChain, Chain: l.RealServerChain(k, rs.Addr)})
 			}
-			for _, rs := range c.prev.RealServers {
+			for _, rs := range prev.RealServers {
 				out = append(out, Action{Kind: DelChain, Chain: l.RealServerChain(k, rs.Addr)})
-			}
-			if set := l.PersistSet(*c.prev); set != nil {
-				out = append(out, Action{Kind: DelSet, Set: set})
+				if set := l.PersistSet(prev, rs.Addr); set != nil {
+					out = append(out, Action{Kind: DelSet, Set: set})
+				}
 			}
 			out = append(out, Action{Kind: DelChain, Chain: svcChain})
 			continue
@@ -156,10 +158,10 @@ func BuildBatch(l Layout, desired []model.Service, ops []plan.Op, counters Count
 		case c.prev == nil: // new
 			d := *c.desired
 			out = append(out, Action{Kind: AddChain, Chain: svcChain})
-			if set := l.PersistSet(d); set != nil {
-				out = append(out, Action{Kind: AddSet, Set: set})
-			}
 			for _, rs := range d.RealServers {
+				if set := l.PersistSet(d, rs.Addr); set != nil {
+					out = append(out, Action{Kind: AddSet, Set: set})
+				}
 				out = append(out, Action{Kind: AddChain, Chain: l.RealServerChain(k, rs.Addr)})
 				for _, r := range l.RealServerRules(d, rs, 0) {
 					out = append(out, Action{Kind: AddRule, Rule: r})
@@ -169,13 +171,15 @@ func BuildBatch(l Layout, desired []model.Service, ops []plan.Op, counters Count
 		default: // changed in place
 			d, prev := *c.desired, *c.prev
 			persistChanged := d.Persistence != prev.Persistence
+			var kept []netip.AddrPort // in both, not created
+			for _, rs := range prev.RealServers {
+				if _, still := d.RealServer(rs.Addr); still && !slices.Contains(c.created, rs.Addr) {
+					kept = append(kept, rs.Addr)
+				}
+			}
 			rebuild := slices.Clone(c.updated)
 			if persistChanged {
-				for _, rs := range prev.RealServers {
-					if _, still := d.RealServer(rs.Addr); still && !slices.Contains(rebuild, rs.Addr) && !slices.Contains(c.created, rs.Addr) {
-						rebuild = append(rebuild, rs.Addr)
-					}
-				}
+				rebuild = kept
 			}
 			slices.SortFunc(rebuild, netip.AddrPort.Compare)
 			out = append(out, Action{Kind: FlushChain, Chain: svcChain})
@@ -184,16 +188,36 @@ func BuildBatch(l Layout, desired []model.Service, ops []plan.Op, counters Count
 			}
 			for _, a := range c.deleted {
 				out = append(out, Action{Kind: DelChain, Chain: l.RealServerChain(k, a)})
-			}
-			if persistChanged {
-				if set := l.PersistSet(prev); set != nil {
+				if set := l.PersistSet(prev, a); set != nil {
 					out = append(out, Action{Kind: DelSet, Set: set})
 				}
-				if set := l.PersistSet(d); set != nil {
-					out = append(out, Action{Kind: AddSet, Set: set})
+			}
+			if persistChanged {
+				for _, a := range kept {
+					if set := l.PersistSet(prev, a); set != nil {
+						out = append(out, Action{Kind: DelSet, Set: set})
+					}
+				}
+				for _, a := range kept {
+					if set := l.PersistSet(d, a); set != nil {
+						out = append(out, Action{Kind: AddSet, Set: set})
+					}
+				}
+			} else {
+				// A server that stops taking connections forgets its
+				// clients, so they do not return when it comes back.
+				for _, a := range c.updated {
+					was, _ := prev.RealServer(a)
+					now, _ := d.RealServer(a)
+					if set := l.PersistSet(d, a); set != nil && was.Weight > 0 && now.Weight == 0 {
+						out = append(out, Action{Kind: FlushSet, Set: set})
+					}
 				}
 			}
 			for _, a := range c.created {
+				if set := l.PersistSet(d, a); set != nil {
+					out = append(out, Action{Kind: AddSet, Set: set})
+				}
 				out = append(out, Action{Kind: AddChain, Chain: l.RealServerChain(k, a)})
 			}
 			for _, a := range append(rebuild, c.created...) {

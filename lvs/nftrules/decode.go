@@ -169,6 +169,9 @@ func Decode(snap Snapshot) Decoded {
 				return damaged("chain %s has %d rules, want %d", rsName, len(rsRules), want)
 			}
 			accounted[rsName] = true
+			if svc.Persistence.Enabled() {
+				wantSets[PersistSetName(svc.Key, rs.Addr)] = true
+			}
 			svc.RealServers = append(svc.RealServers, rs)
 			st := model.Stats{Connections: counterOf(last)}
 			obs.RealServerStats[rs.Addr] = st
@@ -177,9 +180,6 @@ func Decode(snap Snapshot) Decoded {
 		svc.Normalize()
 		if got, want := len(rules), expectedRules(svc); got != want {
 			return damaged("chain %s has %d rules, want %d", name, got, want)
-		}
-		if svc.Persistence.Enabled() {
-			wantSets[PersistSetName(svc.Key)] = true
 		}
 		if !slices.ContainsFunc(dispatch, func(r *nftables.Rule) bool { return isJumpTo(r, name) }) {
 			return damaged("no dispatch rule for %s", name)
@@ -205,7 +205,7 @@ func Decode(snap Snapshot) Decoded {
 		delete(wantSets, s)
 	}
 	for s := range wantSets {
-		return damaged("persistence map %s missing", s)
+		return damaged("persistence set %s missing", s)
 	}
 	return Decoded{Services: out}
 }

@@ -2,7 +2,6 @@ package nftrules
 
 import (
 	"fmt"
-	"hash/fnv"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -80,8 +79,10 @@ func RealServerChainName(k model.Key, addr netip.AddrPort) string {
 	return ServiceChainName(k) + "_rs_" + sanitize(addr.Addr().String()) + "_" + strconv.Itoa(int(addr.Port()))
 }
 
-// PersistSetName is the persistence map of a service.
-func PersistSetName(k model.Key) string { return ServiceChainName(k) + "_persist" }
+// PersistSetName is the persistence set of one real server.
+func PersistSetName(k model.Key, addr netip.AddrPort) string {
+	return RealServerChainName(k, addr) + "_persist"
+}
 
 // ServiceChain returns the chain object of a service.
 func (l Layout) ServiceChain(k model.Key) *nftables.Chain {
@@ -93,9 +94,10 @@ func (l Layout) RealServerChain(k model.Key, addr netip.AddrPort) *nftables.Chai
 	return &nftables.Chain{Name: RealServerChainName(k, addr), Table: l.Table}
 }
 
-// PersistSet returns the persistence map of a service, or nil when the
-// service has no persistence.
-func (l Layout) PersistSet(s model.Service) *nftables.Set {
+// PersistSet returns the persistence set of a real server (the masked
+// addresses of the clients it holds, each with its own expiry), or nil when
+// the service has no persistence.
+func (l Layout) PersistSet(s model.Service, addr netip.AddrPort) *nftables.Set {
 	if !s.Persistence.Enabled() {
 		return nil
 	}
@@ -105,25 +107,12 @@ func (l Layout) PersistSet(s model.Service) *nftables.Set {
 	}
 	return &nftables.Set{
 		Table:      l.Table,
-		Name:       PersistSetName(s.Key),
-		IsMap:      true,
+		Name:       PersistSetName(s.Key, addr),
 		HasTimeout: true,
 		Dynamic:    true,
 		Timeout:    s.Persistence.Timeout,
 		KeyType:    key,
-		DataType:   nftables.TypeMark,
 	}
-}
-
-// RealServerID is the value a persistence map stores for a real server:
-// a hash of its address, never 0.
-func RealServerID(addr netip.AddrPort) uint32 {
-	f := fnv.New32a()
-	f.Write([]byte(addr.String()))
-	if id := f.Sum32(); id != 0 {
-		return id
-	}
-	return 1
 }
 
 // Comments replicad writes on its rules; Decode reads them back.

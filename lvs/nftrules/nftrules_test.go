@@ -410,19 +410,22 @@ func TestGeneratedExpressions(t *testing.T) {
 		offset uint32
 	}{{model.SH, 12}, {model.DH, 16}} {
 		r, _ = pickRule(service("tcp/10.0.0.100:80", c.s, three...))
-		pl, ok := r.Exprs[0].(*expr.Payload)
-		if !ok || pl.Base != expr.PayloadBaseNetworkHeader || pl.Offset != c.offset || pl.Len != 4 {
-			t.Fatalf("%s: want ip %s address, got %#v", c.s, map[uint32]string{12: "source", 16: "destination"}[c.offset], r.Exprs[0])
+		if m, ok := r.Exprs[0].(*expr.Meta); !ok || m.Key != expr.MetaKeyNFPROTO {
+			t.Fatalf("%s: rules reading addresses start with meta nfproto (for nft to print them): %#v", c.s, r.Exprs[0])
 		}
-		h, ok := r.Exprs[1].(*expr.Hash)
+		pl, ok := r.Exprs[2].(*expr.Payload)
+		if !ok || pl.Base != expr.PayloadBaseNetworkHeader || pl.Offset != c.offset || pl.Len != 4 {
+			t.Fatalf("%s: want ip %s address, got %#v", c.s, map[uint32]string{12: "source", 16: "destination"}[c.offset], r.Exprs[2])
+		}
+		h, ok := r.Exprs[3].(*expr.Hash)
 		if !ok || h.Type != expr.HashTypeJenkins || h.Seed != HashSeed || h.Modulus != 6 || h.Length != 4 {
-			t.Fatalf("%s: want jhash with the fixed seed mod 6, got %#v", c.s, r.Exprs[1])
+			t.Fatalf("%s: want jhash with the fixed seed mod 6, got %#v", c.s, r.Exprs[3])
 		}
 	}
 
 	// IPv6 sh hashes the 16-byte source at offset 8.
 	r, _ = pickRule(service("tcp/[2001:db8::1]:80", model.SH, rs("[2001:db8::2]:80", 1)))
-	if pl := r.Exprs[0].(*expr.Payload); pl.Offset != 8 || pl.Len != 16 {
+	if pl := r.Exprs[2].(*expr.Payload); pl.Offset != 8 || pl.Len != 16 {
 		t.Fatalf("ipv6 sh payload: %#v", pl)
 	}
 
@@ -440,21 +443,30 @@ func TestGeneratedExpressions(t *testing.T) {
 		t.Fatalf("comment %q", c)
 	}
 
-	// Persistence: a timed, dynamic map and the update in the real-server chain.
+	// Persistence: a timed, dynamic set per real server, updated in its
+	// chain and looked up in the service chain.
 	ps := service("tcp/10.0.0.100:80", model.RR, three...)
 	ps.Persistence = model.Persistence{Timeout: 300 * time.Second, PrefixLen: 24}
-	set := layout.PersistSet(ps)
-	if !set.IsMap || !set.HasTimeout || !set.Dynamic || set.Timeout != 300*time.Second || set.KeyType.Name != "ipv4_addr" || set.DataType.Name != "mark" {
-		t.Fatalf("persist map: %+v", set)
+	set := layout.PersistSet(ps, three[0].Addr)
+	if set.IsMap || !set.HasTimeout || !set.Dynamic || set.Timeout != 300*time.Second || set.KeyType.Name != "ipv4_addr" {
+		t.Fatalf("persist set: %+v", set)
 	}
 	rules = layout.RealServerRules(ps, three[0], 0)
-	bw, ok := rules[0].Exprs[1].(*expr.Bitwise)
+	bw, ok := rules[0].Exprs[3].(*expr.Bitwise)
 	if !ok || !reflect.DeepEqual(bw.Mask, []byte{255, 255, 255, 0}) {
-		t.Fatalf("persistence mask /24: %#v", rules[0].Exprs[1])
+		t.Fatalf("persistence mask /24: %#v", rules[0].Exprs[3])
 	}
-	ds, ok := rules[0].Exprs[3].(*expr.Dynset)
-	if !ok || ds.Operation != unix.NFT_DYNSET_OP_UPDATE || ds.SetName != set.Name || ds.SrcRegData != unix.NFT_REG_2 {
-		t.Fatalf("persistence update: %#v", rules[0].Exprs[3])
+	ds, ok := rules[0].Exprs[4].(*expr.Dynset)
+	if !ok || ds.Operation != unix.NFT_DYNSET_OP_UPDATE || ds.SetName != set.Name || ds.SrcRegData != 0 {
+		t.Fatalf("persistence update: %#v", rules[0].Exprs[4])
+	}
+	svcRules, _, _ := layout.ServiceRules(ps, NewSetIDs(1))
+	hit := svcRules[1].Exprs
+	if lk, ok := hit[len(hit)-2].(*expr.Lookup); !ok || lk.SetName != set.Name || lk.IsDestRegSet {
+		t.Fatalf("persistence hit: set membership lookup, got %#v", hit[len(hit)-2])
+	}
+	if v, ok := hit[len(hit)-1].(*expr.Verdict); !ok || v.Kind != expr.VerdictGoto || v.Chain != RealServerChainName(ps.Key, three[0].Addr) {
+		t.Fatalf("persistence hit: goto the server, got %#v", hit[len(hit)-1])
 	}
 }
 

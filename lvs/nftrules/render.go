@@ -13,9 +13,6 @@ import (
 	"github.com/replicad/replicad/lvs/sched"
 )
 
-// dynsetOpDelete is NFT_DYNSET_OP_DELETE (Linux 5.19+), missing from x/sys.
-const dynsetOpDelete = 2
-
 // Registers: reg 1 is 16 bytes (an IPv6 address fits), reg 2 follows it.
 const (
 	reg1 = unix.NFT_REG_1
@@ -69,9 +66,18 @@ func addrLen(f model.Family) uint32 {
 	return 4
 }
 
+// familyMatch is `meta nfproto ipv4|ipv6`: the kernel does not need it after
+// dispatch, but without it nft prints addresses as raw @nh payloads.
+func familyMatch(f model.Family) []expr.Any {
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: reg1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{nfproto(f)}},
+	}
+}
+
 // maskedSource loads the client address masked to the persistence prefix.
 func maskedSource(s model.Service) []expr.Any {
-	out := []expr.Any{addrPayload(s.Key.Family, true)}
+	out := append(familyMatch(s.Key.Family), addrPayload(s.Key.Family, true))
 	bits := s.Key.Family.Bits()
 	if p := s.Persistence.PrefixLen; p < bits {
 		pfx := netip.PrefixFrom(netip.IPv6Unspecified(), p)
@@ -104,10 +110,7 @@ func (l Layout) DispatchRules(services []model.Service) []*nftables.Rule {
 	var out []*nftables.Rule
 	for _, s := range services {
 		k := s.Key
-		ex := []expr.Any{
-			&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: reg1},
-			&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{nfproto(k.Family)}},
-		}
+		ex := familyMatch(k.Family)
 		if k.IsFWMark() {
 			ex = append(ex,
 				&expr.Meta{Key: expr.MetaKeyMARK, Register: reg1},
@@ -178,44 +181,20 @@ func (l Layout) ServiceRules(s model.Service, ids *SetIDs) ([]*nftables.Rule, []
 	}}
 	var sets []SetWithElements
 	active := s.Active()
-	vmap := func(key nftables.SetDatatype, elems []nftables.SetElement) *nftables.Set {
-		set := &nftables.Set{
-			Table: l.Table, Name: "__map%d", ID: ids.alloc(),
-			Anonymous: true, Constant: true, IsMap: true,
-			KeyType: key, DataType: nftables.TypeVerdict,
-		}
-		sets = append(sets, SetWithElements{Set: set, Elements: elems})
-		return set
-	}
 	gotoRS := func(rs model.RealServer) *expr.Verdict {
 		return &expr.Verdict{Kind: expr.VerdictGoto, Chain: RealServerChainName(s.Key, rs.Addr)}
 	}
-	if persist := l.PersistSet(s); persist != nil {
-		seen := map[uint32]netip.AddrPort{}
-		var elems []nftables.SetElement
-		for _, rs := range s.RealServers {
-			id := RealServerID(rs.Addr)
-			if other, dup := seen[id]; dup {
-				return nil, nil, fmt.Errorf("%w: %s and %s in %s", ErrIDCollision, other, rs.Addr, s.Key)
-			}
-			seen[id] = rs.Addr
-			if rs.Weight > 0 {
-				elems = append(elems, nftables.SetElement{Key: u32(id), VerdictData: gotoRS(rs)})
-			}
-		}
-		if len(elems) > 0 {
-			sticky := vmap(nftables.TypeMark, elems)
+	if s.Persistence.Enabled() {
+		// A client remembered by an active server goes back to it.
+		// Quiesced servers get no rule here (and their sets are flushed),
+		// so their clients are scheduled anew.
+		for _, rs := range active {
 			ex := append(maskedSource(s),
-				&expr.Lookup{SourceRegister: reg1, DestRegister: reg1, IsDestRegSet: true, SetName: persist.Name},
-				&expr.Lookup{SourceRegister: reg1, DestRegister: 0, IsDestRegSet: true, SetName: sticky.Name, SetID: sticky.ID},
+				&expr.Lookup{SourceRegister: reg1, SetName: PersistSetName(s.Key, rs.Addr)},
+				gotoRS(rs),
 			)
 			rules = append(rules, &nftables.Rule{Table: l.Table, Chain: chain, Exprs: ex})
 		}
-		ex := append(maskedSource(s),
-			&expr.Immediate{Register: reg2, Data: u32(0)},
-			&expr.Dynset{SrcRegKey: reg1, SrcRegData: reg2, SetName: persist.Name, Operation: dynsetOpDelete},
-		)
-		rules = append(rules, &nftables.Rule{Table: l.Table, Chain: chain, Exprs: ex})
 	}
 	slots := Slots(s)
 	if len(slots) == 0 {
@@ -225,7 +204,15 @@ func (l Layout) ServiceRules(s model.Service, ids *SetIDs) ([]*nftables.Rule, []
 	for i, a := range slots {
 		elems[i] = nftables.SetElement{Key: u32(uint32(i)), VerdictData: gotoRS(active[a])}
 	}
-	pick := vmap(nftables.TypeInteger, elems)
+	pick := &nftables.Set{
+		Table: l.Table, Name: "__map%d", ID: ids.alloc(),
+		Anonymous: true, Constant: true, IsMap: true,
+		KeyType: nftables.TypeInteger, DataType: nftables.TypeVerdict,
+		// numgen and hash write host-order integers; telling nft so makes
+		// `nft list` print the slots as 0, 1, 2...
+		KeyByteOrder: binaryutil.NativeEndian,
+	}
+	sets = append(sets, SetWithElements{Set: pick, Elements: elems})
 	var ex []expr.Any
 	switch s.Scheduler {
 	case model.RR, model.WRR:
@@ -233,10 +220,10 @@ func (l Layout) ServiceRules(s model.Service, ids *SetIDs) ([]*nftables.Rule, []
 	case model.Random:
 		ex = []expr.Any{&expr.Numgen{Register: reg1, Modulus: uint32(len(slots)), Type: unix.NFT_NG_RANDOM}}
 	case model.SH, model.DH:
-		ex = []expr.Any{
+		ex = append(familyMatch(s.Key.Family),
 			addrPayload(s.Key.Family, s.Scheduler == model.SH),
 			&expr.Hash{SourceRegister: reg1, DestRegister: reg1, Length: addrLen(s.Key.Family), Modulus: uint32(len(slots)), Seed: HashSeed, Type: expr.HashTypeJenkins},
-		}
+		)
 	}
 	ex = append(ex, &expr.Lookup{SourceRegister: reg1, DestRegister: 0, IsDestRegSet: true, SetName: pick.Name, SetID: pick.ID})
 	rules = append(rules, &nftables.Rule{Table: l.Table, Chain: chain, Exprs: ex})
@@ -258,10 +245,10 @@ func checkExpressible(s model.Service) error {
 func (l Layout) RealServerRules(s model.Service, rs model.RealServer, connections uint64) []*nftables.Rule {
 	chain := l.RealServerChain(s.Key, rs.Addr)
 	var rules []*nftables.Rule
-	if persist := l.PersistSet(s); persist != nil {
+	if persist := l.PersistSet(s, rs.Addr); persist != nil {
+		// Add the client, or restart its timeout.
 		ex := append(maskedSource(s),
-			&expr.Immediate{Register: reg2, Data: u32(RealServerID(rs.Addr))},
-			&expr.Dynset{SrcRegKey: reg1, SrcRegData: reg2, SetName: persist.Name, Operation: unix.NFT_DYNSET_OP_UPDATE},
+			&expr.Dynset{SrcRegKey: reg1, SetName: persist.Name, Operation: unix.NFT_DYNSET_OP_UPDATE},
 		)
 		rules = append(rules, &nftables.Rule{Table: l.Table, Chain: chain, Exprs: ex})
 	}
@@ -293,13 +280,10 @@ func (l Layout) RealServerRules(s model.Service, rs model.RealServer, connection
 func expectedRules(s model.Service) int {
 	n := 1
 	if s.Persistence.Enabled() {
-		n++ // delete
-		if len(s.Active()) > 0 {
-			n++ // hit
-		}
+		n += len(s.Active()) // hits
 	}
 	if len(s.Active()) > 0 {
-		n++
+		n++ // pick
 	}
 	return n
 }

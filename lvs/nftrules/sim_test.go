@@ -205,6 +205,12 @@ func (k *simKernel) step(a Action) error {
 			s.elems[string(e.Key)] = simElem{val: e.Val, verdict: e.VerdictData}
 		}
 		k.sets[name] = s
+	case FlushSet:
+		set, ok := k.sets[a.Set.Name]
+		if !ok {
+			return fmt.Errorf("ENOENT set %s", a.Set.Name)
+		}
+		set.elems = map[string]simElem{}
 	case DelSet:
 		if _, ok := k.sets[a.Set.Name]; !ok {
 			return fmt.Errorf("ENOENT set %s", a.Set.Name)
@@ -447,6 +453,9 @@ func (k *simKernel) runRule(r *nftables.Rule, p packet, depth int) (v verdict, d
 				return v, false, nil, err
 			}
 			key := string(regs[e.SrcRegKey])
+			if s.set.IsMap != (e.SrcRegData != 0) {
+				return v, false, nil, fmt.Errorf("dynset data register %d on a set with IsMap=%v", e.SrcRegData, s.set.IsMap)
+			}
 			switch e.Operation {
 			case unix.NFT_DYNSET_OP_UPDATE:
 				el, ok := s.elems[key]
@@ -455,8 +464,6 @@ func (k *simKernel) runRule(r *nftables.Rule, p packet, depth int) (v verdict, d
 				}
 				el.expires = k.now.Add(s.set.Timeout)
 				s.elems[key] = el
-			case dynsetOpDelete:
-				delete(s.elems, key)
 			default:
 				return v, false, nil, fmt.Errorf("dynset op %d not simulated", e.Operation)
 			}
