@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -25,6 +26,7 @@ import (
 // firewall mark; a destination its address and port) and its errors, and a
 // log of every mutating call.
 type memIPVS struct {
+	mu       sync.Mutex // the manager calls from its goroutines
 	services []*memService
 	calls    []string
 	failOn   string // a call prefix that fails with EIO
@@ -74,6 +76,8 @@ func (m *memIPVS) Info() (ipvs.Info, error)     { return ipvs.Info{Version: [3]i
 func (m *memIPVS) Config() (ipvs.Config, error) { return ipvs.Config{}, nil }
 func (m *memIPVS) SetConfig(ipvs.Config) error  { return nil }
 func (m *memIPVS) Service(s ipvs.Service) (ipvs.ServiceExtended, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	if x := m.find(s); x != nil {
 		return ipvs.ServiceExtended{Service: x.svc}, nil
 	}
@@ -81,6 +85,8 @@ func (m *memIPVS) Service(s ipvs.Service) (ipvs.ServiceExtended, error) {
 }
 
 func (m *memIPVS) Services() ([]ipvs.ServiceExtended, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	if len(m.services) == 0 {
 		return nil, os.ErrNotExist // what cloudflare/ipvs returns for an empty table
 	}
@@ -94,6 +100,8 @@ func (m *memIPVS) Services() ([]ipvs.ServiceExtended, error) {
 }
 
 func (m *memIPVS) CreateService(s ipvs.Service) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	if err := m.log("CreateService %s", describeSvc(s)); err != nil {
 		return err
 	}
@@ -105,6 +113,8 @@ func (m *memIPVS) CreateService(s ipvs.Service) error {
 }
 
 func (m *memIPVS) UpdateService(s ipvs.Service) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	if err := m.log("UpdateService %s", describeSvc(s)); err != nil {
 		return err
 	}
@@ -117,6 +127,8 @@ func (m *memIPVS) UpdateService(s ipvs.Service) error {
 }
 
 func (m *memIPVS) RemoveService(s ipvs.Service) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	if err := m.log("RemoveService %s", svcID(s)); err != nil {
 		return err
 	}
@@ -129,6 +141,8 @@ func (m *memIPVS) RemoveService(s ipvs.Service) error {
 }
 
 func (m *memIPVS) Destinations(s ipvs.Service) ([]ipvs.DestinationExtended, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	x := m.find(s)
 	if x == nil {
 		return nil, syscall.ESRCH
@@ -145,6 +159,8 @@ func (m *memIPVS) findDest(x *memService, d ipvs.Destination) int {
 }
 
 func (m *memIPVS) CreateDestination(s ipvs.Service, d ipvs.Destination) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	if err := m.log("CreateDestination %s %s", svcID(s), describeDest(d)); err != nil {
 		return err
 	}
@@ -160,6 +176,8 @@ func (m *memIPVS) CreateDestination(s ipvs.Service, d ipvs.Destination) error {
 }
 
 func (m *memIPVS) UpdateDestination(s ipvs.Service, d ipvs.Destination) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	if err := m.log("UpdateDestination %s %s", svcID(s), describeDest(d)); err != nil {
 		return err
 	}
@@ -176,6 +194,8 @@ func (m *memIPVS) UpdateDestination(s ipvs.Service, d ipvs.Destination) error {
 }
 
 func (m *memIPVS) RemoveDestination(s ipvs.Service, d ipvs.Destination) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	if err := m.log("RemoveDestination %s %s", svcID(s), netip.AddrPortFrom(d.Address, d.Port)); err != nil {
 		return err
 	}
@@ -201,6 +221,31 @@ func mustKey(s string) model.Key {
 
 func nat(addr string, w uint32) model.RealServer {
 	return model.RealServer{Addr: netip.MustParseAddrPort(addr), Weight: w, Forward: model.NAT}
+}
+
+// weights returns "addr=weight ..." of one service, under the lock.
+func (m *memIPVS) weights(key string) string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, x := range m.services {
+		if svcID(x.svc) == key {
+			var parts []string
+			for _, d := range x.dests {
+				parts = append(parts, fmt.Sprintf("%s=%d", netip.AddrPortFrom(d.Address, d.Port), d.Weight))
+			}
+			slices.Sort(parts)
+			return strings.Join(parts, " ")
+		}
+	}
+	return "(no service)"
+}
+
+func (m *memIPVS) takeCalls() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	c := m.calls
+	m.calls = nil
+	return c
 }
 
 // reconcileIPVS runs one observe-plan-apply round and returns the calls it made.

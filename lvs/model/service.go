@@ -289,13 +289,13 @@ func (r RealServer) SameAttrs(o RealServer) bool {
 // Stats are kernel counters. IPVS fills all of them; nftables counts only
 // new connections (its NAT chains see the first packet of each flow).
 type Stats struct {
-	Connections   uint64
-	PacketsIn     uint64
-	PacketsOut    uint64
-	BytesIn       uint64
-	BytesOut      uint64
-	ActiveConns   uint32
-	InactiveConns uint32
+	Connections   uint64 `json:"connections"`
+	PacketsIn     uint64 `json:"packets_in"`
+	PacketsOut    uint64 `json:"packets_out"`
+	BytesIn       uint64 `json:"bytes_in"`
+	BytesOut      uint64 `json:"bytes_out"`
+	ActiveConns   uint32 `json:"active_conns"`
+	InactiveConns uint32 `json:"inactive_conns"`
 }
 
 // Add returns s + o.
