@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"runtime"
 	"strings"
+	"time"
 
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -137,4 +138,22 @@ func Available() string {
 		return "ip (iproute2) not installed"
 	}
 	return ""
+}
+
+// WaitLinkUp waits until ifname reports operational state UP. A fresh veth
+// drops every packet until the kernel's link watcher has activated it (up
+// to a second after `ip link set up`), which would eat the first
+// gratuitous ARPs of a test.
+func (ns *NS) WaitLinkUp(ifname string) error {
+	for range 100 {
+		out, err := ns.IP("-o", "link", "show", ifname)
+		if err != nil {
+			return err
+		}
+		if strings.Contains(out, "state UP") {
+			return nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("%s: %s did not come up", ns.Name, ifname)
 }

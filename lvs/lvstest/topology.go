@@ -79,8 +79,10 @@ func NewTopology(prefix string, nRS int) (t *Topology, err error) {
 		if _, err := host.IP("addr", "add", addr, "dev", ifname); err != nil {
 			return err
 		}
-		_, err := host.IP("link", "set", ifname, "up")
-		return err
+		if _, err := host.IP("link", "set", ifname, "up"); err != nil {
+			return err
+		}
+		return host.WaitLinkUp(ifname)
 	}
 	if t.Client, err = AddNS(prefix + "-c"); err != nil {
 		return t, err
