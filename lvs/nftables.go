@@ -26,7 +26,7 @@ type NFTables struct {
 
 	mu struct {
 		sync.Mutex
-		rebuild     bool // the last Observe found the table damaged
+		state       nftrules.TableState // found by the last Observe
 		counters    nftrules.Counters
 		warnedNoFwd bool
 		lastDamaged string
@@ -123,7 +123,7 @@ func (b *NFTables) Observe(_ context.Context) ([]model.Observed, error) {
 	d := nftrules.Decode(snap)
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.mu.rebuild = d.Damaged != ""
+	b.mu.state = nftrules.StateOf(snap, d)
 	if d.Damaged != "" {
 		if d.Damaged != b.mu.lastDamaged {
 			b.log.Warn("lvs: nftables table was changed outside replicad; it will be rebuilt", "table", b.layout.Table.Name, "problem", d.Damaged)
@@ -147,9 +147,9 @@ func (b *NFTables) Observe(_ context.Context) ([]model.Observed, error) {
 // Apply implements Backend.
 func (b *NFTables) Apply(_ context.Context, desired []model.Service, ops []plan.Op) error {
 	b.mu.Lock()
-	rebuild, counters := b.mu.rebuild, b.mu.counters
+	state, counters := b.mu.state, b.mu.counters
 	b.mu.Unlock()
-	batch, err := nftrules.BuildBatch(b.layout, desired, ops, counters, rebuild)
+	batch, err := nftrules.BuildBatch(b.layout, desired, ops, counters, state)
 	if err != nil {
 		return err
 	}
@@ -205,7 +205,7 @@ func (b *NFTables) Apply(_ context.Context, desired []model.Service, ops []plan.
 		}
 	}
 	b.mu.Lock()
-	b.mu.rebuild = false
+	b.mu.state = nftrules.TableIntact
 	b.mu.Unlock()
 	return nil
 }

@@ -58,16 +58,41 @@ func (a Action) String() string {
 // batch rebuilds, so that a weight change does not zero them.
 type Counters map[model.Key]map[netip.AddrPort]uint64
 
+// TableState is what the backend found of the replicad table.
+type TableState uint8
+
+// Table states (from Snapshot and Decode).
+const (
+	// TableIntact: the table exists and decodes; only what changed is
+	// written.
+	TableIntact TableState = iota
+	// TableMissing: the batch creates the table and its base chains.
+	TableMissing
+	// TableDamaged: the batch deletes the table first and recreates it
+	// (Decode then reported no services, so the plan creates everything).
+	TableDamaged
+)
+
+// StateOf classifies a snapshot and its decoding.
+func StateOf(snap Snapshot, d Decoded) TableState {
+	switch {
+	case !snap.TableExists:
+		return TableMissing
+	case d.Damaged != "":
+		return TableDamaged
+	}
+	return TableIntact
+}
+
 // BuildBatch orders everything the plan needs into one batch, applied
 // atomically by a single netlink transaction. desired is the whole desired
-// state (the dispatch chain is rewritten from it). An empty plan gives an
-// empty batch: re-applying an unchanged state writes nothing.
-//
-// rebuild starts the batch by deleting the table: use it when Decode found
-// the table damaged (and so reported no services, which makes ops create
-// everything).
-func BuildBatch(l Layout, desired []model.Service, ops []plan.Op, counters Counters, rebuild bool) ([]Action, error) {
-	if len(ops) == 0 && !rebuild {
+// state. An empty plan on an intact table gives an empty batch:
+// re-applying an unchanged state writes nothing. On an intact table only
+// the chains of changed services are written, and the dispatch chain only
+// when services come or go, so rules (and counters) of everything else keep
+// their handles.
+func BuildBatch(l Layout, desired []model.Service, ops []plan.Op, counters Counters, state TableState) ([]Action, error) {
+	if len(ops) == 0 && state != TableDamaged {
 		return nil, nil
 	}
 	for _, s := range desired {
@@ -118,16 +143,24 @@ func BuildBatch(l Layout, desired []model.Service, ops []plan.Op, counters Count
 	}
 
 	var out []Action
-	if rebuild {
+	fresh := state != TableIntact
+	dispatchChanged := fresh
+	for _, op := range ops {
+		dispatchChanged = dispatchChanged || op.Kind == plan.CreateService || op.Kind == plan.DeleteService
+	}
+	if state == TableDamaged {
 		out = append(out, Action{Kind: DelTable})
 	}
 	base := l.BaseChains()
-	out = append(out, Action{Kind: AddTable})
-	for _, c := range base {
-		out = append(out, Action{Kind: AddChain, Chain: c})
+	if fresh {
+		out = append(out, Action{Kind: AddTable})
+		for _, c := range base {
+			out = append(out, Action{Kind: AddChain, Chain: c})
+		}
 	}
-	for _, c := range base {
-		out = append(out, Action{Kind: FlushChain, Chain: c})
+	if dispatchChanged {
+		// Before any service chain goes away: the dispatch rules jump to them.
+		out = append(out, Action{Kind: FlushChain, Chain: base[2]})
 	}
 
 	ids := NewSetIDs(0x52500000)
@@ -239,13 +272,17 @@ func BuildBatch(l Layout, desired []model.Service, ops []plan.Op, counters Count
 		}
 	}
 
-	for _, r := range l.BaseRules() {
-		out = append(out, Action{Kind: AddRule, Rule: r})
+	if fresh {
+		for _, r := range l.BaseRules() {
+			out = append(out, Action{Kind: AddRule, Rule: r})
+		}
 	}
-	sorted := slices.Clone(desired)
-	slices.SortFunc(sorted, func(a, b model.Service) int { return a.Key.Compare(b.Key) })
-	for _, r := range l.DispatchRules(sorted) {
-		out = append(out, Action{Kind: AddRule, Rule: r})
+	if dispatchChanged {
+		sorted := slices.Clone(desired)
+		slices.SortFunc(sorted, func(a, b model.Service) int { return a.Key.Compare(b.Key) })
+		for _, r := range l.DispatchRules(sorted) {
+			out = append(out, Action{Kind: AddRule, Rule: r})
+		}
 	}
 	return out, nil
 }
