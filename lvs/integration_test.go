@@ -193,13 +193,13 @@ func ruleset(t *testing.T, ns *lvstest.NS, table string) string {
 	return counterRE.ReplaceAllString(out, "packets N bytes N")
 }
 
-// without drops the blocks (chains, sets) whose header mentions substr.
+// without drops the blocks (chains, sets, maps) whose header mentions substr.
 func without(ruleset, substr string) string {
 	var out []string
 	skip := false
 	for _, l := range strings.Split(ruleset, "\n") {
 		trimmed := strings.TrimSpace(l)
-		if (strings.HasPrefix(trimmed, "chain ") || strings.HasPrefix(trimmed, "set ")) && strings.Contains(trimmed, "{") {
+		if (strings.HasPrefix(trimmed, "chain ") || strings.HasPrefix(trimmed, "set ") || strings.HasPrefix(trimmed, "map ")) && strings.Contains(trimmed, "{") {
 			skip = strings.Contains(trimmed, substr)
 		}
 		if !skip {

@@ -163,7 +163,6 @@ func BuildBatch(l Layout, desired []model.Service, ops []plan.Op, counters Count
 		out = append(out, Action{Kind: FlushChain, Chain: base[2]})
 	}
 
-	ids := NewSetIDs(0x52500000)
 	keys := make([]model.Key, 0, len(changes))
 	for k := range changes {
 		keys = append(keys, k)
@@ -176,6 +175,7 @@ func BuildBatch(l Layout, desired []model.Service, ops []plan.Op, counters Count
 		case c.desired == nil: // deleted
 			prev := *c.prev
 			out = append(out, Action{Kind: FlushChain, Chain: svcChain})
+			out = append(out, Action{Kind: DelSet, Set: l.PickMap(k)})
 			for _, rs := range prev.RealServers {
 				out = append(out, Action{Kind: FlushChain, Chain: l.RealServerChain(k, rs.Addr)})
 			}
@@ -216,6 +216,9 @@ func BuildBatch(l Layout, desired []model.Service, ops []plan.Op, counters Count
 			}
 			slices.SortFunc(rebuild, netip.AddrPort.Compare)
 			out = append(out, Action{Kind: FlushChain, Chain: svcChain})
+			// The pick map's elements hold references to real-server
+			// chains: it goes before any of them does, and is recreated.
+			out = append(out, Action{Kind: DelSet, Set: l.PickMap(k)})
 			for _, a := range append(slices.Clone(rebuild), c.deleted...) {
 				out = append(out, Action{Kind: FlushChain, Chain: l.RealServerChain(k, a)})
 			}
@@ -260,13 +263,11 @@ func BuildBatch(l Layout, desired []model.Service, ops []plan.Op, counters Count
 				}
 			}
 		}
-		rules, sets, err := l.ServiceRules(*c.desired, ids)
+		rules, elems, err := l.ServiceRules(*c.desired)
 		if err != nil {
 			return nil, err
 		}
-		for _, s := range sets {
-			out = append(out, Action{Kind: AddSet, Set: s.Set, Elems: s.Elements})
-		}
+		out = append(out, Action{Kind: AddSet, Set: l.PickMap(k), Elems: elems})
 		for _, r := range rules {
 			out = append(out, Action{Kind: AddRule, Rule: r})
 		}

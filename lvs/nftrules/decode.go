@@ -142,6 +142,7 @@ func Decode(snap Snapshot) Decoded {
 			return damaged("chain %s holds service %s", name, svc.Key)
 		}
 		accounted[name] = true
+		wantSets[PickMapName(svc.Key)] = true
 		obs := model.Observed{Owned: true, RealServerStats: map[netip.AddrPort]model.Stats{}}
 		prefix := name + "_rs_"
 		for _, rsName := range names {
@@ -196,16 +197,13 @@ func Decode(snap Snapshot) Decoded {
 		return damaged("dispatch has %d rules for %d services", len(dispatch), len(out))
 	}
 	for _, s := range snap.Sets {
-		if strings.HasPrefix(s, "__") {
-			continue // anonymous maps bound to rules
-		}
 		if !wantSets[s] {
 			return damaged("unexpected set %s", s)
 		}
 		delete(wantSets, s)
 	}
 	for s := range wantSets {
-		return damaged("persistence set %s missing", s)
+		return damaged("set %s missing", s)
 	}
 	return Decoded{Services: out}
 }

@@ -10,15 +10,18 @@
 //	table inet replicad_lvs
 //	  chain prerouting  type nat hook prerouting priority dstnat: jump dispatch
 //	  chain output      type nat hook output priority dstnat:     jump dispatch
-//	  chain dispatch    per service: ip daddr VIP meta l4proto tcp th dport P jump svc_…
+//	  chain dispatch    per service: ip daddr VIP tcp dport P jump svc_…
 //	                    (firewall-mark services: meta mark M jump svc_…)
 //	  chain svc_…       counter comment "replicad svc key=… sched=… persist=… prefix=…"
-//	                    [persistence hit:   ip saddr & mask map @svc_…_persist vmap {id: goto rs}]
-//	                    [persistence stale: delete @svc_…_persist {ip saddr & mask}]
-//	                    pick: numgen inc|random mod N / jhash ip saddr|daddr mod N vmap {slot: goto rs}
-//	  chain svc_…_rs_…  [update @svc_…_persist {ip saddr & mask : id}]
+//	                    [per active real server: ip saddr & mask @svc_…_rs_…_persist goto svc_…_rs_…]
+//	                    numgen inc|random mod N / jhash ip saddr|daddr mod N vmap @svc_…_pick
+//	  map svc_…_pick    integer : verdict; slot -> goto svc_…_rs_…
+//	  chain svc_…_rs_…  [update @svc_…_rs_…_persist { ip saddr & mask }]
 //	                    meta l4proto tcp counter dnat ip to RIP:RPORT comment "replicad rs addr=… weight=… fwd=nat"
-//	  map svc_…_persist type ipv4_addr : mark; flags timeout,dynamic; timeout T
+//	  set svc_…_rs_…_persist  ipv4_addr; flags dynamic,timeout; timeout T
+//
+// Every rule reading an address starts with meta nfproto, so `nft list`
+// prints what it means; the kernel needs nothing of the sort after dispatch.
 //
 // Scheduler semantics on this backend (the NAT chains only see the first
 // packet of each connection, so every decision is per connection and
@@ -29,9 +32,12 @@
 //   - random: numgen random mod P over the same weighted slots.
 //   - sh / dh: jhash of the source / destination address (fixed seed, so a
 //     restart keeps the mapping) mod P over the weighted slots.
-//   - persistence: a timed map from the masked client address to the real
-//     server's id, refreshed on every new connection; an entry pointing at a
-//     server that is gone or quiesced is deleted and the client rescheduled.
+//   - persistence: each real server has a timed set of the (masked) client
+//     addresses it serves, refreshed by every new connection it gets; the
+//     service chain sends a remembered client back to its server if that
+//     server is active. A quiesced server's set is flushed (and its clients
+//     rescheduled), unlike IPVS, which keeps persistent clients on a
+//     quiesced server until their template expires.
 //
 // Weighted slot tables are capped at MaxSlots entries; larger weight sums
 // are scaled down proportionally (each server keeps at least one slot).

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/google/nftables"
+	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
 	"github.com/google/nftables/userdata"
 
@@ -82,6 +83,20 @@ func RealServerChainName(k model.Key, addr netip.AddrPort) string {
 // PersistSetName is the persistence set of one real server.
 func PersistSetName(k model.Key, addr netip.AddrPort) string {
 	return RealServerChainName(k, addr) + "_persist"
+}
+
+// PickMapName is the verdict map a service's scheduler indexes.
+func PickMapName(k model.Key) string { return ServiceChainName(k) + "_pick" }
+
+// PickMap returns the (empty) verdict map of a service: slot -> goto the
+// real server's chain. Keys are host-order integers (what numgen and hash
+// write); saying so lets `nft list` print them as 0, 1, 2...
+func (l Layout) PickMap(k model.Key) *nftables.Set {
+	return &nftables.Set{
+		Table: l.Table, Name: PickMapName(k), IsMap: true,
+		KeyType: nftables.TypeInteger, DataType: nftables.TypeVerdict,
+		KeyByteOrder: binaryutil.NativeEndian,
+	}
 }
 
 // ServiceChain returns the chain object of a service.

@@ -359,41 +359,41 @@ func TestPersistenceMovesOffAQuiescedServer(t *testing.T) {
 
 // The expressions themselves, for each scheduler: what `nft list` would show.
 func TestGeneratedExpressions(t *testing.T) {
-	pickRule := func(s model.Service) (*nftables.Rule, []SetWithElements) {
+	pickRule := func(s model.Service) (*nftables.Rule, []nftables.SetElement) {
 		t.Helper()
-		rules, sets, err := layout.ServiceRules(s, NewSetIDs(100))
+		rules, elems, err := layout.ServiceRules(s)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return rules[len(rules)-1], sets
+		return rules[len(rules)-1], elems
 	}
 	three := []model.RealServer{rs("10.0.1.1:80", 1), rs("10.0.1.2:80", 2), rs("10.0.1.3:80", 3)}
 
-	r, sets := pickRule(service("tcp/10.0.0.100:80", model.RR, three...))
+	r, elems := pickRule(service("tcp/10.0.0.100:80", model.RR, three...))
 	ng, ok := r.Exprs[0].(*expr.Numgen)
 	if !ok || ng.Type != unix.NFT_NG_INCREMENTAL || ng.Modulus != 3 || ng.Register != unix.NFT_REG_1 {
 		t.Fatalf("rr: want numgen inc mod 3 into reg 1, got %#v", r.Exprs[0])
 	}
 	lk, ok := r.Exprs[1].(*expr.Lookup)
-	if !ok || lk.DestRegister != 0 || !lk.IsDestRegSet || lk.SetID != sets[0].Set.ID {
-		t.Fatalf("rr: want a verdict-map lookup on the anonymous map, got %#v", r.Exprs[1])
+	if !ok || lk.DestRegister != 0 || !lk.IsDestRegSet || lk.SetName != PickMapName(key("tcp/10.0.0.100:80")) {
+		t.Fatalf("rr: want a verdict-map lookup on the service's pick map, got %#v", r.Exprs[1])
 	}
-	if m := sets[0].Set; !m.Anonymous || !m.Constant || !m.IsMap || m.DataType.Name != "verdict" || m.KeyType.Name != "integer" {
-		t.Fatalf("rr map: %+v", m)
+	if m := layout.PickMap(key("tcp/10.0.0.100:80")); m.Anonymous || !m.IsMap || m.DataType.Name != "verdict" || m.KeyType.Name != "integer" || m.KeyByteOrder != binaryutil.NativeEndian {
+		t.Fatalf("pick map: %+v", m)
 	}
-	for i, e := range sets[0].Elements {
+	for i, e := range elems {
 		if !reflect.DeepEqual(e.Key, binaryutil.NativeEndian.PutUint32(uint32(i))) || e.VerdictData.Kind != expr.VerdictGoto ||
 			e.VerdictData.Chain != RealServerChainName(key("tcp/10.0.0.100:80"), three[i].Addr) {
 			t.Fatalf("rr element %d: %+v", i, e)
 		}
 	}
 
-	r, sets = pickRule(service("tcp/10.0.0.100:80", model.WRR, three...))
+	r, elems = pickRule(service("tcp/10.0.0.100:80", model.WRR, three...))
 	if ng := r.Exprs[0].(*expr.Numgen); ng.Type != unix.NFT_NG_INCREMENTAL || ng.Modulus != 6 {
 		t.Fatalf("wrr: want numgen inc mod 6 (sum of weights), got %#v", ng)
 	}
 	var order []string
-	for _, e := range sets[0].Elements {
+	for _, e := range elems {
 		order = append(order, e.VerdictData.Chain[len(e.VerdictData.Chain)-6:])
 	}
 	if got := strings.Join(order, ","); got != "1_3_80,1_2_80,1_3_80,1_1_80,1_2_80,1_3_80" {
@@ -460,7 +460,7 @@ func TestGeneratedExpressions(t *testing.T) {
 	if !ok || ds.Operation != unix.NFT_DYNSET_OP_UPDATE || ds.SetName != set.Name || ds.SrcRegData != 0 {
 		t.Fatalf("persistence update: %#v", rules[0].Exprs[4])
 	}
-	svcRules, _, _ := layout.ServiceRules(ps, NewSetIDs(1))
+	svcRules, _, _ := layout.ServiceRules(ps)
 	hit := svcRules[1].Exprs
 	if lk, ok := hit[len(hit)-2].(*expr.Lookup); !ok || lk.SetName != set.Name || lk.IsDestRegSet {
 		t.Fatalf("persistence hit: set membership lookup, got %#v", hit[len(hit)-2])

@@ -19,24 +19,6 @@ const (
 	reg2 = unix.NFT_REG_2
 )
 
-// SetIDs allocates transaction-local set ids for the anonymous maps of one
-// batch. Start it high to stay clear of the library's own counter.
-type SetIDs struct{ next uint32 }
-
-// NewSetIDs returns an allocator starting at base.
-func NewSetIDs(base uint32) *SetIDs { return &SetIDs{next: base} }
-
-func (a *SetIDs) alloc() uint32 {
-	a.next++
-	return a.next
-}
-
-// SetWithElements is a set to create together with its elements.
-type SetWithElements struct {
-	Set      *nftables.Set
-	Elements []nftables.SetElement
-}
-
 func nfproto(f model.Family) byte {
 	if f == model.IPv6 {
 		return unix.NFPROTO_IPV6
@@ -167,9 +149,10 @@ func Slots(s model.Service) []int {
 	return seq
 }
 
-// ServiceRules returns the rules of a service's chain and the anonymous
-// maps they use (create the maps first, in the same batch).
-func (l Layout) ServiceRules(s model.Service, ids *SetIDs) ([]*nftables.Rule, []SetWithElements, error) {
+// ServiceRules returns the rules of a service's chain and the elements of
+// its pick map (create the map with them before the rules, in the same
+// batch).
+func (l Layout) ServiceRules(s model.Service) ([]*nftables.Rule, []nftables.SetElement, error) {
 	if err := checkExpressible(s); err != nil {
 		return nil, nil, err
 	}
@@ -179,7 +162,6 @@ func (l Layout) ServiceRules(s model.Service, ids *SetIDs) ([]*nftables.Rule, []
 		Exprs:    []expr.Any{&expr.Counter{}},
 		UserData: comment(serviceComment(s)),
 	}}
-	var sets []SetWithElements
 	active := s.Active()
 	gotoRS := func(rs model.RealServer) *expr.Verdict {
 		return &expr.Verdict{Kind: expr.VerdictGoto, Chain: RealServerChainName(s.Key, rs.Addr)}
@@ -198,21 +180,12 @@ func (l Layout) ServiceRules(s model.Service, ids *SetIDs) ([]*nftables.Rule, []
 	}
 	slots := Slots(s)
 	if len(slots) == 0 {
-		return rules, sets, nil
+		return rules, nil, nil
 	}
 	elems := make([]nftables.SetElement, len(slots))
 	for i, a := range slots {
 		elems[i] = nftables.SetElement{Key: u32(uint32(i)), VerdictData: gotoRS(active[a])}
 	}
-	pick := &nftables.Set{
-		Table: l.Table, Name: "__map%d", ID: ids.alloc(),
-		Anonymous: true, Constant: true, IsMap: true,
-		KeyType: nftables.TypeInteger, DataType: nftables.TypeVerdict,
-		// numgen and hash write host-order integers; telling nft so makes
-		// `nft list` print the slots as 0, 1, 2...
-		KeyByteOrder: binaryutil.NativeEndian,
-	}
-	sets = append(sets, SetWithElements{Set: pick, Elements: elems})
 	var ex []expr.Any
 	switch s.Scheduler {
 	case model.RR, model.WRR:
@@ -225,9 +198,9 @@ func (l Layout) ServiceRules(s model.Service, ids *SetIDs) ([]*nftables.Rule, []
 			&expr.Hash{SourceRegister: reg1, DestRegister: reg1, Length: addrLen(s.Key.Family), Modulus: uint32(len(slots)), Seed: HashSeed, Type: expr.HashTypeJenkins},
 		)
 	}
-	ex = append(ex, &expr.Lookup{SourceRegister: reg1, DestRegister: 0, IsDestRegSet: true, SetName: pick.Name, SetID: pick.ID})
+	ex = append(ex, &expr.Lookup{SourceRegister: reg1, DestRegister: 0, IsDestRegSet: true, SetName: PickMapName(s.Key)})
 	rules = append(rules, &nftables.Rule{Table: l.Table, Chain: chain, Exprs: ex})
-	return rules, sets, nil
+	return rules, elems, nil
 }
 
 func checkExpressible(s model.Service) error {

@@ -88,6 +88,14 @@ func (k *simKernel) refs(r *nftables.Rule) (chains, sets []string) {
 }
 
 func (k *simKernel) referenced(chain, set string) bool {
+	// Verdict-map elements hold their chains (chain->use in the kernel).
+	for _, s := range k.sets {
+		for _, el := range s.elems {
+			if chain != "" && el.verdict != nil && el.verdict.Chain == chain {
+				return true
+			}
+		}
+	}
 	for _, rules := range k.chains {
 		for _, r := range rules {
 			cs, ss := k.refs(r)
@@ -189,6 +197,12 @@ func (k *simKernel) step(a Action) error {
 		} else if s, ok := k.sets[name]; ok {
 			if s.set.Timeout != a.Set.Timeout || s.set.KeyType.Name != a.Set.KeyType.Name {
 				return fmt.Errorf("EEXIST set %s with other parameters", name)
+			}
+			for _, e := range a.Elems {
+				if _, dup := s.elems[string(e.Key)]; dup {
+					return fmt.Errorf("EEXIST element %x in %s", e.Key, name)
+				}
+				s.elems[string(e.Key)] = simElem{val: e.Val, verdict: e.VerdictData}
 			}
 			return nil
 		}
