@@ -99,3 +99,25 @@ func TestNFTablesBackendOnKernel(t *testing.T) {
 		t.Fatalf("services left behind:\n%s", out)
 	}
 }
+
+// On a kernel without ip_vs, "auto" picks nftables and says why.
+func TestAutoBackendChoiceOnThisKernel(t *testing.T) {
+	if _, err := os.Stat("/proc/net/ip_vs"); err == nil {
+		t.Skip("skipping: this kernel has ip_vs; auto would choose it")
+	}
+	ns := kernelNS(t)
+	cfg := DefaultConfig()
+	cfg.Services = []ServiceConfig{{Name: "a", Address: "10.9.9.1:80", RealServers: []RealServerConfig{{Address: "10.9.0.1"}}}}
+	m, err := New(cfg, Options{NetNS: ns.Path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if c := m.Backend(); c.Name != "nftables" || !strings.Contains(c.Reason, "ip_vs unavailable") {
+		t.Fatalf("auto chose %+v", c)
+	}
+	cfg.Services[0].Scheduler = "wlc"
+	if _, err := New(cfg, Options{NetNS: ns.Path}); err == nil || !strings.Contains(err.Error(), "supported by: ipvs") {
+		t.Fatalf("wlc without ip_vs: %v", err)
+	}
+}

@@ -371,3 +371,20 @@ func (v *VIP) Watch(ctx context.Context, fn func(VIPState)) error {
 		report()
 	}
 }
+
+// NewVIPs builds every VIP of a configuration, by name (the daemon hands
+// them to the cluster manager, which decides when to Acquire each).
+func NewVIPs(cfg Config, opts VIPOptions) (map[string]*VIP, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	out := make(map[string]*VIP, len(cfg.VIPs))
+	for _, vc := range cfg.VIPs {
+		v, err := NewVIP(vc, opts)
+		if err != nil {
+			return nil, err
+		}
+		out[vc.Name] = v
+	}
+	return out, nil
+}
