@@ -1,6 +1,7 @@
 package lvs
 
 import (
+	"encoding/json"
 	"errors"
 	"net/netip"
 	"reflect"
@@ -231,5 +232,49 @@ func TestValidateRejectsDuplicateServiceKeys(t *testing.T) {
 	}
 	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), `service tcp/10.0.0.1:80 is also defined by "a"`) {
 		t.Fatalf("duplicate key: %v", err)
+	}
+}
+
+// The control API carries config objects as JSON with the file's keys.
+func TestConfigJSON(t *testing.T) {
+	cfg, err := ParseConfig([]byte(exampleYAML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := json.Marshal(cfg.Services[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"name":"mysql"`, `"interval":"2s"`, `"real-servers":[`, `"weight":0`, `"prefix-length":24`} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("JSON lacks %s: %s", want, b)
+		}
+	}
+	var back ServiceConfig
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(back, cfg.Services[0]) {
+		t.Fatalf("JSON round trip:\n%+v\n%+v", back, cfg.Services[0])
+	}
+	// A patch: keys present replace, others stay.
+	patched := back
+	if err := json.Unmarshal([]byte(`{"scheduler":"sh","check":{"type":"tcp"}}`), &patched); err != nil {
+		t.Fatal(err)
+	}
+	if patched.Scheduler != "sh" || patched.Name != "mysql" || patched.Check.Type != "tcp" {
+		t.Fatalf("patched %+v", patched)
+	}
+	var rs RealServerConfig
+	if err := json.Unmarshal([]byte(`{"address":"10.0.1.9:3306","wieght":2}`), &rs); !errors.Is(err, ErrInvalidConfig) {
+		t.Fatalf("misspelt key in JSON: %v", err)
+	}
+	whole, err := json.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg2 Config
+	if err := json.Unmarshal(whole, &cfg2); err != nil || !reflect.DeepEqual(cfg2, cfg) {
+		t.Fatalf("whole config JSON round trip: %v", err)
 	}
 }

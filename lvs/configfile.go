@@ -2,6 +2,7 @@ package lvs
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"reflect"
 	"strconv"
@@ -53,6 +54,81 @@ func (c Config) EncodeYAML() ([]byte, error) {
 		return nil, err
 	}
 	return b.Bytes(), nil
+}
+
+// JSON: the control API carries configuration objects with the same keys
+// and duration strings as the YAML file, so `repctl lvs` payloads, `save`
+// output and the config file read alike.
+
+// MarshalJSON writes c with its config-file keys (zero values omitted,
+// durations as "5s").
+func (c Config) MarshalJSON() ([]byte, error) { return json.Marshal(plain(reflect.ValueOf(c))) }
+
+// UnmarshalJSON decodes config-file keys onto c (keys not present keep
+// their value; unknown keys are an error). It does not validate.
+func (c *Config) UnmarshalJSON(b []byte) error { return decodeJSON(b, c) }
+
+// MarshalJSON writes s with its config-file keys.
+func (s ServiceConfig) MarshalJSON() ([]byte, error) { return json.Marshal(plain(reflect.ValueOf(s))) }
+
+// UnmarshalJSON decodes config-file keys onto s.
+func (s *ServiceConfig) UnmarshalJSON(b []byte) error { return decodeJSON(b, s) }
+
+// MarshalJSON writes r with its config-file keys.
+func (r RealServerConfig) MarshalJSON() ([]byte, error) { return json.Marshal(plain(reflect.ValueOf(r))) }
+
+// UnmarshalJSON decodes config-file keys onto r.
+func (r *RealServerConfig) UnmarshalJSON(b []byte) error { return decodeJSON(b, r) }
+
+func decodeJSON(b []byte, out any) error {
+	var raw any
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return fmt.Errorf("%w: json: %v", ErrInvalidConfig, err)
+	}
+	dec, err := mapstructure.NewDecoder(&mapstructure.DecoderConfig{
+		DecodeHook:  mapstructure.StringToTimeDurationHookFunc(),
+		ErrorUnused: true,
+		Result:      out,
+	})
+	if err != nil {
+		return err
+	}
+	if err := dec.Decode(raw); err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalidConfig, err)
+	}
+	return nil
+}
+
+// plain converts a config value to maps, slices and scalars keyed by the
+// mapstructure tags, the way encodeNode does for YAML.
+func plain(v reflect.Value) any {
+	n, _ := encodeNode(v, true)
+	return nodeToPlain(n)
+}
+
+func nodeToPlain(n *yaml.Node) any {
+	switch n.Kind {
+	case yaml.MappingNode:
+		m := make(map[string]any, len(n.Content)/2)
+		for i := 0; i < len(n.Content); i += 2 {
+			m[n.Content[i].Value] = nodeToPlain(n.Content[i+1])
+		}
+		return m
+	case yaml.SequenceNode:
+		s := make([]any, len(n.Content))
+		for i, c := range n.Content {
+			s[i] = nodeToPlain(c)
+		}
+		return s
+	}
+	switch n.Tag {
+	case "!!int":
+		i, _ := strconv.ParseInt(n.Value, 10, 64)
+		return i
+	case "!!bool":
+		return n.Value == "true"
+	}
+	return n.Value
 }
 
 var durationType = reflect.TypeOf(time.Duration(0))
