@@ -75,7 +75,9 @@ func (s ServiceConfig) MarshalJSON() ([]byte, error) { return json.Marshal(plain
 func (s *ServiceConfig) UnmarshalJSON(b []byte) error { return decodeJSON(b, s) }
 
 // MarshalJSON writes r with its config-file keys.
-func (r RealServerConfig) MarshalJSON() ([]byte, error) { return json.Marshal(plain(reflect.ValueOf(r))) }
+func (r RealServerConfig) MarshalJSON() ([]byte, error) {
+	return json.Marshal(plain(reflect.ValueOf(r)))
+}
 
 // UnmarshalJSON decodes config-file keys onto r.
 func (r *RealServerConfig) UnmarshalJSON(b []byte) error { return decodeJSON(b, r) }
