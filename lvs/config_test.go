@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/netip"
+	"os"
 	"reflect"
 	"strings"
 	"testing"
@@ -276,5 +277,29 @@ func TestConfigJSON(t *testing.T) {
 	var cfg2 Config
 	if err := json.Unmarshal(whole, &cfg2); err != nil || !reflect.DeepEqual(cfg2, cfg) {
 		t.Fatalf("whole config JSON round trip: %v", err)
+	}
+}
+
+// The example in docs/lvs.md must stay a valid configuration.
+func TestDocsExampleParses(t *testing.T) {
+	doc, err := os.ReadFile("../docs/lvs.md")
+	if err != nil {
+		t.Skipf("docs/lvs.md not found: %v", err)
+	}
+	_, rest, ok := strings.Cut(string(doc), "```yaml\nlvs:\n")
+	if !ok {
+		t.Fatal("docs/lvs.md has no ```yaml block starting with lvs:")
+	}
+	block, _, _ := strings.Cut(rest, "```")
+	var lines []string
+	for _, l := range strings.Split(block, "\n") {
+		lines = append(lines, strings.TrimPrefix(l, "  "))
+	}
+	cfg, err := ParseConfig([]byte(strings.Join(lines, "\n")))
+	if err != nil {
+		t.Fatalf("the documented example does not parse: %v", err)
+	}
+	if len(cfg.Services) != 3 || len(cfg.VIPs) != 1 {
+		t.Fatalf("parsed %d services, %d VIPs", len(cfg.Services), len(cfg.VIPs))
 	}
 }
