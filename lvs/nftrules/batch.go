@@ -106,7 +106,6 @@ func BuildBatch(l Layout, desired []model.Service, ops []plan.Op, counters Count
 		created []netip.AddrPort
 		updated []netip.AddrPort
 		deleted []netip.AddrPort
-		svcAttr bool
 	}
 	changes := map[model.Key]*change{}
 	get := func(k model.Key) *change {
@@ -126,7 +125,7 @@ func BuildBatch(l Layout, desired []model.Service, ops []plan.Op, counters Count
 		case plan.DeleteService:
 			c.prev = &svc
 		case plan.UpdateService:
-			c.desired, c.prev, c.svcAttr = &svc, op.Prev, true
+			c.desired, c.prev = &svc, op.Prev
 		case plan.CreateRealServer:
 			c.desired = &svc
 			if op.Prev != nil {
