@@ -1,8 +1,10 @@
 package lvs
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"strings"
@@ -119,5 +121,55 @@ func TestAutoBackendChoiceOnThisKernel(t *testing.T) {
 	cfg.Services[0].Scheduler = "wlc"
 	if _, err := New(cfg, Options{NetNS: ns.Path}); err == nil || !strings.Contains(err.Error(), "supported by: ipvs") {
 		t.Fatalf("wlc without ip_vs: %v", err)
+	}
+}
+
+// Traffic through the rules for IPv6 (dnat ip6) and through the output hook
+// (a client on the director itself): a one-namespace setup where the VIP
+// and the real servers are local addresses.
+func TestNFTablesIPv6TrafficFromTheDirector(t *testing.T) {
+	ns := kernelNS(t)
+	for _, a := range []string{"2001:db8:9::100/128", "2001:db8:9::11/128", "2001:db8:9::12/128"} {
+		if _, err := ns.IP("addr", "add", a, "dev", "lo", "nodad"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, a := range []string{"[2001:db8:9::11]:8080", "[2001:db8:9::12]:8080"} {
+		s, err := lvstest.StartNameServer(ns, fmt.Sprintf("rs%d", i+1), a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Stop()
+	}
+	b := NewNFTables("replicad_lvs", ns.Path, nil)
+	key, _ := model.ParseKey("tcp/[2001:db8:9::100]:80")
+	svc := model.Service{Key: key, Scheduler: model.RR, RealServers: []model.RealServer{
+		{Addr: netip.MustParseAddrPort("[2001:db8:9::11]:8080"), Weight: 1, Forward: model.NAT},
+		{Addr: netip.MustParseAddrPort("[2001:db8:9::12]:8080"), Weight: 1, Forward: model.NAT},
+	}}
+	reconcileOnce(t, b, []model.Service{svc})
+	var got []string
+	for range 4 {
+		err := ns.Do(func() error {
+			c, err := net.DialTimeout("tcp", "[2001:db8:9::100]:80", 3*time.Second)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(3 * time.Second))
+			line, err := bufio.NewReader(c).ReadString('\n')
+			got = append(got, strings.TrimSpace(line))
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if strings.Join(got, " ") != "rs1 rs2 rs1 rs2" {
+		t.Fatalf("rr over IPv6 from the director: %v", got)
+	}
+	obs, _ := b.Observe(context.Background())
+	if obs[0].Stats.Connections != 4 {
+		t.Fatalf("counters: %+v", obs[0].Stats)
 	}
 }
