@@ -2,7 +2,7 @@
 // same real server reached directly, in one run, and prints the ratios.
 //
 // It builds the lvstest namespace testbed (client, director, one real
-// server; names rpdlvsb-PID-*), starts an lvs.Manager with the nftables
+// server; names rpdlvs-bPID-*), starts an lvs.Manager with the nftables
 // backend in the director with one rr service on the VIP whose only real
 // server is the one the direct path talks to, and alternates rounds:
 //
@@ -66,7 +66,7 @@ const (
 )
 
 func run(rounds int, duration time.Duration, workers int) error {
-	topo, err := lvstest.NewTopology(fmt.Sprintf("rpdlvsb-%d", os.Getpid()%100000), 1)
+	topo, err := lvstest.NewTopology(fmt.Sprintf("rpdlvs-b%d", os.Getpid()%100000), 1)
 	if err != nil {
 		return err
 	}
