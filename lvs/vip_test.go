@@ -281,3 +281,18 @@ func TestDRRealServer(t *testing.T) {
 		t.Fatalf("control: without arp_ignore the VIP should resolve: %v", err)
 	}
 }
+
+// Checks run in the manager's namespace, exec'd commands included.
+func TestExecCheckRunsInTheNamespace(t *testing.T) {
+	a, _ := pair(t, "ex")
+	cc := CheckConfig{Type: "exec", Command: []string{"sh", "-c", "ip -o addr show dev a0 | grep -q 192.0.2.1/24"}, Interval: 5 * time.Second, Timeout: 5 * time.Second}
+	cs := spec(t, "192.0.2.2:80", cc)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := newChecker(cs, "svc", a.Path).Check(ctx); err != nil {
+		t.Fatalf("in the namespace: %v", err)
+	}
+	if err := newChecker(cs, "svc", "").Check(ctx); err == nil {
+		t.Fatal("outside the namespace the command found the namespace's interface")
+	}
+}
