@@ -1,0 +1,184 @@
+package lvs
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-viper/mapstructure/v2"
+	"gopkg.in/yaml.v3"
+)
+
+// ParseConfig reads the lvs section of a configuration in YAML (the format
+// `repctl lvs save` writes and `repctl lvs restore` reads): it starts from
+// DefaultConfig, decodes with the same rules as the daemon (mapstructure
+// keys, durations as strings), rejects unknown keys, and validates.
+func ParseConfig(data []byte) (Config, error) {
+	var raw map[string]any
+	if err := yaml.Unmarshal(data, &raw); err != nil {
+		return Config{}, fmt.Errorf("%w: yaml: %v", ErrInvalidConfig, err)
+	}
+	cfg := DefaultConfig()
+	dec, err := mapstructure.NewDecoder(&mapstructure.DecoderConfig{
+		DecodeHook:  mapstructure.StringToTimeDurationHookFunc(),
+		ErrorUnused: true,
+		Result:      &cfg,
+	})
+	if err != nil {
+		return Config{}, err
+	}
+	if err := dec.Decode(raw); err != nil {
+		return Config{}, fmt.Errorf("%w: %v", ErrInvalidConfig, err)
+	}
+	if err := cfg.Validate(); err != nil {
+		return Config{}, err
+	}
+	return cfg, nil
+}
+
+// EncodeYAML writes c in the format ParseConfig reads, keys in field order,
+// zero values omitted.
+func (c Config) EncodeYAML() ([]byte, error) {
+	n, _ := encodeNode(reflect.ValueOf(c), true)
+	var b bytes.Buffer
+	enc := yaml.NewEncoder(&b)
+	enc.SetIndent(2)
+	if err := enc.Encode(n); err != nil {
+		return nil, err
+	}
+	if err := enc.Close(); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}
+
+// JSON: the control API carries configuration objects with the same keys
+// and duration strings as the YAML file, so `repctl lvs` payloads, `save`
+// output and the config file read alike.
+
+// MarshalJSON writes c with its config-file keys (zero values omitted,
+// durations as "5s").
+func (c Config) MarshalJSON() ([]byte, error) { return json.Marshal(plain(reflect.ValueOf(c))) }
+
+// UnmarshalJSON decodes config-file keys onto c (keys not present keep
+// their value; unknown keys are an error). It does not validate.
+func (c *Config) UnmarshalJSON(b []byte) error { return decodeJSON(b, c) }
+
+// MarshalJSON writes s with its config-file keys.
+func (s ServiceConfig) MarshalJSON() ([]byte, error) { return json.Marshal(plain(reflect.ValueOf(s))) }
+
+// UnmarshalJSON decodes config-file keys onto s.
+func (s *ServiceConfig) UnmarshalJSON(b []byte) error { return decodeJSON(b, s) }
+
+// MarshalJSON writes r with its config-file keys.
+func (r RealServerConfig) MarshalJSON() ([]byte, error) {
+	return json.Marshal(plain(reflect.ValueOf(r)))
+}
+
+// UnmarshalJSON decodes config-file keys onto r.
+func (r *RealServerConfig) UnmarshalJSON(b []byte) error { return decodeJSON(b, r) }
+
+func decodeJSON(b []byte, out any) error {
+	var raw any
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return fmt.Errorf("%w: json: %v", ErrInvalidConfig, err)
+	}
+	dec, err := mapstructure.NewDecoder(&mapstructure.DecoderConfig{
+		DecodeHook:  mapstructure.StringToTimeDurationHookFunc(),
+		ErrorUnused: true,
+		Result:      out,
+	})
+	if err != nil {
+		return err
+	}
+	if err := dec.Decode(raw); err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalidConfig, err)
+	}
+	return nil
+}
+
+// plain converts a config value to maps, slices and scalars keyed by the
+// mapstructure tags, the way encodeNode does for YAML.
+func plain(v reflect.Value) any {
+	n, _ := encodeNode(v, true)
+	return nodeToPlain(n)
+}
+
+func nodeToPlain(n *yaml.Node) any {
+	switch n.Kind {
+	case yaml.MappingNode:
+		m := make(map[string]any, len(n.Content)/2)
+		for i := 0; i < len(n.Content); i += 2 {
+			m[n.Content[i].Value] = nodeToPlain(n.Content[i+1])
+		}
+		return m
+	case yaml.SequenceNode:
+		s := make([]any, len(n.Content))
+		for i, c := range n.Content {
+			s[i] = nodeToPlain(c)
+		}
+		return s
+	}
+	switch n.Tag {
+	case "!!int":
+		i, _ := strconv.ParseInt(n.Value, 10, 64)
+		return i
+	case "!!bool":
+		return n.Value == "true"
+	}
+	return n.Value
+}
+
+var durationType = reflect.TypeOf(time.Duration(0))
+
+func scalar(v string, tag string) *yaml.Node {
+	return &yaml.Node{Kind: yaml.ScalarNode, Value: v, Tag: tag}
+}
+
+// encodeNode returns the node for v and whether it should be written (zero
+// values are left out, except behind a non-nil pointer or as list items).
+func encodeNode(v reflect.Value, keep bool) (*yaml.Node, bool) {
+	if v.Type() == durationType {
+		d := time.Duration(v.Int())
+		return scalar(d.String(), "!!str"), keep || d != 0
+	}
+	switch v.Kind() {
+	case reflect.Pointer:
+		if v.IsNil() {
+			return nil, false
+		}
+		return encodeNode(v.Elem(), true)
+	case reflect.Struct:
+		m := &yaml.Node{Kind: yaml.MappingNode}
+		for i := range v.NumField() {
+			name, _, _ := strings.Cut(v.Type().Field(i).Tag.Get("mapstructure"), ",")
+			if name == "" || name == "-" {
+				continue
+			}
+			if child, ok := encodeNode(v.Field(i), false); ok {
+				m.Content = append(m.Content, scalar(name, "!!str"), child)
+			}
+		}
+		return m, keep || len(m.Content) > 0
+	case reflect.Slice:
+		s := &yaml.Node{Kind: yaml.SequenceNode}
+		for i := range v.Len() {
+			child, _ := encodeNode(v.Index(i), true)
+			s.Content = append(s.Content, child)
+		}
+		return s, keep || v.Len() > 0
+	case reflect.String:
+		return scalar(v.String(), "!!str"), keep || v.String() != ""
+	case reflect.Bool:
+		return scalar(strconv.FormatBool(v.Bool()), "!!bool"), keep || v.Bool()
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		return scalar(strconv.FormatInt(v.Int(), 10), "!!int"), keep || v.Int() != 0
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return scalar(strconv.FormatUint(v.Uint(), 10), "!!int"), keep || v.Uint() != 0
+	}
+	panic(fmt.Sprintf("lvs: EncodeYAML cannot encode %s (a Config field of an unsupported kind)", v.Type()))
+}
