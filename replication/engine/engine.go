@@ -153,7 +153,6 @@ func New(cfg Config, store Store) (*Engine, error) {
 	}
 	e := &Engine{cfg: cfg, store: store, role: Secondary, peers: make(map[uint32]*peer),
 		writes: make(map[uint64]*write), flushes: make(map[uint64]*flush)}
-	e.gen = store.Generation()
 	for _, id := range cfg.Peers {
 		if id == cfg.NodeID {
 			return nil, fmt.Errorf("peer %d is this node", id)
@@ -164,6 +163,9 @@ func New(cfg Config, store Store) (*Engine, error) {
 		}
 		e.peers[id] = &peer{id: id, slot: slot, conn: Connecting, proto: cfg.Protocol}
 	}
+	// Read after the slots are assigned: persisting an older copy would
+	// give them back.
+	e.gen = store.Generation()
 	// This node starts secondary: a crash while primary was already noted
 	// by the volume (CrashedPrimary); the persisted Primary flag goes.
 	if e.gen.Primary {

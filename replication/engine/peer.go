@@ -24,6 +24,7 @@ type peer struct {
 	helloSent bool
 	hello     *wire.Hello // theirs
 	decision  uuid.Decision
+	decided   bool // the handshake reached a decision (NoSync is the zero Decision)
 	bmSent    bool
 	bmRecv    bool
 
@@ -53,7 +54,7 @@ type tlEntry struct {
 
 // replicating: application writes go to the peer (instead of its bitmap).
 func (p *peer) replicating() bool {
-	return p.conn == Connected && p.decision != 0 && p.repl != ReplOff
+	return p.conn == Connected && p.decided && p.repl != ReplOff
 }
 
 // Connected reports that an authenticated connection to peer is up: both
@@ -101,7 +102,7 @@ func (e *Engine) hello(p *peer) *wire.Hello {
 func (e *Engine) resetLink(p *peer) {
 	p.link++
 	p.repl, p.role, p.disk = ReplOff, RoleUnknown, DUnknown
-	p.helloSent, p.hello, p.decision, p.bmSent, p.bmRecv = false, nil, 0, false, false
+	p.helloSent, p.hello, p.decision, p.decided, p.bmSent, p.bmRecv = false, nil, 0, false, false, false
 	p.seq, p.sent, p.recvAck, p.writeAck, p.rxSeq = 0, 0, 0, 0, 0
 	p.tl = nil
 	p.rs = resync{}
@@ -239,6 +240,20 @@ func (e *Engine) onHello(o *Output, p *peer, h *wire.Hello) error {
 	r := uuid.Compare(me, them, uuid.Protocol(p.proto))
 	d := r.Decision
 	why := fmt.Sprintf("rule %d: %s", r.Rule, r.Reason)
+	// Disk states override generations when exactly one side is
+	// Inconsistent (mid-resync): only the consistent side can be the
+	// source, whatever the UUIDs say (as DRBD's sync handshake does).
+	myDisk, peerDisk := e.Disk(), DiskState(h.Disk)
+	if (myDisk == Inconsistent) != (peerDisk == Inconsistent) && d != uuid.Unrelated {
+		full := d == uuid.SplitBrainDisconnect || d == uuid.SourceFull || d == uuid.TargetFull
+		if myDisk == Inconsistent {
+			d = pick(full, uuid.TargetFull, uuid.TargetBitmap)
+			why = "this node is Inconsistent, the peer " + peerDisk.String() + ": the peer is the source (" + why + ")"
+		} else {
+			d = pick(full, uuid.SourceFull, uuid.SourceBitmap)
+			why = "the peer is Inconsistent, this node " + myDisk.String() + ": this node is the source (" + why + ")"
+		}
+	}
 	mine, theirs := p.discardMyData, h.Flags&wire.HelloDiscardMyData != 0
 	if d == uuid.SplitBrainAuto || d == uuid.SplitBrainDisconnect {
 		full := d == uuid.SplitBrainDisconnect
@@ -281,7 +296,7 @@ func (e *Engine) onHello(o *Output, p *peer, h *wire.Hello) error {
 		return nil
 	}
 	p.discardMyData = false
-	p.decision = d
+	p.decision, p.decided = d, true
 	return e.startDecision(o, p, d, why)
 }
 

@@ -37,7 +37,7 @@ func (e *Engine) Receive(peerID uint32, m wire.Message) (Output, error) {
 	case *wire.WriteAck:
 		err = e.onWriteAck(&o, p, m)
 	case *wire.Flush:
-		if p.decision == 0 {
+		if !p.decided {
 			return o, fmt.Errorf("%w: flush before the handshake ended", ErrProtocol)
 		}
 		o.Applies = append(o.Applies, Apply{Peer: p.id, Link: p.link, Kind: ApplyFlush, Epoch: m.Epoch})
@@ -61,7 +61,7 @@ func (e *Engine) Receive(peerID uint32, m wire.Message) (Output, error) {
 
 func (e *Engine) onWrite(o *Output, p *peer, w *wire.Write) error {
 	switch {
-	case p.decision == 0 || p.repl == ReplOff:
+	case !p.decided || p.repl == ReplOff:
 		return fmt.Errorf("%w: write before the handshake ended", ErrProtocol)
 	case e.role == Primary && !e.cfg.AllowTwoPrimaries:
 		return fmt.Errorf("%w: write from a peer while this node is primary", ErrProtocol)

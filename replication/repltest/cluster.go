@@ -31,8 +31,10 @@ type Options struct {
 	Blocks   int64
 	Policies uuid.Policies
 	// UnsafeResync lets resync reads run while an application write to the
-	// same range is between queueing and its local write: the race the
-	// range lock exists for. Used to show that Check catches it.
+	// same range is between queueing and its local write: one of the races
+	// the range lock exists for (the other: overlapping application writes,
+	// which the simulated client never issues concurrently). Used to show
+	// that the checks catch it.
 	UnsafeResync bool
 }
 
@@ -50,13 +52,36 @@ type Cluster struct {
 	// history holds, per block, the client's writes in issue order.
 	history map[int64][]clientWrite
 	// candidates are the nodes a failover may promote: Established and
-	// UpToDate with the primary when it crashed, not crashed since.
-	candidates map[uint32]bool
+	// UpToDate with the primary when it crashed, not crashed since. The
+	// value is the step since which the node was Established with it.
+	candidates map[uint32]int
+	// establishedAt is, per (node, peer), the step since which the node's
+	// replication with the peer is Established.
+	establishedAt map[[2]uint32]int
+
+	// Stats counts what happened, so tests can show they exercised it.
+	Stats Stats
+}
+
+// Stats are counts of simulated events.
+type Stats struct {
+	Writes, Acked, Crashes, LinkBreaks, Failovers, CheckedFailovers, ResyncRanges int
+}
+
+func (s *Stats) Add(o Stats) {
+	s.Writes += o.Writes
+	s.Acked += o.Acked
+	s.Crashes += o.Crashes
+	s.LinkBreaks += o.LinkBreaks
+	s.Failovers += o.Failovers
+	s.CheckedFailovers += o.CheckedFailovers
+	s.ResyncRanges += o.ResyncRanges
 }
 
 type clientWrite struct {
-	id    uint64
-	acked bool
+	id      uint64
+	acked   bool
+	ackedAt int // step
 }
 
 // Node is one simulated node.
@@ -104,7 +129,7 @@ var discard = slog.New(slog.NewTextHandler(io.Discard, nil))
 // operator initialises a new volume); the others are connected and synced.
 func New(r *rand.Rand, opts Options) (*Cluster, error) {
 	c := &Cluster{opts: opts, r: r, links: make(map[[2]uint32]*link), history: make(map[int64][]clientWrite),
-		ctx: context.Background(), candidates: map[uint32]bool{}}
+		ctx: context.Background(), candidates: map[uint32]int{}, establishedAt: map[[2]uint32]int{}}
 	geo := meta.DefaultGeometry()
 	geo.ALExtents = 67
 	geo.ALExtentSize = 1 << 20
@@ -144,7 +169,7 @@ func New(r *rand.Rand, opts Options) (*Cluster, error) {
 // deviceFor finds the device size whose internal metadata leaves exactly
 // data bytes.
 func deviceFor(data int64, geo meta.Geometry) (int64, error) {
-	for dev := data + 64*meta.BlockSize; dev < data*2+(16<<20); dev += meta.BlockSize {
+	for dev := data + 2*meta.BlockSize; dev < data*2+(16<<20); dev += meta.BlockSize {
 		l, err := meta.InternalLayout(dev, geo)
 		if err == nil && l.DataSize == data {
 			return dev, nil
@@ -192,7 +217,12 @@ func (n *Node) start() error {
 	n.pending, n.reads = nil, nil
 	n.applies = make(map[uint32][]engine.Apply)
 	n.waiters = make(map[uint64]waiter)
-	n.c.logf("node %d: up (crashed primary %v, al replayed %d)", n.ID, rep.CrashedPrimary, rep.ALReplayed)
+	n.c.logf("node %d: up (crashed primary %v, al replayed %d, oos %v)", n.ID, rep.CrashedPrimary, rep.ALReplayed, func() (o []int64) {
+		for _, p := range eng.Status().Peers {
+			o = append(o, p.OutOfSyncBytes)
+		}
+		return
+	}())
 	return nil
 }
 
@@ -220,7 +250,9 @@ func (n *Node) exec(o engine.Output) {
 		case done.Err != nil:
 			c.logf("node %d: op %d failed: %v", n.ID, done.ID, done.Err)
 		case !w.flush:
-			c.history[w.block][w.index].acked = true
+			h := &c.history[w.block][w.index]
+			h.acked, h.ackedAt = true, c.step
+			c.Stats.Acked++
 			c.logf("node %d: write #%d to block %d acknowledged", n.ID, c.history[w.block][w.index].id, w.block)
 		}
 	}
@@ -232,6 +264,14 @@ func (n *Node) exec(o engine.Output) {
 		c.breakLink(n.ID, d.Peer)
 	}
 	for _, ev := range o.Events {
+		if ev.PeerSet && ev.What == "replication" {
+			key := [2]uint32{n.ID, ev.Peer}
+			if ev.New == "Established" {
+				c.establishedAt[key] = c.step
+			} else {
+				delete(c.establishedAt, key)
+			}
+		}
 		who := fmt.Sprintf("node %d", n.ID)
 		if ev.PeerSet {
 			who += fmt.Sprintf(" (peer %d)", ev.Peer)

@@ -1,0 +1,460 @@
+package repltest
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	"github.com/replicad/replicad/replication/disk"
+	"github.com/replicad/replicad/replication/engine"
+)
+
+// Step performs one randomly chosen step. It returns an error when a
+// property fails; the cluster log tells the story.
+func (c *Cluster) Step() error {
+	c.step++
+	r := c.r
+	switch x := r.IntN(100); {
+	case x < 30:
+		c.clientWrite()
+	case x < 33:
+		c.clientFlush()
+	case x < 50:
+		c.localIO()
+	case x < 72:
+		c.deliver()
+	case x < 85:
+		c.apply()
+	case x < 93:
+		c.resyncStep()
+	case x < 95:
+		c.breakRandomLink()
+	case x < 96:
+		c.connectAll()
+	case x < 97:
+		return c.crashOrRestart()
+	default:
+		return c.failover()
+	}
+	return nil
+}
+
+func (c *Cluster) hotBlock() int64 {
+	if c.r.IntN(4) > 0 {
+		return c.r.Int64N(min(c.opts.Blocks, 64))
+	}
+	return c.r.Int64N(c.opts.Blocks)
+}
+
+func (c *Cluster) clientWrite() {
+	p := c.primary()
+	if p == nil {
+		return
+	}
+	b := c.hotBlock()
+	// The range lock: a write overlapping one that has not finished its
+	// local write waits (here: is not issued yet), so the order the peer
+	// applies writes in (sequence order) is the order the local disk saw.
+	for _, op := range p.pending {
+		if !op.flush && op.block == b {
+			return
+		}
+	}
+	c.nextWrite++
+	data := stamped(c.nextWrite)
+	fua := c.r.IntN(8) == 0
+	id, o, err := p.Eng.StartWrite(b*Block, data, fua)
+	if err != nil {
+		c.logf("node %d: write refused: %v", p.ID, err)
+		return
+	}
+	c.history[b] = append(c.history[b], clientWrite{id: c.nextWrite})
+	c.Stats.Writes++
+	p.waiters[id] = waiter{block: b, index: len(c.history[b]) - 1}
+	p.pending = append(p.pending, localOp{id: id, block: b, data: data, fua: fua})
+	c.logf("node %d: write #%d to block %d starts (op %d)", p.ID, c.nextWrite, b, id)
+	p.exec(o)
+}
+
+func (c *Cluster) clientFlush() {
+	p := c.primary()
+	if p == nil {
+		return
+	}
+	id, o := p.Eng.StartFlush()
+	p.waiters[id] = waiter{flush: true}
+	p.pending = append(p.pending, localOp{id: id, flush: true})
+	p.exec(o)
+}
+
+// localIO completes one pending local operation, in any order (concurrent
+// local I/O completes in any order).
+func (c *Cluster) localIO() {
+	n := c.pick(func(n *Node) bool { return len(n.pending) > 0 })
+	if n == nil {
+		return
+	}
+	i := c.r.IntN(len(n.pending))
+	op := n.pending[i]
+	n.pending = append(n.pending[:i], n.pending[i+1:]...)
+	n.doLocal(op)
+}
+
+func (n *Node) doLocal(op localOp) {
+	if op.flush {
+		n.exec(n.Eng.LocalFlushDone(op.id, n.Vol.Flush(n.c.ctx)))
+		return
+	}
+	err := n.Vol.WriteAt(n.c.ctx, op.data, op.block*Block, op.fua)
+	n.exec(n.Eng.LocalWriteDone(op.id, err))
+}
+
+func (c *Cluster) deliver() {
+	var live [][2]uint32
+	for k, l := range c.links {
+		if l.up && len(l.queue) > 0 {
+			live = append(live, k)
+		}
+	}
+	if len(live) == 0 {
+		return
+	}
+	sortPairs(live)
+	k := live[c.r.IntN(len(live))]
+	c.deliverOn(k)
+}
+
+func (c *Cluster) deliverOn(k [2]uint32) {
+	l := c.links[k]
+	m := l.queue[0]
+	l.queue = l.queue[1:]
+	to := c.Nodes[k[1]]
+	o, err := to.Eng.Receive(k[0], m)
+	if err != nil {
+		c.logf("node %d: protocol error from %d: %v", to.ID, k[0], err)
+		c.breakLink(k[0], k[1])
+		return
+	}
+	to.exec(o)
+}
+
+func (c *Cluster) apply() {
+	n := c.pick(func(n *Node) bool { return len(n.applies) > 0 })
+	if n == nil {
+		return
+	}
+	peers := sortedKeys(n.applies)
+	n.applyNext(peers[c.r.IntN(len(peers))])
+}
+
+func (n *Node) applyNext(peer uint32) {
+	q := n.applies[peer]
+	a := q[0]
+	if len(q) == 1 {
+		delete(n.applies, peer)
+	} else {
+		n.applies[peer] = q[1:]
+	}
+	var err error
+	if a.Kind == engine.ApplyWrite || a.Kind == engine.ApplyResync {
+		n.c.logf("node %d: applies %v from %d at block %d (write #%d) seq %d", n.ID, a.Kind, peer, a.Offset/Block, binaryID(a.Data), a.Seq)
+	}
+	switch a.Kind {
+	case engine.ApplyWrite, engine.ApplyResync:
+		err = n.Vol.WriteAt(n.c.ctx, a.Data, a.Offset, a.FUA)
+	case engine.ApplyFlush, engine.ApplySyncDone:
+		err = n.Vol.Flush(n.c.ctx)
+	}
+	n.exec(n.Eng.Applied(a, err))
+}
+
+// resyncStep lets one sync source hand out or read a range.
+func (c *Cluster) resyncStep() {
+	n := c.pick(func(n *Node) bool { return len(n.reads) > 0 || n.syncSource() >= 0 })
+	if n == nil {
+		return
+	}
+	if len(n.reads) > 0 && c.r.IntN(2) == 0 {
+		n.tryRead(c.r.IntN(len(n.reads)))
+		return
+	}
+	peer := n.syncSource()
+	if peer < 0 {
+		return
+	}
+	off, size, link, ok := n.Eng.NextResync(uint32(peer), 4*Block)
+	if !ok {
+		n.exec(n.Eng.ResyncIdle(uint32(peer)))
+		return
+	}
+	n.reads = append(n.reads, resyncRead{peer: uint32(peer), link: link, off: off, n: size})
+}
+
+// tryRead performs a pending resync read unless an application write to
+// the range is between queueing and its local write (the range lock).
+func (n *Node) tryRead(i int) bool {
+	rd := n.reads[i]
+	if !n.c.opts.UnsafeResync {
+		for _, op := range n.pending {
+			if !op.flush && op.block*Block < rd.off+rd.n && rd.off < (op.block+1)*Block {
+				return false
+			}
+		}
+	}
+	n.reads = append(n.reads[:i], n.reads[i+1:]...)
+	n.c.Stats.ResyncRanges++
+	data := make([]byte, rd.n)
+	err := n.Vol.ReadAt(n.c.ctx, data, rd.off)
+	n.exec(n.Eng.ResyncRead(rd.peer, rd.link, rd.off, data, err))
+	return true
+}
+
+func (n *Node) syncSource() int {
+	if !n.Up {
+		return -1
+	}
+	for _, p := range n.Eng.Status().Peers {
+		if p.Repl == engine.SyncSource {
+			return int(p.Node)
+		}
+	}
+	return -1
+}
+
+func (c *Cluster) breakRandomLink() {
+	var up [][2]uint32
+	for k, l := range c.links {
+		if l.up && k[0] < k[1] {
+			up = append(up, k)
+		}
+	}
+	if len(up) == 0 {
+		return
+	}
+	sortPairs(up)
+	k := up[c.r.IntN(len(up))]
+	c.logf("link %d-%d breaks", k[0], k[1])
+	c.Stats.LinkBreaks++
+	c.breakLink(k[0], k[1])
+}
+
+// crashOrRestart cuts the power of an up node (rarely the last one up) or
+// restarts a down one.
+func (c *Cluster) crashOrRestart() error {
+	if n := c.pick(func(n *Node) bool { return !n.Up }); n != nil && c.r.IntN(2) == 0 {
+		return n.start()
+	}
+	n := c.pick(func(n *Node) bool { return n.Up })
+	if p := c.primary(); p != nil && c.r.IntN(2) == 0 {
+		n = p // primaries crashing is what failover is about
+	}
+	if n == nil {
+		return nil
+	}
+	c.crash(n)
+	return nil
+}
+
+func (c *Cluster) crash(n *Node) {
+	wasPrimary := n.Eng.Role() == engine.Primary
+	if wasPrimary {
+		// The failover candidates: in sync with the primary now.
+		clear(c.candidates)
+		for _, m := range c.Nodes {
+			if m == n || !m.Up || m.Eng.Disk() != engine.UpToDate {
+				continue
+			}
+			for _, p := range m.Eng.Status().Peers {
+				if p.Node == n.ID && p.Conn == engine.Connected && p.Repl == engine.Established {
+					c.candidates[m.ID] = c.establishedAt[[2]uint32{m.ID, n.ID}]
+				}
+			}
+		}
+	}
+	delete(c.candidates, n.ID)
+	c.Stats.Crashes++
+	c.logf("node %d: power cut (primary %v, candidates %v)", n.ID, wasPrimary, sortedKeys(c.candidates))
+	n.Up = false
+	n.Disk = n.Disk.CrashClone(disk.RandomKeep(c.r))
+	for _, m := range c.Nodes {
+		if m != n {
+			c.breakLink(n.ID, m.ID)
+		}
+	}
+	// Clients of writes in flight on the dead node never get an answer.
+	n.pending, n.reads, n.applies, n.waiters = nil, nil, nil, nil
+}
+
+// failover promotes a candidate when no primary is up and checks that it
+// holds every acknowledged write (protocol C).
+func (c *Cluster) failover() error {
+	if c.primary() != nil {
+		return nil
+	}
+	var cands []*Node
+	for _, id := range sortedKeys(c.candidates) {
+		if n := c.Nodes[id]; n.Up && n.Eng.Disk() == engine.UpToDate {
+			cands = append(cands, n)
+		}
+	}
+	if len(cands) == 0 {
+		// No failover candidate: an operator promotes a node that is in
+		// sync with every peer, so writes go on.
+		for _, n := range c.Nodes {
+			if n.Up && n.Eng.Disk() == engine.UpToDate && n.inSyncWithAll() {
+				if o, err := n.Eng.Promote(false); err == nil {
+					c.logf("node %d: promoted (cluster in sync)", n.ID)
+					n.exec(o)
+				}
+				return nil
+			}
+		}
+		return nil
+	}
+	n := cands[c.r.IntN(len(cands))]
+	since := c.candidates[n.ID]
+	// Pending applies from the dead primary were received: let them land,
+	// as the receiver does before a promotion can be processed.
+	o, err := n.Eng.Promote(false)
+	if err != nil {
+		c.logf("node %d: promote refused: %v", n.ID, err)
+		return nil
+	}
+	c.logf("node %d: promoted after failover", n.ID)
+	c.Stats.Failovers++
+	n.exec(o)
+	clear(c.candidates)
+	if c.opts.Protocol == 'C' {
+		c.Stats.CheckedFailovers++
+		return c.checkAcked(n, since)
+	}
+	return nil
+}
+
+// checkAcked: every write acknowledged while n was Established with the
+// primary (from step since) is on n, or a write issued after it is. (A
+// write acknowledged while the primary ran without n may be lost if the
+// primary then lost power before a flush: protocol C promises the peer's
+// copy, and there was none.)
+func (c *Cluster) checkAcked(n *Node, since int) error {
+	for b, hs := range c.history {
+		last := -1
+		for i, h := range hs {
+			if h.acked && h.ackedAt >= since {
+				last = i
+			}
+		}
+		if last < 0 {
+			continue
+		}
+		got := n.readBlock(b)
+		ok := false
+		for _, h := range hs[last:] {
+			if h.id == got {
+				ok = true
+			}
+		}
+		if !ok {
+			return fmt.Errorf("failover to node %d lost acknowledged write #%d to block %d (the block holds #%d)", n.ID, hs[last].id, b, got)
+		}
+	}
+	return nil
+}
+
+func (c *Cluster) pick(f func(*Node) bool) *Node {
+	var ok []*Node
+	for _, n := range c.Nodes {
+		if f(n) {
+			ok = append(ok, n)
+		}
+	}
+	if len(ok) == 0 {
+		return nil
+	}
+	return ok[c.r.IntN(len(ok))]
+}
+
+func sortPairs(p [][2]uint32) {
+	for i := 1; i < len(p); i++ {
+		for j := i; j > 0 && (p[j][0] < p[j-1][0] || p[j][0] == p[j-1][0] && p[j][1] < p[j-1][1]); j-- {
+			p[j], p[j-1] = p[j-1], p[j]
+		}
+	}
+}
+
+// Drain runs every pending step to completion (local I/O, deliveries,
+// applies, resyncs, reconnections) until nothing is left.
+func (c *Cluster) Drain() {
+	for guard := 0; guard < 1_000_000; guard++ {
+		progress := false
+		for _, n := range c.Nodes {
+			if !n.Up {
+				continue
+			}
+			for len(n.pending) > 0 {
+				op := n.pending[0]
+				n.pending = n.pending[1:]
+				n.doLocal(op)
+				progress = true
+			}
+			for len(n.applies) > 0 {
+				n.applyNext(sortedKeys(n.applies)[0])
+				progress = true
+			}
+			for i := 0; i < len(n.reads); {
+				if n.tryRead(i) {
+					progress = true
+				} else {
+					i++
+				}
+			}
+			if peer := n.syncSource(); peer >= 0 {
+				if off, size, link, ok := n.Eng.NextResync(uint32(peer), 16*Block); ok {
+					n.reads = append(n.reads, resyncRead{peer: uint32(peer), link: link, off: off, n: size})
+					progress = true
+				} else {
+					n.exec(n.Eng.ResyncIdle(uint32(peer)))
+				}
+			}
+		}
+		keys := make([][2]uint32, 0, len(c.links))
+		for k, l := range c.links {
+			if l.up && len(l.queue) > 0 {
+				keys = append(keys, k)
+			}
+		}
+		sortPairs(keys)
+		for _, k := range keys {
+			for c.links[k].up && len(c.links[k].queue) > 0 {
+				c.deliverOn(k)
+				progress = true
+			}
+		}
+		for i := range c.Nodes {
+			for j := i + 1; j < len(c.Nodes); j++ {
+				if c.connect(uint32(i), uint32(j)) {
+					progress = true
+				}
+			}
+		}
+		if !progress {
+			return
+		}
+	}
+	panic("repltest: Drain made progress a million times: livelock")
+}
+
+func (n *Node) inSyncWithAll() bool {
+	for _, p := range n.Eng.Status().Peers {
+		if p.Conn != engine.Connected || p.Repl != engine.Established || p.Disk != engine.UpToDate {
+			return false
+		}
+	}
+	return true
+}
+
+func binaryID(b []byte) uint64 {
+	if len(b) < 8 {
+		return 0
+	}
+	return binary.LittleEndian.Uint64(b)
+}
