@@ -355,7 +355,8 @@ func (v *Volume) Close() error {
 	if len(errs) == 0 {
 		v.mu.Lock()
 		v.mu.sb.Flags |= meta.FlagALClean
-		v.mu.sb.Flags &^= meta.FlagPrimary | meta.FlagCrashedPrimary
+		// CrashedPrimary stays: only a finished resync (the engine) clears it.
+		v.mu.sb.Flags &^= meta.FlagPrimary
 		v.mu.Unlock()
 		if err := v.writeSuperblock(); err != nil {
 			errs = append(errs, err)

@@ -78,6 +78,7 @@ const (
 	ApplyResync                        // resync data
 	ApplyFlush                         // make everything before durable
 	ApplySyncDone                      // flush, then adopt the source's generation
+	ApplyZero                          // a replicated WRITE_ZEROES or TRIM
 )
 
 // Apply is a local operation for a received message.
@@ -91,6 +92,9 @@ type Apply struct {
 	FUA    bool
 	Epoch  uint64
 	UUID   uint64
+	// Length and Deallocate describe an ApplyZero.
+	Length     int64
+	Deallocate bool
 }
 
 // Disconnect asks the caller to close a peer's connection.
