@@ -92,6 +92,29 @@ func withVolumeDefaults(v daemon.VolumeConfig) daemon.VolumeConfig {
 	if v.ALExtents == 0 {
 		v.ALExtents = d.ALExtents
 	}
+	r, dr := &v.Replication, d.Replication
+	if r.Protocol == "" {
+		r.Protocol = dr.Protocol
+	}
+	r.Protocol = strings.ToUpper(r.Protocol)
+	if r.After0Pri == "" {
+		r.After0Pri = dr.After0Pri
+	}
+	if r.After1Pri == "" {
+		r.After1Pri = dr.After1Pri
+	}
+	if r.After2Pri == "" {
+		r.After2Pri = dr.After2Pri
+	}
+	if r.PingInterval == 0 {
+		r.PingInterval = dr.PingInterval
+	}
+	if r.PingTimeout == 0 {
+		r.PingTimeout = dr.PingTimeout
+	}
+	if r.ConnectInterval == 0 {
+		r.ConnectInterval = dr.ConnectInterval
+	}
 	return v
 }
 

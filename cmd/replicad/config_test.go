@@ -149,3 +149,38 @@ func TestShippedConfigIsValid(t *testing.T) {
 		t.Fatalf("dist/replicad.yaml volumes: %+v", cfg.Volumes)
 	}
 }
+
+func TestReplicationConfig(t *testing.T) {
+	doc := `
+node: {name: alpha, id: 0}
+cluster:
+  secret: "0123456789abcdef0123"
+  nodes:
+    - {name: alpha, id: 0, address: "10.0.0.1:7789"}
+    - {name: beta, id: 1, address: "10.0.0.2:7789"}
+volumes:
+  - name: r0
+    device: /dev/vdb
+    replication:
+      peers: [beta]
+      protocol: a
+      after-sb-0pri: discard-zero-changes
+      resync-rate: 200MiB
+`
+	cfg, err := loadConfig("", strings.NewReader(doc), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := cfg.Volumes[0].Replication
+	if r.Protocol != "A" || r.After0Pri != "discard-zero-changes" || r.After1Pri != "disconnect" || r.ResyncRate != 200<<20 || r.PingInterval == 0 {
+		t.Fatalf("replication %+v", r)
+	}
+	bad := strings.NewReplacer("peers: [beta]", "peers: [gamma, alpha]", "protocol: a", "protocol: D", "id: 0, address", "id: 0, address").Replace(doc)
+	bad = strings.Replace(bad, `secret: "0123456789abcdef0123"`, `secret: short`, 1)
+	_, err = loadConfig("", strings.NewReader(bad), nil)
+	for _, want := range []string{`peers[0]: "gamma" is not in cluster.nodes`, `peers[1]: "alpha" is this node`, `protocol: "D"`, "cluster.secret: 5 bytes"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not mention %q:\n%v", want, err)
+		}
+	}
+}

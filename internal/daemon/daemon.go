@@ -18,6 +18,7 @@ import (
 
 	"github.com/replicad/replicad/internal/control"
 	"github.com/replicad/replicad/nbd"
+	"github.com/replicad/replicad/replication"
 )
 
 // Options are what cmd/replicad passes besides the Config.
@@ -68,6 +69,9 @@ type Daemon struct {
 	metrics *metrics
 	nbd     *nbd.Server
 	mux     *http.ServeMux
+	// transport is nil without a cluster.
+	transport *replication.Transport
+	bus       *eventBus
 
 	mu struct {
 		sync.Mutex
@@ -89,7 +93,7 @@ func New(cfg Config, opts Options) (*Daemon, error) {
 	if cfg.Node.Name == "" {
 		cfg.Node.Name, _ = os.Hostname()
 	}
-	d := &Daemon{cfg: cfg, log: opts.Logger, opts: opts, volumes: make(map[string]*volume), mux: http.NewServeMux()}
+	d := &Daemon{cfg: cfg, log: opts.Logger, opts: opts, volumes: make(map[string]*volume), mux: http.NewServeMux(), bus: newEventBus()}
 	for _, vc := range cfg.Volumes {
 		v := &volume{cfg: vc}
 		v.mu.state = control.StateDown
@@ -109,7 +113,11 @@ func New(cfg Config, opts Options) (*Daemon, error) {
 		return nil, err
 	}
 	d.nbd = srv
+	if d.transport, err = d.newTransport(); err != nil {
+		return nil, err
+	}
 	d.routes()
+	d.replicationRoutes()
 	return d, nil
 }
 
@@ -182,6 +190,18 @@ func (d *Daemon) Run(ctx context.Context) error {
 		closers = append(closers, func() { msrv.Close() })
 		info.MetricsURL = "http://" + ml.Addr().String() + "/metrics"
 	}
+
+	if d.transport != nil {
+		rl, err := d.listenReplication(ctx)
+		if err != nil {
+			return fmt.Errorf("cluster: replication listener on %s: %w", d.replicationListen(), err)
+		}
+		wg.Add(1)
+		go func() { defer wg.Done(); d.transport.Serve(rl) }()
+		// Closed after the volumes are down (closers run in reverse).
+		closers = append(closers, func() { d.transport.Close() })
+	}
+	closers = append(closers, d.bus.close)
 
 	// Volumes come up before NBD listens, so the first client finds them.
 	for _, name := range d.order {
@@ -309,6 +329,12 @@ func (d *Daemon) volumeStatus(v *volume) control.Volume {
 		out.Role = "Secondary"
 	}
 	out.Disk, out.DiskError, out.Size = string(vs.Disk), vs.DiskError, vs.Size
+	v.mu.Lock()
+	rep := v.mu.rep
+	v.mu.Unlock()
+	if rep != nil {
+		d.peersStatus(&out, rep)
+	}
 	out.CurrentUUID, out.Flags, out.ALExtents = vs.CurrentUUID, vs.Flags, vs.ALExtents
 	out.Connections = d.nbd.Connections()[v.cfg.Name]
 	d.mu.Lock()
