@@ -130,9 +130,9 @@ func (d *Daemon) CreateMD(name string, force bool) (control.CreateMDResponse, er
 	}
 	defer closeDevices(devs)
 	layout, err := replication.CreateMetadata(devs, replication.CreateOptions{
-		NodeID:     d.cfg.Node.ID,
-		Geometry:   v.cfg.Geometry,
-		Force:      force,
+		NodeID:   d.cfg.Node.ID,
+		Geometry: v.cfg.Geometry,
+		Force:    force,
 		// Without peers there is nobody to sync from: the data is valid
 		// as it is. Replicated volumes start Inconsistent until a first
 		// (forced) promotion or a sync, as with DRBD.
