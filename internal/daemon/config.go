@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/replicad/replicad/fence"
 	"github.com/replicad/replicad/internal/bytesize"
 	"github.com/replicad/replicad/internal/control"
 	"github.com/replicad/replicad/nbd"
@@ -21,6 +22,11 @@ type Config struct {
 	Log     LogConfig      `mapstructure:"log"`
 	NBD     NBDConfig      `mapstructure:"nbd"`
 	Volumes []VolumeConfig `mapstructure:"volumes"`
+	// Fence is the fence section; nil means fencing is not configured.
+	// The loader decodes it with fence.Decode, not with the rest of the
+	// file, so that each device starts from fence.DefaultDevice and
+	// durations need units (hence no mapstructure key here).
+	Fence *fence.Config `mapstructure:"-"`
 }
 
 // NodeConfig identifies this node.
@@ -184,6 +190,14 @@ func (c *Config) Validate() error {
 		}
 		if err := v.Geometry.Validate(); err != nil {
 			add(f, "%v", strings.TrimPrefix(err.Error(), meta.ErrGeometry.Error()+": "))
+		}
+	}
+	if c.Fence != nil {
+		// fence.Config.Validate names its fields fence.…, one per line.
+		if err := c.Fence.Validate(); err != nil {
+			for _, line := range strings.Split(err.Error(), "\n") {
+				p = append(p, strings.TrimPrefix(line, fence.ErrInvalidConfig.Error()+": "))
+			}
 		}
 	}
 	if len(p) > 0 {

@@ -68,6 +68,7 @@ type Daemon struct {
 	metrics *metrics
 	nbd     *nbd.Server
 	mux     *http.ServeMux
+	fence   fencing
 
 	mu struct {
 		sync.Mutex
@@ -154,11 +155,19 @@ func (d *Daemon) Run(ctx context.Context) error {
 		wg.Wait()
 	}()
 
+	// Fencing is ready before the control API answers; it closes after.
+	closeFencing, err := d.startFencing(ctx)
+	if err != nil {
+		return err
+	}
+	closers = append(closers, closeFencing)
+
 	ctl, err := listenUnix(d.cfg.Control.Socket, 0o660, true)
 	if err != nil {
 		return fmt.Errorf("control.socket: %w", err)
 	}
-	ctlSrv := &http.Server{Handler: d.mux, ReadHeaderTimeout: 10 * time.Second}
+	// ConnContext: the fence history names who asked (SO_PEERCRED).
+	ctlSrv := &http.Server{Handler: d.mux, ReadHeaderTimeout: 10 * time.Second, ConnContext: withPeerCred}
 	wg.Add(1)
 	go func() { defer wg.Done(); ctlSrv.Serve(ctl) }()
 	closers = append(closers, func() {
@@ -338,6 +347,7 @@ func (d *Daemon) routes() {
 	}))
 	d.mux.Handle("POST /v1/volumes/{name}/up", h(func(r *http.Request) (any, error) { return d.Up(r.PathValue("name")) }))
 	d.mux.Handle("POST /v1/volumes/{name}/down", h(func(r *http.Request) (any, error) { return d.Down(r.PathValue("name")) }))
+	d.fenceRoutes()
 	d.mux.Handle("/", h(func(r *http.Request) (any, error) {
 		return nil, control.Errorf(http.StatusNotFound, "repctl and replicad may be different versions", "no endpoint %s %s", r.Method, r.URL.Path)
 	}))
