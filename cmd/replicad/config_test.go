@@ -1,6 +1,7 @@
 package main
 
 import (
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -233,5 +234,32 @@ func TestFenceConfigErrors(t *testing.T) {
 				t.Errorf("case %d: error does not mention %q:\n%v", i, w, err)
 			}
 		}
+	}
+}
+
+// The commented-out fence example in dist/replicad.yaml must load and
+// validate once uncommented.
+func TestShippedFenceExampleIsValid(t *testing.T) {
+	b, err := os.ReadFile("../../dist/replicad.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, rest, ok := strings.Cut(string(b), "# fence:\n")
+	if !ok {
+		t.Fatal("dist/replicad.yaml has no commented-out fence section")
+	}
+	doc += "fence:\n"
+	for _, l := range strings.Split(rest, "\n") {
+		if !strings.HasPrefix(l, "#") {
+			break
+		}
+		doc += strings.TrimPrefix(strings.TrimPrefix(l, "#"), " ") + "\n"
+	}
+	cfg, err := loadConfig("", strings.NewReader(doc), nil)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, doc)
+	}
+	if cfg.Fence == nil || len(cfg.Fence.Devices) != 1 || cfg.Fence.Devices[0].Params["lanplus"] != "1" || cfg.Fence.Devices[0].DelayMax != 5*time.Second {
+		t.Fatalf("fence example: %+v", cfg.Fence)
 	}
 }
