@@ -271,3 +271,79 @@ func TestFenceNodeThroughItsBMC(t *testing.T) {
 		}
 	}
 }
+
+// Without root: a real repctl against a real replicad whose fence device is
+// a script agent. Interrupting `repctl fence node` leaves the operation
+// running (and says so); its end lands in the history. A node without a
+// fence section says fencing is not configured.
+func TestFenceNodeInterruptedAndNotConfigured(t *testing.T) {
+	plain := newNode(t)
+	plain.start()
+	if out, err := plain.repctl("fence", "list"); err == nil || !strings.Contains(out, "fencing is not configured on") || !strings.Contains(out, "hint: add a fence: section") {
+		t.Fatalf("fence list without a fence section: %v\n%s", err, out)
+	}
+
+	agent, err := fencetest.NewScriptAgent(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := newNode(t)
+	f, err := os.OpenFile(n.config, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(f, "fence:\n  history-path: %s/fence/history.log\n  devices:\n    - {name: pdu, command: %s, host-map: [\"node-b:2\"], retries: 0, timeout: 60s}\n", n.dir, agent.Path)
+	f.Close()
+	n.start()
+	agent.Set("hang-off", "1")
+
+	cmd := exec.Command(bin("repctl"), "--socket", n.socket, "fence", "node", "node-b", "--reason", "interrupt me")
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for !agent.Exists("hanging-off") {
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			cmd.Wait()
+			t.Fatalf("the agent was not called\n%s\n%s", out.String(), n.log)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cmd.Process.Signal(os.Interrupt)
+	err = cmd.Wait()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(out.String(), "interrupted: the fence operation goes on in replicad; see 'repctl fence history node-b'") {
+		t.Fatalf("interrupted repctl: %v\n%s", err, out.String())
+	}
+	if out := n.mustRepctl("fence", "history"); !strings.Contains(out, "pending") || !strings.Contains(out, "interrupt me") {
+		t.Fatalf("history while the agent hangs:\n%s", out)
+	}
+	// End the hung call (the agent's sleeping child, started by this
+	// test's daemon): the operation fails on its own, with no client.
+	pid, _ := strconv.Atoi(agent.ReadFile("child-off.pid"))
+	if pid <= 1 {
+		t.Fatalf("agent child pid %d", pid)
+	}
+	syscall.Kill(pid, syscall.SIGKILL)
+	deadline = time.Now().Add(20 * time.Second)
+	for {
+		out := n.mustRepctl("fence", "history", "node-b")
+		if strings.Contains(out, "failed") {
+			st, err := n.status()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(out, "repctl ") || !strings.Contains(out, "@"+st.Node.Name+" ") {
+				t.Fatalf("history does not name the requester:\n%s", out)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the operation did not end:\n%s", out)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
