@@ -155,17 +155,20 @@ func (d *Daemon) Run(ctx context.Context) error {
 		wg.Wait()
 	}()
 
-	// Fencing is ready before the control API answers; it closes after.
-	closeFencing, err := d.startFencing(ctx)
-	if err != nil {
-		return err
-	}
-	closers = append(closers, closeFencing)
-
 	ctl, err := listenUnix(d.cfg.Control.Socket, 0o660, true)
 	if err != nil {
 		return fmt.Errorf("control.socket: %w", err)
 	}
+	// Fencing starts once the socket is ours (a second replicad stops
+	// above, before it opens the fence history) and is ready before the
+	// control API answers; it closes after the control server.
+	closeFencing, err := d.startFencing(ctx)
+	if err != nil {
+		ctl.Close()
+		os.Remove(d.cfg.Control.Socket)
+		return err
+	}
+	closers = append(closers, closeFencing)
 	// ConnContext: the fence history names who asked (SO_PEERCRED).
 	ctlSrv := &http.Server{Handler: d.mux, ReadHeaderTimeout: 10 * time.Second, ConnContext: withPeerCred}
 	wg.Add(1)

@@ -314,3 +314,25 @@ func killPID(t *testing.T, pid int) {
 		t.Fatal(err)
 	}
 }
+
+// Two daemons must not share a fence history: the second one's start fails
+// and the first keeps working.
+func TestFenceHistoryHasOneDaemon(t *testing.T) {
+	dir := t.TempDir()
+	cfg, _ := fenceConfig(t, dir)
+	r := start(t, cfg)
+	second := cfg
+	second.Control.Socket = filepath.Join(t.TempDir(), "other.sock")
+	second.NBD.Listen = []string{"tcp://127.0.0.1:0"}
+	d, err := New(second, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Run(context.Background()); err == nil || !strings.Contains(err.Error(), "in use by another process") {
+		t.Fatalf("second daemon on the same fence history: Run = %v", err)
+	}
+	var devs fence.DevicesResponse
+	if err := r.client.Do(context.Background(), http.MethodGet, "/v1/fence/devices", nil, &devs); err != nil {
+		t.Fatalf("the first daemon after the second one's attempt: %v", err)
+	}
+}
