@@ -46,6 +46,9 @@ func (o *fenceConfirmOptions) run(cmd *cobra.Command, node string) error {
 	if !o.yes {
 		fmt.Fprintf(o.g.errOut, "Is %s powered off or disconnected? Recovery will start.\nIf it is running, this causes split brain. Type yes to confirm: ", node)
 		line, _ := bufio.NewReader(o.g.in).ReadString('\n')
+		if !strings.HasSuffix(line, "\n") {
+			fmt.Fprintln(o.g.errOut) // end the prompt's line when stdin ended
+		}
 		if strings.TrimSpace(line) != "yes" {
 			return fmt.Errorf("not confirmed: nothing recorded (type yes, or pass --yes once you have verified %s is down)", node)
 		}
