@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
 
+	"github.com/replicad/replicad/fence"
 	"github.com/replicad/replicad/internal/bytesize"
 	"github.com/replicad/replicad/internal/daemon"
 )
@@ -50,19 +51,47 @@ func loadConfig(path string, doc io.Reader, flags *pflag.FlagSet) (daemon.Config
 			}
 		}
 	}
-	cfg := def
-	err := v.UnmarshalExact(&cfg, viper.DecodeHook(mapstructure.ComposeDecodeHookFunc(
+	fc := fileConfig{Config: def}
+	err := v.UnmarshalExact(&fc, viper.DecodeHook(mapstructure.ComposeDecodeHookFunc(
 		mapstructure.StringToTimeDurationHookFunc(),
 		byteSizeHook,
 		mapstructure.StringToSliceHookFunc(","),
 	)))
+	cfg := fc.Config
 	if err != nil {
 		return cfg, fmt.Errorf("config: %s", cleanDecodeError(err))
+	}
+	if fc.Fence != nil {
+		f, err := fence.Decode(fc.Fence)
+		if err != nil {
+			return cfg, fenceDecodeError(err)
+		}
+		cfg.Fence = &f
 	}
 	for i := range cfg.Volumes {
 		cfg.Volumes[i] = withVolumeDefaults(cfg.Volumes[i])
 	}
 	return cfg, cfg.Validate()
+}
+
+// fileConfig is what the configuration decodes into: the daemon's Config
+// and, kept raw, the fence section. fence.Decode turns that into a
+// fence.Config, starting each device from its defaults and refusing unknown
+// keys and durations without units. A missing (or empty) fence section
+// leaves fencing unconfigured.
+type fileConfig struct {
+	daemon.Config `mapstructure:",squash"`
+	Fence         any `mapstructure:"fence"`
+}
+
+// fenceDecodeError lists fence.Decode's problems the way Validate lists
+// the rest: one field per line.
+func fenceDecodeError(err error) error {
+	var lines []string
+	for _, l := range strings.Split(err.Error(), "\n") {
+		lines = append(lines, strings.TrimPrefix(l, fence.ErrInvalidConfig.Error()+": "))
+	}
+	return fmt.Errorf("invalid configuration:\n  %s", strings.Join(lines, "\n  "))
 }
 
 // flagKeys maps config keys to the run command's flags.

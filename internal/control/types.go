@@ -1,6 +1,9 @@
 package control
 
-import "time"
+import (
+	"encoding/json"
+	"time"
+)
 
 // DefaultSocket is where replicad listens unless configured otherwise.
 const DefaultSocket = "/run/replicad/control.sock"
@@ -122,4 +125,10 @@ type CreateMDResponse struct {
 type Error struct {
 	Message string `json:"error"`
 	Hint    string `json:"hint,omitempty"`
+	// Code classifies the error for scripts where a subsystem has codes
+	// (fence: "unknown_target", "fence_failed", ...).
+	Code string `json:"code,omitempty"`
+	// Detail is what a failed operation did, when it did something
+	// (fence_failed: the operation with its steps).
+	Detail json.RawMessage `json:"detail,omitempty"`
 }

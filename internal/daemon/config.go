@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/replicad/replicad/fence"
 	"github.com/replicad/replicad/internal/bytesize"
 	"github.com/replicad/replicad/internal/control"
 	"github.com/replicad/replicad/nbd"
@@ -25,6 +26,11 @@ type Config struct {
 	NBD     NBDConfig      `mapstructure:"nbd"`
 	Cluster ClusterConfig  `mapstructure:"cluster"`
 	Volumes []VolumeConfig `mapstructure:"volumes"`
+	// Fence is the fence section; nil means fencing is not configured.
+	// The loader decodes it with fence.Decode, not with the rest of the
+	// file, so that each device starts from fence.DefaultDevice and
+	// durations need units (hence no mapstructure key here).
+	Fence *fence.Config `mapstructure:"-"`
 }
 
 // ClusterConfig lists the nodes volumes replicate between.
@@ -249,6 +255,14 @@ func (c *Config) Validate() error {
 			add(f, "%v", strings.TrimPrefix(err.Error(), meta.ErrGeometry.Error()+": "))
 		}
 		p = append(p, c.validateReplication(f+".replication", v)...)
+	}
+	if c.Fence != nil {
+		// fence.Config.Validate names its fields fence.…, one per line.
+		if err := c.Fence.Validate(); err != nil {
+			for _, line := range strings.Split(err.Error(), "\n") {
+				p = append(p, strings.TrimPrefix(line, fence.ErrInvalidConfig.Error()+": "))
+			}
+		}
 	}
 	if len(p) > 0 {
 		return fmt.Errorf("invalid configuration:\n  %s", strings.Join(p, "\n  "))

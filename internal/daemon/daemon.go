@@ -72,6 +72,7 @@ type Daemon struct {
 	// transport is nil without a cluster.
 	transport *replication.Transport
 	bus       *eventBus
+	fence     fencing
 
 	mu struct {
 		sync.Mutex
@@ -166,7 +167,18 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("control.socket: %w", err)
 	}
-	ctlSrv := &http.Server{Handler: d.mux, ReadHeaderTimeout: 10 * time.Second}
+	// Fencing starts once the socket is ours (a second replicad stops
+	// above, before it opens the fence history) and is ready before the
+	// control API answers; it closes after the control server.
+	closeFencing, err := d.startFencing(ctx)
+	if err != nil {
+		ctl.Close()
+		os.Remove(d.cfg.Control.Socket)
+		return err
+	}
+	closers = append(closers, closeFencing)
+	// ConnContext: the fence history names who asked (SO_PEERCRED).
+	ctlSrv := &http.Server{Handler: d.mux, ReadHeaderTimeout: 10 * time.Second, ConnContext: withPeerCred}
 	wg.Add(1)
 	go func() { defer wg.Done(); ctlSrv.Serve(ctl) }()
 	closers = append(closers, func() {
@@ -364,6 +376,7 @@ func (d *Daemon) routes() {
 	}))
 	d.mux.Handle("POST /v1/volumes/{name}/up", h(func(r *http.Request) (any, error) { return d.Up(r.PathValue("name")) }))
 	d.mux.Handle("POST /v1/volumes/{name}/down", h(func(r *http.Request) (any, error) { return d.Down(r.PathValue("name")) }))
+	d.fenceRoutes()
 	d.mux.Handle("/", h(func(r *http.Request) (any, error) {
 		return nil, control.Errorf(http.StatusNotFound, "repctl and replicad may be different versions", "no endpoint %s %s", r.Method, r.URL.Path)
 	}))
