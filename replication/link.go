@@ -348,9 +348,9 @@ func writeFrame(w *bufio.Writer, scratch []byte, m wire.Message) ([]byte, error)
 func coalesce(batch []wire.Message) []wire.Message {
 	var lastWA, lastRA int = -1, -1
 	for i, m := range batch {
-		switch m.(type) {
+		switch a := m.(type) {
 		case *wire.WriteAck:
-			if m.(*wire.WriteAck).Err == "" {
+			if a.Err == "" {
 				lastWA = i
 			}
 		case *wire.RecvAck:

@@ -47,16 +47,6 @@ type Output struct {
 	Handlers []Handler
 }
 
-func (o *Output) add(other Output) {
-	o.Sends = append(o.Sends, other.Sends...)
-	o.Completions = append(o.Completions, other.Completions...)
-	o.Applies = append(o.Applies, other.Applies...)
-	o.Disconnects = append(o.Disconnects, other.Disconnects...)
-	o.Resyncs = append(o.Resyncs, other.Resyncs...)
-	o.Events = append(o.Events, other.Events...)
-	o.Handlers = append(o.Handlers, other.Handlers...)
-}
-
 // Send is a message to queue for a peer.
 type Send struct {
 	Peer uint32
