@@ -223,3 +223,8 @@ func (t *Table) GrantRecovered(f func(name string, ev []Event)) {
 		}
 	}
 }
+
+// Drop forgets a resource entirely, for a node that gives up mastering it.
+func (t *Table) Drop(name string) {
+	delete(t.res, name)
+}

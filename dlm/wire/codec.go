@@ -65,8 +65,8 @@ func (e *encoder) msg(m *Msg) {
 	e.uv(uint64(len(m.Fence)))
 	for _, f := range m.Fence {
 		e.uv(uint64(f.Node))
-		e.uv(uint64(f.Failures))
-		e.uv(uint64(f.Confirmed))
+		e.uv(f.Failed)
+		e.uv(f.Fenced)
 	}
 	e.uv(uint64(len(m.Dir)))
 	for _, d := range m.Dir {
@@ -261,7 +261,7 @@ func (d *decoder) msg(m *Msg) {
 	if n := d.count(3, "fence entries"); n > 0 {
 		m.Fence = make([]FenceState, n)
 		for i := range m.Fence {
-			m.Fence[i] = FenceState{Node: locktable.NodeID(d.u32("node")), Failures: d.u32("count"), Confirmed: d.u32("count")}
+			m.Fence[i] = FenceState{Node: locktable.NodeID(d.u32("node")), Failed: d.uv(), Fenced: d.uv()}
 		}
 	}
 	if n := d.count(3, "directory entries"); n > 0 {

@@ -21,7 +21,7 @@ func sample() *Envelope {
 			{Type: TypeRequestReply, LkID: 7, Result: locktable.ResultGranted, Mode: locktable.PR, SB: locktable.ValNotValid, LVB: lvb, LVBSeq: 1<<32 - 1},
 			{Type: TypeStatus, Gen: 3, Bits: BitQuorate | BitRecovering,
 				View:  []Member{{1, 5}, {2, 6}, {3, 1<<64 - 1}},
-				Fence: []FenceState{{Node: 2, Failures: 3, Confirmed: 2}}},
+				Fence: []FenceState{{Node: 2, Failed: 1 << 50, Fenced: 3}}},
 			{Type: TypeDirInfo, Gen: 5, Bits: BitMore, Dir: []DirEntry{{Name: "a", Owner: true}, {Name: "b", Believed: 2}}},
 			{Type: TypeMasters, Gen: 5, Masters: []MasterEntry{{Name: "a", Master: 1}, {Name: "b", Master: 3, Remaster: true}}},
 			{Type: TypeLocks, Gen: 5, Locks: []LockReport{

@@ -74,7 +74,8 @@ const (
 	BitJoined     uint8 = 1 << 2 // hello: the sender has joined the lockspace
 	BitQuorate    uint8 = 1 << 3 // status: the sender's cluster is quorate
 	BitRecovering uint8 = 1 << 4 // status: the sender is recovering
-	bitsMask            = BitWantBast | BitMore | BitJoined | BitQuorate | BitRecovering
+	BitKnown      uint8 = 1 << 5 // hello: the sender has seen the receiver know it
+	bitsMask            = BitWantBast | BitMore | BitJoined | BitQuorate | BitRecovering | BitKnown
 )
 
 // Member is a lockspace member: a node and the incarnation of its process.
@@ -83,12 +84,14 @@ type Member struct {
 	Inc  uint64
 }
 
-// FenceState is one node's count of failures of another node and how many
-// of them it knows to be fenced.
+// FenceState is what a node knows about another node's failures: the
+// highest process incarnation of it known to have failed, and the highest
+// known to be fenced (0: none). Incarnations grow across restarts, so a
+// fence through incarnation i covers every failure up to i.
 type FenceState struct {
-	Node      locktable.NodeID
-	Failures  uint32
-	Confirmed uint32
+	Node   locktable.NodeID
+	Failed uint64
+	Fenced uint64
 }
 
 // DirEntry reports a resource to its directory node during recovery.
@@ -137,7 +140,7 @@ type Msg struct {
 	LVB     []byte
 	LVBSeq  uint32
 	Bits    uint8
-	View    []Member
+	View    []Member // status, start: the view; hello: the sender's node and process incarnation
 	Fence   []FenceState
 	Dir     []DirEntry
 	Masters []MasterEntry
