@@ -243,7 +243,8 @@ func (c *Cluster) CheckQuiescent() error {
 	}
 	for k := range masters {
 		if !seen[k] {
-			return fmt.Errorf("master copy of %d:%x has no holder", k.node, k.id)
+			lk := masters[k]
+			return fmt.Errorf("master copy of %d:%x (%v %v>%v) on node %d has no holder", k.node, k.id, lk.Status, lk.GrMode, lk.RqMode, masterOf[k])
 		}
 	}
 	return nil

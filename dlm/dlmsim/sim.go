@@ -41,6 +41,7 @@ type Node struct {
 	ledger  map[NodeID]uint64 // fence confirmations this node's process knows
 	failed  map[NodeID]uint64 // failures this node's process knows
 	seenInc map[NodeID]uint64 // process incarnation of each peer its transport last saw
+	unknown map[NodeID]bool   // nodes not seen alive nor confirmed fenced since it started
 }
 
 type packet struct {
@@ -130,6 +131,12 @@ func (c *Cluster) start(n *Node) {
 	n.Inc = c.nextI
 	n.Up = true
 	n.respInc = n.Inc
+	n.unknown = map[NodeID]bool{}
+	for _, o := range c.nodes {
+		if o != n && !o.Up {
+			n.unknown[o.ID] = true // startup fencing
+		}
+	}
 	n.started = c.steps
 	c.join(n)
 	for _, o := range c.nodes {
@@ -181,6 +188,9 @@ func (c *Cluster) Notify(id NodeID) {
 		}
 	}
 	for _, x := range c.IDs() {
+		if c.nodes[x].Up {
+			delete(n.unknown, x)
+		}
 		if o := c.nodes[x]; o.Up && x != id && o.Inc > n.seenInc[x] {
 			if n.seenInc[x] != 0 {
 				n.failed[x] = max(n.failed[x], n.seenInc[x])
@@ -188,7 +198,8 @@ func (c *Cluster) Notify(id NodeID) {
 			n.seenInc[x] = o.Inc
 		}
 	}
-	cs := engine.ClusterState{Alive: c.alive(), Quorate: c.Quorate(), Failed: maps.Clone(n.failed), Fenced: maps.Clone(n.ledger)}
+	cs := engine.ClusterState{Alive: c.alive(), Quorate: c.Quorate(), Failed: maps.Clone(n.failed), Fenced: maps.Clone(n.ledger),
+		Unknown: slices.Sorted(maps.Keys(n.unknown))}
 	for _, e := range []*engine.Engine{n.E, n.leaving} {
 		if e != nil {
 			e.SetCluster(cs)
@@ -269,7 +280,9 @@ func (c *Cluster) deliver(i int, faults bool) {
 }
 
 // leaveDone discards a left engine once its leave is acknowledged; the
-// node then answers hellos with a newer incarnation.
+// node then answers with a newer incarnation, which a peer that never
+// heard of the leave takes for the same process's engine going away, a
+// clean leave.
 func (c *Cluster) leaveDone(n *Node) {
 	if n.leaving != nil && n.leaving.LeaveDone() {
 		n.leaving = nil
@@ -363,12 +376,19 @@ func (c *Cluster) ConfirmFence(at, x NodeID) error {
 	if !n.Up || n.E == nil {
 		return fmt.Errorf("node %d cannot confirm: not in the lockspace", at)
 	}
-	if c.failed[x] == 0 {
+	if c.failed[x] == 0 && !n.unknown[x] {
 		return fmt.Errorf("node %d never failed", x)
 	}
+	// A fence of a node that is down now covers every incarnation it ever
+	// had; of a node back up, the ones that crashed.
+	through := c.failed[x]
+	if !c.nodes[x].Up {
+		through = c.nextI
+	}
 	c.tracef("node %d confirms fencing of %d", at, x)
-	c.fenced[x] = c.failed[x]
-	n.ledger[x] = max(n.ledger[x], c.failed[x])
+	c.fenced[x] = max(c.fenced[x], through)
+	n.ledger[x] = max(n.ledger[x], through)
+	delete(n.unknown, x)
 	delete(c.unfenced, x)
 	c.Notify(at)
 	return nil

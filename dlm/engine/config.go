@@ -76,6 +76,10 @@ type ClusterState struct {
 	Quorate bool
 	Failed  map[NodeID]uint64 // highest failed incarnation of each node
 	Fenced  map[NodeID]uint64 // highest incarnation confirmed fenced
+	// Unknown lists configured nodes this node has neither seen alive nor
+	// had confirmed fenced since it started: one of them may have died
+	// holding locks no survivor remembers (the kernel's startup fencing).
+	Unknown []NodeID
 }
 
 // Outgoing is an envelope to send to a peer.

@@ -23,6 +23,7 @@ type Engine struct {
 	clusterAlive map[NodeID]bool
 	clusterSet   bool // SetCluster has been called
 	quorate      bool
+	unknown      []NodeID // startup fencing: nodes not yet accounted for
 	peers        map[NodeID]*peer
 	view         []wire.Member // sorted by node
 	viewNodeInc  map[NodeID]uint64 // process incarnation of each view member

@@ -15,7 +15,7 @@ func (e *Engine) handle(from NodeID, m wire.Msg) {
 		// hellos travel unsequenced; one inside a session is ignored
 	case m.Type == wire.TypeLeave:
 		if p := e.peers[from]; p != nil && from != e.self {
-			p.joined = false
+			p.joined, p.gone = false, true
 			e.recomputeView()
 		}
 	case m.Type.Recovery():

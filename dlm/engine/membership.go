@@ -34,8 +34,9 @@ func (e *Engine) SetCluster(cs ClusterState) {
 				e.peer(n)
 			}
 		}
-		changed := e.quorate != cs.Quorate
+		changed := e.quorate != cs.Quorate || !slices.Equal(e.unknown, cs.Unknown)
 		e.quorate = cs.Quorate
+		e.unknown = slices.Sorted(slices.Values(cs.Unknown))
 		if e.mergeFailed(cs.Failed) {
 			changed = true
 		}
@@ -126,7 +127,10 @@ func (e *Engine) onHello(p *peer, m *wire.Msg) {
 	p.helloSeq = m.Gen
 	p.knowsMe = m.ID == e.inc
 	p.lvbLen = int(m.Node)
-	p.joined = m.Has(wire.BitJoined)
+	if !m.Has(wire.BitJoined) {
+		p.gone = true // an engine never joins again once it has left
+	}
+	p.joined = m.Has(wire.BitJoined) && !p.gone
 	if len(m.View) == 1 && m.View[0].Node == p.node {
 		p.nodeInc = m.View[0].Inc
 	}
@@ -207,15 +211,18 @@ func (e *Engine) gatesOK() bool {
 }
 
 // NeedFence returns the nodes with a failure not covered by a fence
-// confirmation.
+// confirmation, and the nodes not accounted for since this node started.
 func (e *Engine) NeedFence() []NodeID {
-	var out []NodeID
-	for _, n := range slices.Sorted(maps.Keys(e.failed)) {
-		if e.failed[n] > e.fenced[n] {
-			out = append(out, n)
+	need := map[NodeID]bool{}
+	for n, inc := range e.failed {
+		if inc > e.fenced[n] {
+			need[n] = true
 		}
 	}
-	return out
+	for _, n := range e.unknown {
+		need[n] = true
+	}
+	return slices.Sorted(maps.Keys(need))
 }
 
 // ConfirmFenced records that node has been fenced after its last known

@@ -30,9 +30,10 @@ type plock struct {
 	wantBast bool
 	highBast locktable.Mode // highest BAST received since the last grant
 
-	op     opKind // request or conversion not yet answered
-	opSent bool
-	opTo   NodeID
+	op      opKind // request or conversion not yet answered
+	opSent  bool
+	opTo    NodeID
+	opToInc uint64 // the engine incarnation it was sent to
 
 	cancelling, cancelSent bool
 	cancelTo               NodeID
@@ -246,6 +247,7 @@ func (e *Engine) pump(lk *plock) {
 	m := rs.master
 	if lk.op != opNone && !lk.opSent {
 		lk.opSent, lk.opTo = true, m
+		lk.opToInc, _ = e.viewInc(m)
 		if m == e.self {
 			e.masterLocal(lk, lk.opMsg(e.gen))
 		} else {
@@ -405,6 +407,13 @@ func (e *Engine) onConvertReply(from NodeID, m wire.Msg) {
 	if lk == nil || lk.op != opConvert || !lk.opSent || lk.opTo != from || lk.name != m.Name {
 		return
 	}
+	if m.Result == resultNotMaster {
+		// sent to a master that gave the resource up in a recovery it did
+		// not finish; the lock is on the new master now
+		lk.opSent = false
+		e.retryMaster(lk, from)
+		return
+	}
 	switch m.Result {
 	case locktable.ResultGranted:
 		lk.granted(&m)
@@ -433,6 +442,11 @@ func (e *Engine) onUnlockReply(from NodeID, m wire.Msg) {
 	if lk == nil || !lk.unlockSent || lk.unlockTo != from || lk.name != m.Name {
 		return
 	}
+	if m.Result == resultNotMaster {
+		lk.unlockSent = false
+		e.retryMaster(lk, from)
+		return
+	}
 	if m.Result != locktable.ResultUnlocked {
 		e.logf("master %d answered unlock of lock %x with %v", from, lk.id, m.Result)
 	}
@@ -443,6 +457,11 @@ func (e *Engine) onUnlockReply(from NodeID, m wire.Msg) {
 func (e *Engine) onCancelReply(from NodeID, m wire.Msg) {
 	lk := e.locks[m.LkID]
 	if lk == nil || !lk.cancelSent || lk.cancelTo != from || lk.name != m.Name {
+		return
+	}
+	if m.Result == resultNotMaster {
+		lk.cancelSent = false
+		e.retryMaster(lk, from)
 		return
 	}
 	lk.cancelling, lk.cancelSent = false, false
@@ -486,6 +505,16 @@ func (e *Engine) onBast(from NodeID, m wire.Msg) {
 	if lk.wantBast && lk.filter.Bast(m.Mode) {
 		e.cbs = append(e.cbs, Callback{LkID: lk.id, Kind: Blocking, Mode: m.Mode})
 	}
+}
+
+// retryMaster resends a lock's pending operations on the next tick, after
+// `from` answered that it does not master the resource.
+func (e *Engine) retryMaster(lk *plock, from NodeID) {
+	rs := e.rsbs[lk.name]
+	if rs.master == from {
+		rs.master = 0
+	}
+	rs.retry = true
 }
 
 // lookup asks the directory for a resource's master.

@@ -47,14 +47,19 @@ func (e *Engine) beginRecovery() {
 	if e.left {
 		return
 	}
+	var future []inbound
 	if e.rec != nil {
 		e.table.AbortRebuild()
+		// batches for a generation not started yet may belong to a start
+		// we will still accept
+		future = e.rec.future
 	} else if e.running {
 		e.logf("stopping locking for recovery of view %v", e.Members())
 	}
 	e.running = false
 	e.rec = &recovery{
 		view:        slices.Clone(e.view),
+		future:      future,
 		dirIn:       map[string]*dirAcc{},
 		dirDone:     map[NodeID]bool{},
 		mastersDone: map[NodeID]bool{},
@@ -92,8 +97,8 @@ func (e *Engine) fenceStates() []wire.FenceState { return fenceStates(e.failed, 
 
 func (e *Engine) statusMsg() wire.Msg {
 	bits := uint8(0)
-	if e.quorate {
-		bits |= wire.BitQuorate
+	if e.quorate && len(e.unknown) == 0 {
+		bits |= wire.BitQuorate // quorate, and every node accounted for
 	}
 	if e.rec != nil {
 		bits |= wire.BitRecovering
@@ -163,6 +168,12 @@ func (e *Engine) onStatus(from NodeID, m wire.Msg) {
 	if changed {
 		e.broadcastStatus()
 	}
+	// A member that missed our start (it had another view then) asks
+	// again with its status: send the start again.
+	if r := e.rec; r != nil && r.gen != 0 && coordinator(r.view) == e.self &&
+		m.Has(wire.BitRecovering) && sameView(m.View, r.view) && m.ID < r.gen {
+		e.send(from, wire.Msg{Type: wire.TypeStart, Gen: r.gen, View: slices.Clone(r.view)})
+	}
 	e.checkStart()
 	e.tryPendingStart()
 }
@@ -214,8 +225,21 @@ func (e *Engine) checkStart() {
 
 func (e *Engine) onStart(from NodeID, m wire.Msg) {
 	r := e.rec
-	if r == nil || r.gen != 0 || from != coordinator(r.view) || !sameView(m.View, r.view) || m.Gen <= e.gen {
+	if r == nil || from != coordinator(r.view) || !sameView(m.View, r.view) || m.Gen <= e.gen || m.Gen <= r.gen {
 		return
+	}
+	if r.gen != 0 {
+		// The coordinator restarted recovery for the same view (the view
+		// changed and changed back without this node noticing): abandon
+		// this attempt for the newer one.
+		e.logf("abandoning recovery generation %d for %d", r.gen, m.Gen)
+		e.table.AbortRebuild()
+		e.rec = &recovery{
+			view: r.view, future: r.future, startSent: r.startSent,
+			dirIn: map[string]*dirAcc{}, dirDone: map[NodeID]bool{}, mastersDone: map[NodeID]bool{},
+			locksDone: map[NodeID]bool{}, newMaster: map[string]bool{},
+		}
+		r = e.rec
 	}
 	if !e.gatesOK() || !e.helloComplete() {
 		r.pendingStart = &m
@@ -413,6 +437,15 @@ func (e *Engine) sendLocks() {
 				e.settleLost(lk)
 				if e.locks[id] == nil {
 					continue
+				}
+			} else if lk.op == opRequest && lk.opSent {
+				// a request sent to a node we wrongly took for the master;
+				// if that node is gone, so is the request
+				if inc, in := e.viewInc(lk.opTo); !in || inc != lk.opToInc {
+					e.settleLost(lk)
+					if e.locks[id] == nil {
+						continue
+					}
 				}
 			}
 			if me.Remaster {

@@ -18,6 +18,7 @@ type peer struct {
 	inc      uint64 // 0: not heard from yet
 	helloSeq uint64 // highest hello sequence seen from inc
 	joined   bool   // its last hello said it has joined the lockspace
+	gone     bool   // this incarnation left: a late hello cannot bring it back
 	lvbLen   int
 	knowsMe  bool // its last hello named our incarnation
 	nodeInc  uint64 // its process incarnation
@@ -49,6 +50,7 @@ func (p *peer) resetSession(inc uint64) {
 	p.inc = inc
 	p.helloSeq = 0
 	p.joined = false
+	p.gone = false
 	p.knowsMe = false
 	p.nodeInc = 0
 	p.sendSeq = 0

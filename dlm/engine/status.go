@@ -303,3 +303,16 @@ func (e *Engine) MasterCopies(f func(name string, lk *locktable.Lock)) { e.table
 
 // Masters reports whether this node masters name.
 func (e *Engine) Masters(name string) bool { return e.owned[name] != nil }
+
+// View returns the lockspace view with engine incarnations.
+func (e *Engine) View() []wire.Member { return slices.Clone(e.view) }
+
+// PeerString describes what this engine knows of a peer, for diagnostics.
+func (e *Engine) PeerString(n NodeID) string {
+	p := e.peers[n]
+	if p == nil {
+		return fmt.Sprintf("node %d: unknown", n)
+	}
+	return fmt.Sprintf("node %d: inc %d node-inc %d joined %v gone %v knows-me %v alive %v unacked %d recv-next %d hello-seq %d",
+		n, p.inc, p.nodeInc, p.joined, p.gone, p.knowsMe, e.clusterAlive[n], len(p.unacked), p.recvNext, p.helloSeq)
+}

@@ -72,7 +72,7 @@ const (
 	BitWantBast   uint8 = 1 << 0 // request: the holder has a blocking callback
 	BitMore       uint8 = 1 << 1 // recovery batch: more parts follow
 	BitJoined     uint8 = 1 << 2 // hello: the sender has joined the lockspace
-	BitQuorate    uint8 = 1 << 3 // status: the sender's cluster is quorate
+	BitQuorate    uint8 = 1 << 3 // status: the sender's cluster is quorate and has no unknown nodes
 	BitRecovering uint8 = 1 << 4 // status: the sender is recovering
 	BitKnown      uint8 = 1 << 5 // hello: the sender has seen the receiver know it
 	bitsMask            = BitWantBast | BitMore | BitJoined | BitQuorate | BitRecovering | BitKnown
