@@ -34,10 +34,10 @@ type Node struct {
 	Up     bool // the process runs
 	Joined bool // E has joined (not left)
 
-	leaving *engine.Engine // a left engine kept until its leave is acknowledged
-	stale   bool           // membership changed since it was last told
-	respInc uint64         // incarnation the not-joined responder answers with
-	started uint64         // step its process started
+	leaving *engine.Engine    // a left engine kept until its leave is acknowledged
+	stale   bool              // membership changed since it was last told
+	respInc uint64            // incarnation the not-joined responder answers with
+	started uint64            // step its process started
 	ledger  map[NodeID]uint64 // fence confirmations this node's process knows
 	failed  map[NodeID]uint64 // failures this node's process knows
 	seenInc map[NodeID]uint64 // process incarnation of each peer its transport last saw

@@ -25,7 +25,7 @@ type Engine struct {
 	quorate      bool
 	unknown      []NodeID // startup fencing: nodes not yet accounted for
 	peers        map[NodeID]*peer
-	view         []wire.Member // sorted by node
+	view         []wire.Member     // sorted by node
 	viewNodeInc  map[NodeID]uint64 // process incarnation of each view member
 	failed       map[NodeID]uint64 // highest failed process incarnation known
 	fenced       map[NodeID]uint64 // highest incarnation known fenced (a max-merged ledger)
@@ -52,12 +52,11 @@ type Engine struct {
 	dir   map[string]NodeID
 
 	// outputs
-	out     map[NodeID][]wire.Msg
-	selfq   []wire.Msg
-	outbox  []Outgoing
-	cbs     []Callback
-	inStep  bool
-	stepped bool
+	out    map[NodeID][]wire.Msg
+	selfq  []wire.Msg
+	outbox []Outgoing
+	cbs    []Callback
+	inStep bool
 }
 
 type inbound struct {

@@ -20,7 +20,7 @@ type peer struct {
 	joined   bool   // its last hello said it has joined the lockspace
 	gone     bool   // this incarnation left: a late hello cannot bring it back
 	lvbLen   int
-	knowsMe  bool // its last hello named our incarnation
+	knowsMe  bool   // its last hello named our incarnation
 	nodeInc  uint64 // its process incarnation
 
 	sendSeq  uint64
