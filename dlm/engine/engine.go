@@ -61,7 +61,28 @@ type Engine struct {
 
 type inbound struct {
 	from NodeID
+	inc  uint64 // the sender's engine incarnation
 	m    wire.Msg
+}
+
+// in wraps a message just delivered from `from` with the sender's current
+// incarnation, so that it can be recognized as stale after the sender dies.
+func (e *Engine) in(from NodeID, m wire.Msg) inbound {
+	if from == e.self {
+		return inbound{from, e.inc, m}
+	}
+	var inc uint64
+	if p := e.peers[from]; p != nil {
+		inc = p.inc
+	}
+	return inbound{from, inc, m}
+}
+
+// current reports whether a message's sender is a member of the view with
+// the incarnation it was sent from.
+func (e *Engine) current(in inbound) bool {
+	inc, ok := e.viewInc(in.from)
+	return ok && inc == in.inc
 }
 
 // owned is a resource this node masters.

@@ -19,13 +19,13 @@ func (e *Engine) handle(from NodeID, m wire.Msg) {
 			e.recomputeView()
 		}
 	case m.Type.Recovery():
-		e.handleRecovery(from, m)
+		e.handleRecovery(e.in(from, m))
 	default:
 		if e.left || (from != e.self && !e.inView(from)) {
 			return
 		}
 		if !e.running || m.Gen > e.gen {
-			e.held = append(e.held, inbound{from, m})
+			e.held = append(e.held, e.in(from, m))
 			return
 		}
 		if (m.Type == wire.TypeLookup || m.Type == wire.TypeRemove) && m.Gen < e.gen {
@@ -44,6 +44,8 @@ func (e *Engine) handleNormal(from NodeID, m wire.Msg) {
 	case wire.TypeRemove:
 		if e.dir[m.Name] == from {
 			delete(e.dir, m.Name)
+		} else {
+			e.logf("ignoring remove of %q from node %d: directory says %d", m.Name, from, e.dir[m.Name])
 		}
 	case wire.TypeRequest, wire.TypeConvert, wire.TypeUnlock, wire.TypeCancel:
 		e.onMasterOp(from, m)
@@ -76,6 +78,7 @@ func (e *Engine) dirAssign(name string, requester NodeID) NodeID {
 	if m, ok := e.dir[name]; ok && e.inView(m) {
 		return m
 	}
+	e.logf("directory: %q mastered by node %d (first user)", name, requester)
 	e.dir[name] = requester
 	return requester
 }
@@ -108,6 +111,7 @@ func (e *Engine) tossIdle() {
 			continue
 		}
 		delete(e.owned, name)
+		e.logf("releasing idle resource %q", name)
 		if d := dirNode(name, e.view); d == e.self {
 			if e.dir[name] == e.self {
 				delete(e.dir, name)
@@ -126,7 +130,7 @@ func (e *Engine) onMasterOp(from NodeID, m wire.Msg) {
 	if e.owned[m.Name] == nil {
 		if rs := e.rsbs[m.Name]; rs != nil && rs.lookupID != 0 {
 			// we are looking it up ourselves and may be its master
-			rs.heldReqs = append(rs.heldReqs, inbound{from, m})
+			rs.heldReqs = append(rs.heldReqs, e.in(from, m))
 			return
 		}
 		e.send(from, wire.Msg{Type: replyType(m.Type), Gen: e.gen, LkID: m.LkID, Name: m.Name, Result: resultNotMaster, Mode: locktable.IV})

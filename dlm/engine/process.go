@@ -556,6 +556,12 @@ func (e *Engine) setMaster(rs *rsb, m NodeID) {
 func (e *Engine) onLookupReply(from NodeID, m wire.Msg) {
 	rs := e.rsbs[m.Name]
 	if rs == nil || rs.lookupID != m.ID {
+		if m.Node == e.self && e.owned[m.Name] == nil && len(m.Name) > 0 {
+			// The directory made us master of a resource we no longer
+			// want: take it, so that it is released (and the directory
+			// told) once idle, instead of leaving a dangling entry.
+			e.own(m.Name)
+		}
 		return
 	}
 	if m.Node == 0 || !e.inView(m.Node) {

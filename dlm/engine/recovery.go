@@ -79,7 +79,7 @@ func (e *Engine) beginRecovery() {
 	// dlm_purge_requestqueue).
 	kept := e.held[:0]
 	for _, in := range e.held {
-		if e.inView(in.from) {
+		if e.current(in) {
 			kept = append(kept, in)
 		}
 	}
@@ -116,7 +116,8 @@ func (e *Engine) broadcastStatus() {
 }
 
 // handleRecovery processes a recovery message.
-func (e *Engine) handleRecovery(from NodeID, m wire.Msg) {
+func (e *Engine) handleRecovery(in inbound) {
+	from, m := in.from, in.m
 	if e.left {
 		return
 	}
@@ -134,12 +135,12 @@ func (e *Engine) handleRecovery(from NodeID, m wire.Msg) {
 	}
 	if r.gen == 0 || m.Gen > r.gen {
 		if m.Gen > e.gen {
-			r.future = append(r.future, inbound{from, m})
+			r.future = append(r.future, in)
 		}
 		return
 	}
-	if m.Gen < r.gen || !e.inView(from) {
-		return
+	if m.Gen < r.gen || !e.current(in) {
+		return // stale, or from an incarnation that is gone
 	}
 	switch m.Type {
 	case wire.TypeDirInfo:
@@ -168,11 +169,14 @@ func (e *Engine) onStatus(from NodeID, m wire.Msg) {
 	if changed {
 		e.broadcastStatus()
 	}
-	// A member that missed our start (it had another view then) asks
-	// again with its status: send the start again.
+	// A member that started a new round after our start (it missed the
+	// start, or its view changed and changed back without us seeing it)
+	// cannot finish this generation: start a newer one, which every member
+	// takes over the current one.
 	if r := e.rec; r != nil && r.gen != 0 && coordinator(r.view) == e.self &&
-		m.Has(wire.BitRecovering) && sameView(m.View, r.view) && m.ID < r.gen {
-		e.send(from, wire.Msg{Type: wire.TypeStart, Gen: r.gen, View: slices.Clone(r.view)})
+		m.Has(wire.BitRecovering) && sameView(m.View, r.view) {
+		e.beginRecovery()
+		return
 	}
 	e.checkStart()
 	e.tryPendingStart()
@@ -266,7 +270,7 @@ func (e *Engine) acceptStart(m wire.Msg) {
 	future := r.future
 	r.future = nil
 	for _, in := range future {
-		e.handleRecovery(in.from, in.m)
+		e.handleRecovery(in)
 	}
 }
 
@@ -428,6 +432,10 @@ func (e *Engine) sendLocks() {
 		// new incarnation are lost with it
 		inc, in := e.viewInc(old)
 		lost := old != 0 && old != e.self && (!in || inc != oldInc)
+		// A live old master that nobody claims as owner gave the resource
+		// up, which it does only once it holds no locks: our unlocks in
+		// flight to it took effect, our requests never arrived.
+		lost = lost || (me.Remaster && old != 0 && old != e.self)
 		for _, id := range slices.Sorted(maps.Keys(rs.locks)) {
 			lk := e.locks[id]
 			if lk == nil {
@@ -471,7 +479,7 @@ func (e *Engine) onLocks(from NodeID, m wire.Msg) {
 	if r.locksDone[from] {
 		return
 	}
-	r.locksIn = append(r.locksIn, inbound{from, m})
+	r.locksIn = append(r.locksIn, e.in(from, m))
 	if !m.Has(wire.BitMore) {
 		r.locksDone[from] = true
 	}

@@ -316,3 +316,16 @@ func (e *Engine) PeerString(n NodeID) string {
 	return fmt.Sprintf("node %d: inc %d node-inc %d joined %v gone %v knows-me %v alive %v unacked %d recv-next %d hello-seq %d",
 		n, p.inc, p.nodeInc, p.joined, p.gone, p.knowsMe, e.clusterAlive[n], len(p.unacked), p.recvNext, p.helloSeq)
 }
+
+// ResourceString describes what this engine knows of a resource, for
+// diagnostics.
+func (e *Engine) ResourceString(name string) string {
+	var master NodeID
+	lookup := uint64(0)
+	if rs := e.rsbs[name]; rs != nil {
+		master, lookup = rs.master, rs.lookupID
+	}
+	d, inDir := e.dir[name]
+	return fmt.Sprintf("%q: dir-node %d dir-entry %d(%v) owned %v has-locks %v rsb-master %d lookup %d",
+		name, dirNode(name, e.view), d, inDir, e.owned[name] != nil, e.table.Has(name), master, lookup)
+}
