@@ -259,19 +259,30 @@ func (c *Cluster) deliver(i int, faults bool) {
 		}
 		n.seenInc[from] = p.nodeInc
 	}
-	// route by the incarnation it is for; hellos not yet addressed to an
-	// incarnation go to every engine of the lockspace
-	got := false
+	// Route by the incarnation it is for. Hellos go to every engine of the
+	// lockspace; session traffic for an engine the node no longer runs goes
+	// to the engine it runs now (which answers with a hello), or, with
+	// none, to the not-joined responder.
+	var targets []*engine.Engine
+	hello := p.env.Seq == 0
 	for _, e := range []*engine.Engine{n.E, n.leaving} {
-		if e != nil && (p.env.ToInc == e.Incarnation() || p.env.ToInc == 0) {
-			e.Receive(p.env)
-			c.collect(n, e)
-			got = true
+		if e != nil && (hello || p.env.ToInc == e.Incarnation()) {
+			targets = append(targets, e)
 		}
 	}
-	switch {
-	case got, n.E != nil || n.leaving != nil:
-	default:
+	if len(targets) == 0 {
+		for _, e := range []*engine.Engine{n.E, n.leaving} {
+			if e != nil {
+				targets = append(targets, e)
+				break
+			}
+		}
+	}
+	for _, e := range targets {
+		e.Receive(p.env)
+		c.collect(n, e)
+	}
+	if len(targets) == 0 {
 		if r := engine.NotJoinedReply(n.ID, n.respInc, n.Inc, n.failed, n.ledger, p.env); r != nil {
 			c.net = append(c.net, packet{to: r.To, env: r, nodeInc: n.Inc})
 		}

@@ -16,6 +16,8 @@ var (
 	flagSeeds = flag.Int("dlmsim.seeds", 0, "number of seeds for TestRandomizedCluster (default 6, or REPLICAD_DLMSIM_SEEDS)")
 	flagSteps = flag.Int("dlmsim.steps", 0, "steps per seed (default 4000, or REPLICAD_DLMSIM_STEPS)")
 	flagTrace = flag.Bool("dlmsim.trace", false, "log engine diagnostics")
+	flagDrop  = flag.Int("dlmsim.drop", 5, "percent of envelopes dropped")
+	flagDup   = flag.Int("dlmsim.dup", 3, "percent of envelopes duplicated")
 )
 
 func intSetting(f int, env string, def int) int {
@@ -45,7 +47,7 @@ func TestRandomizedCluster(t *testing.T) {
 
 func runSeed(t *testing.T, seed uint64, steps int) {
 	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
-	opts := Options{Nodes: 2 + rng.IntN(4), DropPct: 5, DupPct: 3}
+	opts := Options{Nodes: 2 + rng.IntN(4), DropPct: *flagDrop, DupPct: *flagDup}
 	if *flagTrace {
 		opts.Logf = t.Logf
 	}

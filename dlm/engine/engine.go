@@ -88,6 +88,7 @@ func (e *Engine) current(in inbound) bool {
 // owned is a resource this node masters.
 type owned struct {
 	emptySince uint64 // tick its last lock went, 0 while it has locks
+	since      uint64 // generation this node became its master in
 }
 
 // rsb is this node's view of a resource it holds locks on.

@@ -85,7 +85,7 @@ func (e *Engine) dirAssign(name string, requester NodeID) NodeID {
 
 func (e *Engine) own(name string) {
 	if e.owned[name] == nil {
-		e.owned[name] = &owned{emptySince: max(e.now, 1)}
+		e.owned[name] = &owned{emptySince: max(e.now, 1), since: e.gen}
 	}
 }
 
@@ -127,18 +127,24 @@ func replyType(t wire.Type) wire.Type { return t + 1 }
 // onMasterOp runs a remote node's operation on a resource this node
 // masters and answers it.
 func (e *Engine) onMasterOp(from NodeID, m wire.Msg) {
+	if o := e.owned[m.Name]; o != nil && m.Gen < o.since {
+		// sent before a recovery rebuilt the resource here from the
+		// sender's own report, which settled this operation
+		e.send(from, wire.Msg{Type: replyType(m.Type), Gen: e.gen, ID: m.ID, LkID: m.LkID, Name: m.Name, Result: resultNotMaster, Mode: locktable.IV})
+		return
+	}
 	if e.owned[m.Name] == nil {
 		if rs := e.rsbs[m.Name]; rs != nil && rs.lookupID != 0 {
 			// we are looking it up ourselves and may be its master
 			rs.heldReqs = append(rs.heldReqs, e.in(from, m))
 			return
 		}
-		e.send(from, wire.Msg{Type: replyType(m.Type), Gen: e.gen, LkID: m.LkID, Name: m.Name, Result: resultNotMaster, Mode: locktable.IV})
+		e.send(from, wire.Msg{Type: replyType(m.Type), Gen: e.gen, ID: m.ID, LkID: m.LkID, Name: m.Name, Result: resultNotMaster, Mode: locktable.IV})
 		return
 	}
 	inc, _ := e.viewInc(from)
 	rep, ev, err := e.masterOp(from, inc, m)
-	reply := replyMsg(replyType(m.Type), e.gen, m.LkID, m.Name, rep, err)
+	reply := replyMsg(replyType(m.Type), e.gen, m.ID, m.LkID, m.Name, rep, err)
 	if err != nil {
 		e.logf("refusing %v of lock %d:%x on %q: %v", m.Type, from, m.LkID, m.Name, err)
 	}
@@ -161,8 +167,8 @@ func (e *Engine) masterOp(from NodeID, inc uint64, m wire.Msg) (locktable.Reply,
 	}
 }
 
-func replyMsg(t wire.Type, gen uint64, lkid uint32, name string, rep locktable.Reply, err error) wire.Msg {
-	m := wire.Msg{Type: t, Gen: gen, LkID: lkid, Name: name, Result: rep.Result, Mode: rep.Mode, SB: rep.SB, LVB: rep.LVB, LVBSeq: rep.LVBSeq}
+func replyMsg(t wire.Type, gen, id uint64, lkid uint32, name string, rep locktable.Reply, err error) wire.Msg {
+	m := wire.Msg{Type: t, Gen: gen, ID: id, LkID: lkid, Name: name, Result: rep.Result, Mode: rep.Mode, SB: rep.SB, LVB: rep.LVB, LVBSeq: rep.LVBSeq}
 	if err != nil {
 		m.Result, m.Mode = ResultInvalid, locktable.IV
 	}
@@ -179,7 +185,7 @@ func (e *Engine) masterLocal(lk *plock, m wire.Msg) {
 	if err != nil {
 		e.logf("local %v of lock %x on %q: %v", m.Type, lk.id, lk.name, err)
 	}
-	reply := replyMsg(replyType(m.Type), e.gen, m.LkID, m.Name, rep, err)
+	reply := replyMsg(replyType(m.Type), e.gen, m.ID, m.LkID, m.Name, rep, err)
 	e.handleNormal(e.self, reply)
 	e.dispatch(lk.name, ev)
 }

@@ -105,20 +105,26 @@ func (e *Engine) FencedLedger() map[NodeID]uint64 { return maps.Clone(e.fenced) 
 func (e *Engine) FailedLedger() map[NodeID]uint64 { return maps.Clone(e.failed) }
 
 func (e *Engine) sendHello(p *peer) {
+	e.outbox = append(e.outbox, Outgoing{To: p.node, Env: &wire.Envelope{
+		Lockspace: e.cfg.Lockspace, From: e.self, FromInc: e.inc, To: p.node, ToInc: p.inc,
+		Msgs: []wire.Msg{e.helloMsg(p.inc, p.knowsMe)},
+	}})
+}
+
+func (e *Engine) helloMsg(peerInc uint64, known bool) wire.Msg {
 	e.helloSeq++
 	var bits uint8
 	if !e.left {
 		bits = wire.BitJoined
 	}
-	if p.knowsMe {
+	if known {
 		bits |= wire.BitKnown
 	}
-	e.outbox = append(e.outbox, Outgoing{To: p.node, Env: &wire.Envelope{
-		Lockspace: e.cfg.Lockspace, From: e.self, FromInc: e.inc, To: p.node, ToInc: p.inc,
-		Msgs: []wire.Msg{{Type: wire.TypeHello, Gen: e.helloSeq, ID: p.inc, Node: NodeID(e.cfg.LVBLen), Bits: bits,
-			View: []wire.Member{{Node: e.self, Inc: e.cfg.NodeInc}}, Fence: e.fenceStates()}},
-	}})
+	return wire.Msg{Type: wire.TypeHello, Gen: e.helloSeq, ID: peerInc, Node: NodeID(e.cfg.LVBLen), Bits: bits,
+		View: []wire.Member{{Node: e.self, Inc: e.cfg.NodeInc}}, Fence: e.fenceStates()}
 }
+
+func (e *Engine) clusterAliveOrUnknown(n NodeID) bool { return !e.clusterSet || e.clusterAlive[n] }
 
 func (e *Engine) onHello(p *peer, m *wire.Msg) {
 	if m.Gen <= p.helloSeq {
@@ -151,10 +157,13 @@ func (e *Engine) onHello(p *peer, m *wire.Msg) {
 }
 
 // helloComplete reports whether we know, for every live cluster node,
-// whether it has joined: until then a view could miss a member.
+// whether it has joined: until then a view could miss a member. The answer
+// must postdate this engine (name its incarnation): two nodes joining at
+// once must not each take the other's earlier "not joined" and start
+// alone, since one of them then necessarily hears the other's join.
 func (e *Engine) helloComplete() bool {
 	for n := range e.clusterAlive {
-		if n != e.self && (e.peers[n] == nil || e.peers[n].inc == 0) {
+		if p := e.peers[n]; n != e.self && (p == nil || p.inc == 0 || !p.knowsMe) {
 			return false
 		}
 	}

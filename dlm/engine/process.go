@@ -38,6 +38,12 @@ type plock struct {
 	cancelling, cancelSent bool
 	cancelTo               NodeID
 
+	// Every message a lock sends carries a fresh number that its reply
+	// echoes, so a late reply to an operation that recovery settled and
+	// resent is not taken for the reply to the resend.
+	seq                         uint64
+	opSeq, cancelSeq, unlockSeq uint64
+
 	unlocking, unlockSent bool
 	unlockTo              NodeID
 	unlockFlags           locktable.Flags
@@ -248,10 +254,14 @@ func (e *Engine) pump(lk *plock) {
 	if lk.op != opNone && !lk.opSent {
 		lk.opSent, lk.opTo = true, m
 		lk.opToInc, _ = e.viewInc(m)
+		lk.seq++
+		lk.opSeq = lk.seq
+		msg := lk.opMsg(e.gen)
+		msg.ID = lk.seq
 		if m == e.self {
-			e.masterLocal(lk, lk.opMsg(e.gen))
+			e.masterLocal(lk, msg)
 		} else {
-			e.send(m, lk.opMsg(e.gen))
+			e.send(m, msg)
 		}
 		if e.locks[lk.id] != lk {
 			return
@@ -262,7 +272,9 @@ func (e *Engine) pump(lk *plock) {
 			lk.cancelling = false // finished before we could cancel it
 		} else {
 			lk.cancelSent, lk.cancelTo = true, m
-			msg := wire.Msg{Type: wire.TypeCancel, Gen: e.gen, LkID: lk.id, Name: lk.name}
+			lk.seq++
+			lk.cancelSeq = lk.seq
+			msg := wire.Msg{Type: wire.TypeCancel, Gen: e.gen, ID: lk.seq, LkID: lk.id, Name: lk.name}
 			if m == e.self {
 				e.masterLocal(lk, msg)
 			} else {
@@ -275,7 +287,9 @@ func (e *Engine) pump(lk *plock) {
 	}
 	if lk.unlocking && !lk.unlockSent {
 		lk.unlockSent, lk.unlockTo = true, m
-		msg := wire.Msg{Type: wire.TypeUnlock, Gen: e.gen, LkID: lk.id, Name: lk.name, Flags: lk.unlockFlags}
+		lk.seq++
+		lk.unlockSeq = lk.seq
+		msg := wire.Msg{Type: wire.TypeUnlock, Gen: e.gen, ID: lk.seq, LkID: lk.id, Name: lk.name, Flags: lk.unlockFlags}
 		if lk.unlockFlags&locktable.ValBlk != 0 {
 			msg.LVB = slices.Clone(lk.lvb)
 		}
@@ -367,7 +381,7 @@ func (lk *plock) granted(m *wire.Msg) {
 // reply is stale.
 func (e *Engine) onRequestReply(from NodeID, m wire.Msg) {
 	lk := e.locks[m.LkID]
-	if lk == nil || lk.op != opRequest || !lk.opSent || lk.opTo != from || lk.name != m.Name {
+	if lk == nil || lk.op != opRequest || !lk.opSent || lk.opTo != from || lk.name != m.Name || m.ID != lk.opSeq {
 		return
 	}
 	switch m.Result {
@@ -404,7 +418,7 @@ func (e *Engine) onRequestReply(from NodeID, m wire.Msg) {
 
 func (e *Engine) onConvertReply(from NodeID, m wire.Msg) {
 	lk := e.locks[m.LkID]
-	if lk == nil || lk.op != opConvert || !lk.opSent || lk.opTo != from || lk.name != m.Name {
+	if lk == nil || lk.op != opConvert || !lk.opSent || lk.opTo != from || lk.name != m.Name || m.ID != lk.opSeq {
 		return
 	}
 	if m.Result == resultNotMaster {
@@ -439,7 +453,7 @@ func (e *Engine) onConvertReply(from NodeID, m wire.Msg) {
 
 func (e *Engine) onUnlockReply(from NodeID, m wire.Msg) {
 	lk := e.locks[m.LkID]
-	if lk == nil || !lk.unlockSent || lk.unlockTo != from || lk.name != m.Name {
+	if lk == nil || !lk.unlockSent || lk.unlockTo != from || lk.name != m.Name || m.ID != lk.unlockSeq {
 		return
 	}
 	if m.Result == resultNotMaster {
@@ -456,7 +470,7 @@ func (e *Engine) onUnlockReply(from NodeID, m wire.Msg) {
 
 func (e *Engine) onCancelReply(from NodeID, m wire.Msg) {
 	lk := e.locks[m.LkID]
-	if lk == nil || !lk.cancelSent || lk.cancelTo != from || lk.name != m.Name {
+	if lk == nil || !lk.cancelSent || lk.cancelTo != from || lk.name != m.Name || m.ID != lk.cancelSeq {
 		return
 	}
 	if m.Result == resultNotMaster {

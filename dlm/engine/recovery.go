@@ -432,9 +432,11 @@ func (e *Engine) sendLocks() {
 		// new incarnation are lost with it
 		inc, in := e.viewInc(old)
 		lost := old != 0 && old != e.self && (!in || inc != oldInc)
-		// A live old master that nobody claims as owner gave the resource
-		// up, which it does only once it holds no locks: our unlocks in
-		// flight to it took effect, our requests never arrived.
+		// A remastered resource is rebuilt from what we report now: what we
+		// had in flight to its old master is settled here, and the new
+		// master refuses it as stale (its generation predates the rebuild).
+		// (A live old master that nobody claims either gave the resource up
+		// once it held no locks, or never finished taking it.)
 		lost = lost || (me.Remaster && old != 0 && old != e.self)
 		for _, id := range slices.Sorted(maps.Keys(rs.locks)) {
 			lk := e.locks[id]
@@ -525,7 +527,7 @@ func (e *Engine) finishRecovery() {
 	}
 	e.table.FinishRecovery()
 	for name := range r.newMaster {
-		e.owned[name] = &owned{}
+		e.owned[name] = &owned{since: r.gen}
 	}
 	for name, o := range e.owned {
 		if e.table.Has(name) {

@@ -77,10 +77,18 @@ func (e *Engine) receive(env *wire.Envelope) {
 	if env.Lockspace != e.cfg.Lockspace || env.To != e.self || env.From == e.self || env.From == 0 || env.FromInc == 0 {
 		return
 	}
-	if env.ToInc != 0 && env.ToInc != e.inc {
-		return // meant for an earlier incarnation of this node
-	}
 	p := e.peer(env.From)
+	if env.ToInc != 0 && env.ToInc != e.inc && !helloOnly(env) {
+		// Session traffic for an earlier engine of this node: tell the
+		// sender about this one, or it keeps talking to a ghost.
+		if env.FromInc >= p.inc && e.clusterAliveOrUnknown(env.From) {
+			e.outbox = append(e.outbox, Outgoing{To: env.From, Env: &wire.Envelope{
+				Lockspace: e.cfg.Lockspace, From: e.self, FromInc: e.inc, To: env.From, ToInc: env.FromInc,
+				Msgs: []wire.Msg{e.helloMsg(env.FromInc, false)},
+			}})
+		}
+		return
+	}
 	if env.FromInc < p.inc {
 		return // an earlier incarnation of the peer
 	}
@@ -172,7 +180,9 @@ func NotJoinedReply(self NodeID, inc, nodeInc uint64, failed, fenced map[NodeID]
 	// an incarnation that supersedes the old engine.
 	return &wire.Envelope{
 		Lockspace: env.Lockspace, From: self, FromInc: inc, To: env.From, ToInc: env.FromInc,
-		Msgs: []wire.Msg{{Type: wire.TypeHello, Gen: 1, ID: env.FromInc, View: []wire.Member{{Node: self, Inc: nodeInc}},
+		// Gen is the hello sequence; the receiver's incarnation grows with
+		// each engine it starts, so every new engine takes our answer.
+		Msgs: []wire.Msg{{Type: wire.TypeHello, Gen: env.FromInc, ID: env.FromInc, View: []wire.Member{{Node: self, Inc: nodeInc}},
 			Bits: knownBit(env.ToInc == inc), Fence: fenceStates(failed, fenced)}},
 	}
 }

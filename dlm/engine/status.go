@@ -68,7 +68,7 @@ func (e *Engine) recoveryDetail() string {
 	if !e.helloComplete() {
 		var quiet []NodeID
 		for _, n := range slices.Sorted(maps.Keys(e.clusterAlive)) {
-			if n != e.self && (e.peers[n] == nil || e.peers[n].inc == 0) {
+			if p := e.peers[n]; n != e.self && (p == nil || p.inc == 0 || !p.knowsMe) {
 				quiet = append(quiet, n)
 			}
 		}
