@@ -205,6 +205,12 @@ func (e *Engine) Tick() {
 			e.retryLookups()
 			e.tossIdle()
 		}
+		// While waiting for a start, say so again now and then: a status
+		// can reach the coordinator just before it finishes a generation
+		// and be forgotten.
+		if r := e.rec; r != nil && r.gen == 0 && e.now%(2*e.cfg.RetransmitTicks) == 0 {
+			e.broadcastStatus()
+		}
 	})
 }
 

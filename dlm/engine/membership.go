@@ -45,7 +45,7 @@ func (e *Engine) SetCluster(cs ClusterState) {
 		}
 		e.recomputeView()
 		if changed && e.rec != nil {
-			e.broadcastStatus()
+			e.statusChanged()
 			e.checkStart()
 			e.tryPendingStart()
 		}
@@ -143,8 +143,8 @@ func (e *Engine) onHello(p *peer, m *wire.Msg) {
 	// What every node knows of failures and fencing reaches us before we
 	// may recover (helloComplete), so a lockspace no survivor remembers
 	// still waits for the fencing of a node that failed in it.
-	if e.mergeFence(m.Fence) && e.rec != nil {
-		e.broadcastStatus()
+	if e.mergeFence(m.Fence) {
+		e.statusChanged()
 	}
 	if p.joined && p.lvbLen != e.cfg.LVBLen {
 		e.logf("node %d joined with %d-byte LVBs, this node uses %d: not admitting it", p.node, p.lvbLen, e.cfg.LVBLen)
@@ -244,7 +244,7 @@ func (e *Engine) ConfirmFenced(node NodeID) error {
 	e.step(func() {
 		e.mergeFenced(map[NodeID]uint64{node: e.failed[node]})
 		if e.rec != nil {
-			e.broadcastStatus()
+			e.statusChanged()
 			e.checkStart()
 			e.tryPendingStart()
 		}

@@ -106,6 +106,15 @@ func (e *Engine) statusMsg() wire.Msg {
 	return wire.Msg{Type: wire.TypeStatus, Gen: e.gen, ID: e.maxGen, Bits: bits, View: slices.Clone(e.view), Fence: e.fenceStates()}
 }
 
+// statusChanged re-announces our status after a gate changed, while we
+// wait for a start (once started, gates no longer matter, and a status
+// from a started member would read as a restart).
+func (e *Engine) statusChanged() {
+	if e.rec != nil && e.rec.gen == 0 {
+		e.broadcastStatus()
+	}
+}
+
 func (e *Engine) broadcastStatus() {
 	m := e.statusMsg()
 	for _, v := range e.view {
@@ -160,23 +169,28 @@ func (e *Engine) onStatus(from NodeID, m wire.Msg) {
 		e.recomputeView()
 	}
 	if e.rec == nil {
-		if m.Has(wire.BitRecovering) && e.inView(from) && !e.left {
-			// a member started a new round we have no reason of our own for
+		// A member started a new round we have no reason of our own for
+		// (it saw a view change we did not); a status it sent before
+		// taking part in our last generation is stale (its highest
+		// generation is older).
+		if m.Has(wire.BitRecovering) && e.inView(from) && !e.left && m.ID >= e.gen {
 			e.beginRecovery()
 		}
 		return
 	}
 	if changed {
-		e.broadcastStatus()
+		e.statusChanged()
 	}
-	// A member that started a new round after our start (it missed the
-	// start, or its view changed and changed back without us seeing it)
-	// cannot finish this generation: start a newer one, which every member
-	// takes over the current one.
-	if r := e.rec; r != nil && r.gen != 0 && coordinator(r.view) == e.self &&
-		m.Has(wire.BitRecovering) && sameView(m.View, r.view) {
-		e.beginRecovery()
-		return
+	if r := e.rec; r.gen != 0 && coordinator(r.view) == e.self && m.Has(wire.BitRecovering) && sameView(m.View, r.view) {
+		if m.ID >= r.gen {
+			// it took part in this generation and then restarted (its
+			// view changed and changed back): start a newer one, which
+			// every member takes over this one
+			e.beginRecovery()
+			return
+		}
+		// it missed our start (it had another view then): send it again
+		e.send(from, wire.Msg{Type: wire.TypeStart, Gen: r.gen, View: slices.Clone(r.view)})
 	}
 	e.checkStart()
 	e.tryPendingStart()
