@@ -39,7 +39,9 @@ const (
 	TypeBlocking   Type = 66 // Lockspace, LkID, Mode
 )
 
-func (t Type) valid() bool { return (t >= TypeHello && t <= TypeCancel) || (t >= TypeReply && t <= TypeBlocking) }
+func (t Type) valid() bool {
+	return (t >= TypeHello && t <= TypeCancel) || (t >= TypeReply && t <= TypeBlocking)
+}
 
 // Bits.
 const (
