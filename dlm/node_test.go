@@ -13,6 +13,7 @@ import (
 
 	"github.com/replicad/replicad/dlm/engine"
 	"github.com/replicad/replicad/dlm/locktable"
+	"github.com/replicad/replicad/dlm/peerauth"
 )
 
 var testSecret = []byte("correct horse battery staple")
@@ -329,5 +330,29 @@ func TestLeaveAndRejoin(t *testing.T) {
 	}
 	if _, _, err := again.Lock(ctx(t), Request{Name: "r", Mode: locktable.PR, Flags: locktable.NoQueue}); !errors.Is(err, ErrWouldBlock) {
 		t.Fatalf("rejoined node got a lock node 1 holds EX: %v", err)
+	}
+}
+
+// A peer that authenticates and then sends garbage is disconnected; the
+// node and the rest of the cluster keep working.
+func TestGarbageFromAnAuthenticatedPeerClosesItsConnection(t *testing.T) {
+	tc := startCluster(t, 2, nil)
+	ls := tc.joinAll("ls")
+	conn, err := net.Dial("tcp", tc.addrs[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := peerauth.Handshake(conn, peerauth.Config{Secret: testSecret, Purpose: Purpose, Node: 2, Incarnation: 1}, peerauth.Dialer); err != nil {
+		t.Fatal(err)
+	}
+	conn.Write([]byte{0, 0, 0, 4, 0xde, 0xad, 0xbe, 0xef})
+	if _, err := conn.Read(make([]byte, 1)); err == nil {
+		t.Fatal("connection left open after garbage")
+	}
+	eventually(t, "the refusal logged", func() bool { return strings.Contains(tc.logs[1].String(), "malformed") })
+	if _, _, err := ls[1].Lock(ctx(t), Request{Name: "r", Mode: locktable.EX}); err != nil {
+		t.Fatal(err)
 	}
 }
