@@ -13,7 +13,7 @@ import (
 )
 
 var (
-	flagSeeds = flag.Int("dlmsim.seeds", 0, "number of seeds for TestRandomizedCluster (default 6, or REPLICAD_DLMSIM_SEEDS)")
+	flagSeeds = flag.Int("dlmsim.seeds", 0, "number of seeds for TestRandomizedCluster (default 25, or REPLICAD_DLMSIM_SEEDS)")
 	flagSteps = flag.Int("dlmsim.steps", 0, "steps per seed (default 4000, or REPLICAD_DLMSIM_STEPS)")
 	flagTrace = flag.Bool("dlmsim.trace", false, "log engine diagnostics")
 	flagDrop  = flag.Int("dlmsim.drop", 5, "percent of envelopes dropped")
@@ -37,7 +37,7 @@ func intSetting(f int, env string, def int) int {
 // checked after every step and liveness and agreement at the end.
 func TestRandomizedCluster(t *testing.T) {
 	base := testenv.Seed(t)
-	seeds := intSetting(*flagSeeds, "REPLICAD_DLMSIM_SEEDS", 6)
+	seeds := intSetting(*flagSeeds, "REPLICAD_DLMSIM_SEEDS", 25)
 	steps := intSetting(*flagSteps, "REPLICAD_DLMSIM_STEPS", 4000)
 	for i := 0; i < seeds; i++ {
 		seed := base + uint64(i)
