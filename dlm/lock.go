@@ -154,6 +154,9 @@ func (ls *Lockspace) lock(r Request, ch chan Completion) (*Lock, error) {
 	if ch != nil {
 		lk.mu.waiters = append(lk.mu.waiters, waiter{waitOp, ch})
 	}
+	// registered first: a final completion may be delivered before step
+	// returns, and removes it again
+	owner.add(lk)
 	err := ls.step(func(e *engine.Engine) error {
 		id, err := e.Lock(r.Name, r.Mode, r.Flags, r.LVB, r.OnBlocking != nil)
 		if err != nil {
@@ -164,9 +167,9 @@ func (ls *Lockspace) lock(r Request, ch chan Completion) (*Lock, error) {
 		return nil
 	})
 	if err != nil {
+		owner.remove(lk)
 		return nil, err
 	}
-	owner.add(lk)
 	return lk, nil
 }
 

@@ -44,8 +44,6 @@ func (e *Engine) handleNormal(from NodeID, m wire.Msg) {
 	case wire.TypeRemove:
 		if e.dir[m.Name] == from {
 			delete(e.dir, m.Name)
-		} else {
-			e.logf("ignoring remove of %q from node %d: directory says %d", m.Name, from, e.dir[m.Name])
 		}
 	case wire.TypeRequest, wire.TypeConvert, wire.TypeUnlock, wire.TypeCancel:
 		e.onMasterOp(from, m)
@@ -78,7 +76,6 @@ func (e *Engine) dirAssign(name string, requester NodeID) NodeID {
 	if m, ok := e.dir[name]; ok && e.inView(m) {
 		return m
 	}
-	e.logf("directory: %q mastered by node %d (first user)", name, requester)
 	e.dir[name] = requester
 	return requester
 }
@@ -111,7 +108,6 @@ func (e *Engine) tossIdle() {
 			continue
 		}
 		delete(e.owned, name)
-		e.logf("releasing idle resource %q", name)
 		if d := dirNode(name, e.view); d == e.self {
 			if e.dir[name] == e.self {
 				delete(e.dir, name)
