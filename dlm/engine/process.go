@@ -391,6 +391,7 @@ func (e *Engine) onRequestReply(from NodeID, m wire.Msg) {
 		if rs.master == from {
 			rs.master = 0
 		}
+		rs.retry = true // find the master again (other locks may live there)
 		if lk.unlocking {
 			e.complete(lk, locktable.ResultUnlocked, true)
 			return
@@ -399,7 +400,6 @@ func (e *Engine) onRequestReply(from NodeID, m wire.Msg) {
 			e.complete(lk, locktable.ResultCancelled, true)
 			return
 		}
-		rs.retry = true
 	case locktable.ResultGranted:
 		lk.granted(&m)
 		e.complete(lk, locktable.ResultGranted, false)
