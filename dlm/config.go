@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/replicad/replicad/dlm/peerauth"
+	"github.com/replicad/replicad/internal/peerauth"
 	"github.com/replicad/replicad/internal/clock"
 )
 

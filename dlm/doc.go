@@ -5,7 +5,7 @@
 //
 // A Node runs inside one process: it listens for its peers on a listener it
 // is given, dials them, authenticates every connection with the shared
-// secret (dlm/peerauth), and hosts lockspaces. Each lockspace is a
+// secret (internal/peerauth), and hosts lockspaces. Each lockspace is a
 // dlm/engine state machine (directory, mastering, remote operations,
 // recovery) driven under a mutex, with a dispatcher goroutine that delivers
 // callbacks in order per lock, outside any lock, so that callbacks may call

@@ -13,7 +13,7 @@ import (
 
 	"github.com/replicad/replicad/dlm/engine"
 	"github.com/replicad/replicad/dlm/locktable"
-	"github.com/replicad/replicad/dlm/peerauth"
+	"github.com/replicad/replicad/internal/peerauth"
 )
 
 var testSecret = []byte("correct horse battery staple")

@@ -7,7 +7,7 @@ import (
 	"net"
 	"time"
 
-	"github.com/replicad/replicad/dlm/peerauth"
+	"github.com/replicad/replicad/internal/peerauth"
 	"github.com/replicad/replicad/dlm/wire"
 	"github.com/replicad/replicad/internal/clock"
 )
