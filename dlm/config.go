@@ -8,8 +8,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/replicad/replicad/internal/peerauth"
 	"github.com/replicad/replicad/internal/clock"
+	"github.com/replicad/replicad/internal/peerauth"
 )
 
 // Purpose is the peer-auth purpose string of DLM connections, so that a

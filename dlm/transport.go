@@ -7,9 +7,9 @@ import (
 	"net"
 	"time"
 
-	"github.com/replicad/replicad/internal/peerauth"
 	"github.com/replicad/replicad/dlm/wire"
 	"github.com/replicad/replicad/internal/clock"
+	"github.com/replicad/replicad/internal/peerauth"
 )
 
 // peerLink is the outgoing side of the connection to one peer: a queue of
