@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"sync/atomic"
 	"time"
 
 	"github.com/replicad/replicad/internal/clock"
@@ -26,6 +27,36 @@ type link struct {
 	sess          *session
 	resyncRunning bool
 	lastDialErr   string
+
+	// Byte counters (frames including headers), for metrics and tests.
+	stats LinkStats
+}
+
+// LinkStats counts a link's traffic since the replicator started.
+type LinkStats struct {
+	// SentBytes and ReceivedBytes count whole frames by message kind:
+	// "write" (Write and Zero), "resync" (ResyncData and digests), "other".
+	SentBytes     map[string]*atomic.Int64
+	ReceivedBytes map[string]*atomic.Int64
+}
+
+func newLinkStats() LinkStats {
+	s := LinkStats{SentBytes: map[string]*atomic.Int64{}, ReceivedBytes: map[string]*atomic.Int64{}}
+	for _, k := range []string{"write", "resync", "other"} {
+		s.SentBytes[k], s.ReceivedBytes[k] = new(atomic.Int64), new(atomic.Int64)
+	}
+	return s
+}
+
+// kind classifies a message for the byte counters.
+func kind(t wire.Type) string {
+	switch t {
+	case wire.TypeWrite, wire.TypeZero:
+		return "write"
+	case wire.TypeResyncData, wire.TypeDigest, wire.TypeDigestReply:
+		return "resync"
+	}
+	return "other"
 }
 
 // session is one connection's lifetime.
@@ -207,6 +238,7 @@ func (l *link) reader(s *session, pending []engine.Apply) string {
 			}
 			return "connection failed: " + err.Error()
 		}
+		l.stats.ReceivedBytes[kind(f.Type)].Add(int64(wire.HeaderSize + len(f.Payload)))
 		if cap(f.Payload) > cap(buf) && f.Flags&wire.FlagS2 == 0 {
 			buf = f.Payload[:0]
 		}
@@ -294,7 +326,9 @@ func (l *link) sender(s *session) {
 		var sent uint64
 		for _, m := range coalesce(batch) {
 			var err error
-			scratch, err = writeFrame(w, scratch, m)
+			var n int
+			scratch, n, err = writeFrame(w, scratch, m)
+			l.stats.SentBytes[kind(m.Type())].Add(int64(n))
 			if err != nil {
 				s.conn.Close()
 				return
@@ -324,7 +358,7 @@ func (l *link) sender(s *session) {
 
 // writeFrame writes m; data payloads go from the caller's buffer without a
 // copy.
-func writeFrame(w *bufio.Writer, scratch []byte, m wire.Message) ([]byte, error) {
+func writeFrame(w *bufio.Writer, scratch []byte, m wire.Message) ([]byte, int, error) {
 	var data []byte
 	scratch = append(scratch[:0], make([]byte, wire.HeaderSize)...)
 	switch m := m.(type) {
@@ -337,10 +371,10 @@ func writeFrame(w *bufio.Writer, scratch []byte, m wire.Message) ([]byte, error)
 	}
 	wire.PutHeader(scratch, m.Type(), 0, len(scratch)-wire.HeaderSize+len(data))
 	if _, err := w.Write(scratch); err != nil {
-		return scratch, err
+		return scratch, 0, err
 	}
 	_, err := w.Write(data)
-	return scratch, err
+	return scratch, len(scratch) + len(data), err
 }
 
 // coalesce drops acknowledgements superseded later in the batch (they are

@@ -90,7 +90,7 @@ func NewReplicator(name string, vol *Volume, tr *Transport, cfg ReplicatorConfig
 		subs: make(map[chan engine.Event]struct{}), rates: make(map[uint32]*rateMeter)}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	for _, p := range cfg.Peers {
-		l := &link{r: r, peer: p, kick: make(chan struct{}, 1), resyncKick: make(chan struct{}, 1)}
+		l := &link{r: r, peer: p, kick: make(chan struct{}, 1), resyncKick: make(chan struct{}, 1), stats: newLinkStats()}
 		l.accepted = tr.register(name, p)
 		r.links[p] = l
 		r.rates[p] = &rateMeter{}
@@ -347,6 +347,14 @@ type ReplicationStatus struct {
 	ResyncRate map[uint32]float64
 	// LinkError is, per peer, why the last connection attempt failed.
 	LinkError map[uint32]string
+	// Traffic is, per peer, the bytes sent and received by message kind.
+	Traffic map[uint32]Traffic
+}
+
+// Traffic is a link's byte counts by message kind ("write", "resync",
+// "other").
+type Traffic struct {
+	Sent, Received map[string]int64
 }
 
 // Status reports the replication state.
@@ -354,10 +362,19 @@ func (r *Replicator) Status() ReplicationStatus {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	st := ReplicationStatus{Status: r.eng.Status(), ResyncRate: map[uint32]float64{}, LinkError: map[uint32]string{}}
+	st.Traffic = map[uint32]Traffic{}
 	for p, l := range r.links {
 		if l.lastDialErr != "" {
 			st.LinkError[p] = l.lastDialErr
 		}
+		t := Traffic{Sent: map[string]int64{}, Received: map[string]int64{}}
+		for k, c := range l.stats.SentBytes {
+			t.Sent[k] = c.Load()
+		}
+		for k, c := range l.stats.ReceivedBytes {
+			t.Received[k] = c.Load()
+		}
+		st.Traffic[p] = t
 	}
 	now := r.cfg.Clock.Now()
 	for i, p := range st.Peers {

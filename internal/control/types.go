@@ -39,6 +39,10 @@ type Peer struct {
 	Resync         *Resync `json:"resync,omitempty"`
 	// LastError says why the peer last disconnected or could not connect.
 	LastError string `json:"last_error,omitempty"`
+	// SentBytes and ReceivedBytes count the link's traffic since the volume
+	// came up, by message kind: write, resync, other.
+	SentBytes     map[string]int64 `json:"sent_bytes,omitempty"`
+	ReceivedBytes map[string]int64 `json:"received_bytes,omitempty"`
 }
 
 // Resync is a running resync's progress.

@@ -130,6 +130,7 @@ func (d *Daemon) peersStatus(out *control.Volume, rep *replication.Replicator) {
 		if cp.LastError == "" {
 			cp.LastError = st.LinkError[p.Node]
 		}
+		cp.SentBytes, cp.ReceivedBytes = st.Traffic[p.Node].Sent, st.Traffic[p.Node].Received
 		if p.Repl == engine.SyncSource || p.Repl == engine.SyncTarget {
 			rs := &control.Resync{TotalBytes: p.ResyncTotal, DoneBytes: p.ResyncDone, BytesPerSec: st.ResyncRate[p.Node], ETASeconds: -1}
 			if p.ResyncTotal > 0 {
