@@ -291,6 +291,9 @@ func (l *link) applyAll(as []engine.Apply) string {
 			err = r.vol.WriteAt(r.ctx, a.Data, a.Offset, false)
 		case engine.ApplyFlush, engine.ApplySyncDone:
 			err = r.vol.Flush(r.ctx)
+		case engine.ApplyDigest:
+			a.Data = make([]byte, a.Length)
+			err = r.vol.ReadAt(r.ctx, a.Data, a.Offset)
 		}
 		r.mu.Lock()
 		r.execLocked(r.eng.Applied(a, err))

@@ -18,9 +18,12 @@ import (
 
 // ReplicatorConfig configures one volume's replication.
 type ReplicatorConfig struct {
-	NodeID            uint32
-	Peers             []uint32
-	Protocol          byte
+	NodeID   uint32
+	Peers    []uint32
+	Protocol byte
+	// Checksums: resyncs compare block digests first and send only the
+	// blocks that differ.
+	Checksums         bool
 	Policies          uuid.Policies
 	AllowTwoPrimaries bool
 	// PingInterval is how often an idle link is pinged; a link that stays
@@ -79,7 +82,7 @@ func NewReplicator(name string, vol *Volume, tr *Transport, cfg ReplicatorConfig
 		cfg.Logger = slog.Default()
 	}
 	eng, err := engine.New(engine.Config{
-		NodeID: cfg.NodeID, Volume: name, Peers: cfg.Peers, Protocol: cfg.Protocol,
+		NodeID: cfg.NodeID, Volume: name, Peers: cfg.Peers, Protocol: cfg.Protocol, Checksums: cfg.Checksums,
 		Policies: cfg.Policies, AllowTwoPrimaries: cfg.AllowTwoPrimaries, NewUUID: rand.Uint64,
 	}, vol)
 	if err != nil {
@@ -228,50 +231,42 @@ func (r *Replicator) blockRange(off, n int64) (int64, int64) {
 	return start, end - start
 }
 
-// WriteAt replicates a write: queued to the peers, written locally, and
-// complete per the protocol.
+// WriteAt replicates a write: its extents enter the activity log, it is
+// queued to the peers, written locally, and complete per the protocol.
 func (r *Replicator) WriteAt(ctx context.Context, p []byte, off int64, fua bool) error {
-	if err := r.vol.checkRange(off, int64(len(p)), true); err != nil {
-		return err
-	}
-	lo, ln := r.blockRange(off, int64(len(p)))
-	r.ranges.lock(lo, ln)
-	r.mu.Lock()
-	id, out, err := r.eng.StartWrite(off, p, fua)
-	if err != nil {
-		r.mu.Unlock()
-		r.ranges.unlock(lo, ln)
-		return err
-	}
-	done := r.waiterLocked(id)
-	r.execLocked(out)
-	r.mu.Unlock()
-	err = r.vol.WriteAt(ctx, p, off, fua)
-	r.ranges.unlock(lo, ln)
-	r.mu.Lock()
-	r.execLocked(r.eng.LocalWriteDone(id, err))
-	r.mu.Unlock()
-	return <-done
+	return r.modify(ctx, off, int64(len(p)), func(m *Modification) error { return m.Write(p, fua) },
+		func() (uint64, engine.Output, error) { return r.eng.StartWrite(off, p, fua) })
 }
 
 // WriteZeroes replicates a zeroing (WRITE_ZEROES or TRIM).
 func (r *Replicator) WriteZeroes(ctx context.Context, off, n int64, deallocate, fua bool) error {
-	if err := r.vol.checkRange(off, n, true); err != nil {
-		return err
-	}
+	return r.modify(ctx, off, n, func(m *Modification) error { return m.Zero(deallocate, fua) },
+		func() (uint64, engine.Output, error) { return r.eng.StartZero(off, n, deallocate, fua) })
+}
+
+// modify is the replicated write path: range lock, activity log, queue to
+// the peers (start), local write (local), wait for the protocol.
+func (r *Replicator) modify(ctx context.Context, off, n int64, local func(*Modification) error, start func() (uint64, engine.Output, error)) error {
 	lo, ln := r.blockRange(off, n)
 	r.ranges.lock(lo, ln)
+	m, err := r.vol.BeginModify(ctx, off, n)
+	if err != nil || m == nil {
+		r.ranges.unlock(lo, ln)
+		return err
+	}
 	r.mu.Lock()
-	id, out, err := r.eng.StartZero(off, n, deallocate, fua)
+	id, out, err := start()
 	if err != nil {
 		r.mu.Unlock()
+		m.End()
 		r.ranges.unlock(lo, ln)
 		return err
 	}
 	done := r.waiterLocked(id)
 	r.execLocked(out)
 	r.mu.Unlock()
-	err = r.vol.WriteZeroes(ctx, off, n, deallocate, fua)
+	err = local(m)
+	m.End()
 	r.ranges.unlock(lo, ln)
 	r.mu.Lock()
 	r.execLocked(r.eng.LocalWriteDone(id, err))
@@ -328,6 +323,15 @@ func (r *Replicator) Connect(peer uint32, discardMyData bool) error {
 	if l := r.links[peer]; l != nil {
 		l.wake()
 	}
+	return err
+}
+
+// StartVerify starts an online verify with an Established peer.
+func (r *Replicator) StartVerify(peer uint32) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out, err := r.eng.StartVerify(peer)
+	r.execLocked(out)
 	return err
 }
 

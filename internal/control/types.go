@@ -37,6 +37,9 @@ type Peer struct {
 	Disk           string  `json:"disk"`
 	OutOfSyncBytes int64   `json:"out_of_sync_bytes"`
 	Resync         *Resync `json:"resync,omitempty"`
+	// Verify is a running online verify; LastVerify the last finished one.
+	Verify     *Verify       `json:"verify,omitempty"`
+	LastVerify *VerifyResult `json:"last_verify,omitempty"`
 	// LastError says why the peer last disconnected or could not connect.
 	LastError string `json:"last_error,omitempty"`
 	// SentBytes and ReceivedBytes count the link's traffic since the volume
@@ -53,6 +56,27 @@ type Resync struct {
 	BytesPerSec float64 `json:"bytes_per_sec"`
 	// ETASeconds is -1 when the rate is not known yet.
 	ETASeconds float64 `json:"eta_seconds"`
+}
+
+// Verify is a running online verify's progress.
+type Verify struct {
+	TotalBytes int64   `json:"total_bytes"`
+	DoneBytes  int64   `json:"done_bytes"`
+	Percent    float64 `json:"percent"`
+}
+
+// VerifyResult is a finished online verify.
+type VerifyResult struct {
+	CheckedBytes int64 `json:"checked_bytes"`
+	// Differences is the number of blocks that differed; they are marked
+	// out of sync and resynced.
+	Differences int64 `json:"differences"`
+}
+
+// VerifyRequest is the body of POST /v1/volumes/{name}/verify; an empty
+// Peer means the only peer.
+type VerifyRequest struct {
+	Peer string `json:"peer"`
 }
 
 // PrimaryRequest is the body of POST /v1/volumes/{name}/primary.

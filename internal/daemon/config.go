@@ -71,6 +71,10 @@ type ReplicationConfig struct {
 	SplitBrainHandler string `mapstructure:"split-brain-handler"`
 	// ResyncRate caps the resync in bytes per second (0: no cap).
 	ResyncRate int64 `mapstructure:"resync-rate"`
+	// ResyncChecksums makes resyncs compare block digests first and send
+	// only blocks that differ (good after a crash, when most AL extents are
+	// equal; costs a read on both sides).
+	ResyncChecksums bool `mapstructure:"resync-checksums"`
 	// PingInterval, PingTimeout and ConnectInterval tune the link.
 	PingInterval    time.Duration `mapstructure:"ping-interval"`
 	PingTimeout     time.Duration `mapstructure:"ping-timeout"`

@@ -82,6 +82,7 @@ func (d *Daemon) replicatorConfig(v VolumeConfig) replication.ReplicatorConfig {
 		c.Peers = append(c.Peers, id)
 	}
 	c.Protocol = r.Protocol[0]
+	c.Checksums = r.ResyncChecksums
 	c.Policies = uuid.Policies{After0Pri: r.After0Pri, After1Pri: r.After1Pri, After2Pri: r.After2Pri}
 	c.AllowTwoPrimaries = r.AllowTwoPrimaries
 	c.SplitBrainHandler = r.SplitBrainHandler
@@ -131,6 +132,15 @@ func (d *Daemon) peersStatus(out *control.Volume, rep *replication.Replicator) {
 			cp.LastError = st.LinkError[p.Node]
 		}
 		cp.SentBytes, cp.ReceivedBytes = st.Traffic[p.Node].Sent, st.Traffic[p.Node].Received
+		if p.Repl == engine.VerifyS {
+			cp.Verify = &control.Verify{TotalBytes: out.Size, DoneBytes: p.VerifyDone}
+			if out.Size > 0 {
+				cp.Verify.Percent = 100 * float64(p.VerifyDone) / float64(out.Size)
+			}
+		}
+		if p.LastVerify.Checked > 0 {
+			cp.LastVerify = &control.VerifyResult{CheckedBytes: p.LastVerify.Checked, Differences: p.LastVerify.Differences}
+		}
 		if p.Repl == engine.SyncSource || p.Repl == engine.SyncTarget {
 			rs := &control.Resync{TotalBytes: p.ResyncTotal, DoneBytes: p.ResyncDone, BytesPerSec: st.ResyncRate[p.Node], ETASeconds: -1}
 			if p.ResyncTotal > 0 {
@@ -233,6 +243,29 @@ func (d *Daemon) Connect(name, peer string, discardMyData, connect bool) (contro
 	return d.volumeStatus(v), nil
 }
 
+// Verify starts an online verify of a volume with a peer.
+func (d *Daemon) Verify(name, peer string) (control.Volume, error) {
+	v, rep, err := d.replicator(name)
+	if err != nil {
+		return control.Volume{}, err
+	}
+	if peer == "" {
+		if len(v.cfg.Replication.Peers) != 1 {
+			return control.Volume{}, control.Errorf(http.StatusBadRequest, "name one of: "+strings.Join(v.cfg.Replication.Peers, ", "),
+				"volume %s has %d peers; say which to verify against", name, len(v.cfg.Replication.Peers))
+		}
+		peer = v.cfg.Replication.Peers[0]
+	}
+	id, ok := d.nodeID(peer)
+	if !ok || !contains(v.cfg.Replication.Peers, peer) {
+		return control.Volume{}, control.Errorf(http.StatusNotFound, "", "%q is not a peer of volume %s", peer, name)
+	}
+	if err := rep.StartVerify(id); err != nil {
+		return control.Volume{}, control.WithStatus(http.StatusConflict, "wait until the peer is connected and in sync (repctl wait-sync "+name+")", err)
+	}
+	return d.volumeStatus(v), nil
+}
+
 func contains(list []string, s string) bool {
 	for _, x := range list {
 		if x == s {
@@ -264,6 +297,13 @@ func (d *Daemon) replicationRoutes() {
 			return d.Connect(r.PathValue("name"), req.Peer, req.DiscardMyData, connect)
 		}))
 	}
+	d.mux.Handle("POST /v1/volumes/{name}/verify", h(func(r *http.Request) (any, error) {
+		var req control.VerifyRequest
+		if err := control.DecodeBody(r, &req); err != nil {
+			return nil, err
+		}
+		return d.Verify(r.PathValue("name"), req.Peer)
+	}))
 	d.mux.HandleFunc("GET /v1/events", d.serveEvents)
 }
 

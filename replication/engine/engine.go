@@ -18,6 +18,9 @@ type Config struct {
 	Peers []uint32
 	// Protocol is 'A', 'B' or 'C'.
 	Protocol byte
+	// Checksums makes resyncs send block digests first and data only for
+	// blocks that differ (DRBD's csums-alg).
+	Checksums bool
 	// Policies are the automatic split-brain recovery policies.
 	Policies uuid.Policies
 	// AllowTwoPrimaries permits dual-primary operation.
@@ -69,6 +72,9 @@ const (
 	ApplyFlush                         // make everything before durable
 	ApplySyncDone                      // flush, then adopt the source's generation
 	ApplyZero                          // a replicated WRITE_ZEROES or TRIM
+	// ApplyDigest: read [Offset, Offset+Length) into Data and report it
+	// with Applied; the engine compares it with the peer's digests.
+	ApplyDigest
 )
 
 // Apply is a local operation for a received message.
@@ -82,9 +88,12 @@ type Apply struct {
 	FUA    bool
 	Epoch  uint64
 	UUID   uint64
-	// Length and Deallocate describe an ApplyZero.
+	// Length and Deallocate describe an ApplyZero (Length also ApplyDigest).
 	Length     int64
 	Deallocate bool
+	// Sums and DigestKind describe an ApplyDigest.
+	Sums       []byte
+	DigestKind uint8
 }
 
 // Disconnect asks the caller to close a peer's connection.
@@ -253,8 +262,13 @@ type PeerStatus struct {
 	Role           Role
 	Disk           DiskState
 	OutOfSyncBytes int64
-	// ResyncTotal and ResyncDone are bytes of the running resync.
-	ResyncTotal, ResyncDone int64
+	// ResyncTotal and ResyncDone are bytes of the running resync;
+	// ResyncSame counts bytes a checksum resync found already equal.
+	ResyncTotal, ResyncDone, ResyncSame int64
+	// VerifyDone is the bytes compared by a running verify; LastVerify is
+	// the last finished one.
+	VerifyDone int64
+	LastVerify VerifyResult
 	// LastError is why the peer last disconnected or was refused.
 	LastError string
 }
@@ -269,7 +283,12 @@ func (e *Engine) Status() Status {
 		if p.repl == SyncSource || p.repl == SyncTarget {
 			ps.ResyncTotal = p.rs.total
 			ps.ResyncDone = max(0, p.rs.total-ps.OutOfSyncBytes)
+			ps.ResyncSame = p.rs.sameBytes
 		}
+		if p.repl == VerifyS {
+			ps.VerifyDone = p.verify.checked
+		}
+		ps.LastVerify = p.lastVerify
 		if p.conn != Connected {
 			ps.Role, ps.Disk = RoleUnknown, DUnknown
 		}

@@ -42,7 +42,9 @@ type peer struct {
 	// connection (Applied, resync reads) are recognised and dropped.
 	link uint64
 
-	rs resync
+	rs         resync
+	verify     verify
+	lastVerify VerifyResult
 }
 
 // tlEntry is a write in the transfer log.
@@ -106,6 +108,7 @@ func (e *Engine) resetLink(p *peer) {
 	p.seq, p.sent, p.recvAck, p.writeAck, p.rxSeq = 0, 0, 0, 0, 0
 	p.tl = nil
 	p.rs = resync{}
+	p.verify = verify{}
 }
 
 // Disconnected reports that the peer's connection is gone (or failed to
