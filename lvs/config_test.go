@@ -167,6 +167,10 @@ func TestDecodeConfigNamesEveryProblem(t *testing.T) {
 		"lvs.services[0].check.typ: unknown key",
 		"lvs.services[0].real-servers[0].weight: expected type 'int'",
 	}
+	_, err = ParseConfig([]byte("services:\n - name: a\n   address: 10.0.0.1:80\n   bogus: 1\n   scheduler: foo\n"))
+	if err == nil || !strings.Contains(err.Error(), "lvs.services[0].bogus: unknown key") || !strings.Contains(err.Error(), `lvs.services[0].scheduler: "foo"`) {
+		t.Errorf("an unknown key and an invalid value: %v; want both", err)
+	}
 	if len(ve.Problems) != len(want) {
 		t.Fatalf("problems %q; want %d", ve.Problems, len(want))
 	}

@@ -38,18 +38,21 @@ func DecodeConfig(raw any) (Config, error) {
 	if raw == nil {
 		return cfg, cfg.Validate()
 	}
-	if problems := decodeStrict(raw, &cfg, "lvs."); len(problems) > 0 {
-		return Config{}, &ValidationError{Problems: problems}
+	unknown, bad := decodeStrict(raw, &cfg, "lvs.")
+	if len(bad) > 0 {
+		// Validating a half-decoded section would report its holes.
+		return Config{}, &ValidationError{Problems: append(unknown, bad...)}
 	}
-	if err := cfg.Validate(); err != nil {
-		return Config{}, err
+	_, problems := cfg.compile()
+	if problems = append(unknown, problems...); len(problems) > 0 {
+		return Config{}, &ValidationError{Problems: problems}
 	}
 	return cfg, nil
 }
 
-// decodeStrict decodes raw onto out and returns every problem, each named
-// by its field with prefix: unknown keys and values of the wrong type.
-func decodeStrict(raw any, out any, prefix string) []string {
+// decodeStrict decodes raw onto out and returns its problems, each named
+// by its field with prefix: unknown keys, and values of the wrong type.
+func decodeStrict(raw any, out any, prefix string) (unknown, bad []string) {
 	dec, err := mapstructure.NewDecoder(&mapstructure.DecoderConfig{
 		DecodeHook: mapstructure.StringToTimeDurationHookFunc(),
 		Result:     out,
@@ -57,12 +60,12 @@ func decodeStrict(raw any, out any, prefix string) []string {
 	if err != nil {
 		panic("lvs: invalid mapstructure decoder configuration: " + err.Error())
 	}
-	problems := unknownKeys(raw, reflect.TypeOf(out).Elem(), prefix, nil)
+	unknown = unknownKeys(raw, reflect.TypeOf(out).Elem(), prefix, nil)
 	if err := dec.Decode(raw); err != nil {
-		problems = decodeProblems(err, prefix, problems)
+		bad = decodeProblems(err, prefix, nil)
+		slices.Sort(bad)
 	}
-	slices.Sort(problems)
-	return problems
+	return unknown, bad
 }
 
 // unknownKeys lists the keys of raw that no field of t takes, with their
@@ -181,8 +184,8 @@ func decodeJSON(b []byte, out any) error {
 	if err := json.Unmarshal(b, &raw); err != nil {
 		return fmt.Errorf("%w: json: %v", ErrInvalidConfig, err)
 	}
-	if problems := decodeStrict(raw, out, ""); len(problems) > 0 {
-		return &ValidationError{Problems: problems}
+	if unknown, bad := decodeStrict(raw, out, ""); len(unknown)+len(bad) > 0 {
+		return &ValidationError{Problems: append(unknown, bad...)}
 	}
 	return nil
 }

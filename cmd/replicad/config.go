@@ -15,6 +15,7 @@ import (
 
 	"github.com/replicad/replicad/internal/bytesize"
 	"github.com/replicad/replicad/internal/daemon"
+	"github.com/replicad/replicad/lvs"
 )
 
 // loadConfig reads the daemon's configuration: defaults, then the YAML
@@ -52,13 +53,20 @@ func loadConfig(path string, doc io.Reader, flags *pflag.FlagSet) (daemon.Config
 	}
 	cfg := def
 	err := v.UnmarshalExact(&cfg, viper.DecodeHook(mapstructure.ComposeDecodeHookFunc(
+		lvsHook,
 		mapstructure.StringToTimeDurationHookFunc(),
 		byteSizeHook,
 		mapstructure.StringToSliceHookFunc(","),
 	)))
-	if err != nil {
+	var lvsErr *lvs.ValidationError
+	switch {
+	case errors.As(err, &lvsErr):
+		// The same shape as Validate's report.
+		return cfg, fmt.Errorf("invalid configuration:\n  %s", strings.Join(lvsErr.Problems, "\n  "))
+	case err != nil:
 		return cfg, fmt.Errorf("config: %s", cleanDecodeError(err))
 	}
+	cfg.LVS = lvsSection(v, cfg.LVS)
 	for i := range cfg.Volumes {
 		cfg.Volumes[i] = withVolumeDefaults(cfg.Volumes[i])
 	}
@@ -113,8 +121,10 @@ func registerDefaults(v *viper.Viper, prefix string, rv reflect.Value) {
 		switch {
 		case f.Type.Kind() == reflect.Struct && f.Type.String() != "time.Duration":
 			registerDefaults(v, key, fv)
-		case f.Type.Kind() == reflect.Slice && f.Type.Elem().Kind() == reflect.Struct:
-			// Lists of structs (volumes) come only from the file.
+		case f.Type.Kind() == reflect.Slice && f.Type.Elem().Kind() == reflect.Struct,
+			f.Type.Kind() == reflect.Pointer:
+			// Lists of structs (volumes) and optional sections (lvs) come
+			// only from the file.
 		default:
 			v.SetDefault(key, fv.Interface())
 		}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/replicad/replicad/internal/bytesize"
 	"github.com/replicad/replicad/internal/control"
+	"github.com/replicad/replicad/lvs"
 	"github.com/replicad/replicad/nbd"
 	"github.com/replicad/replicad/replication/meta"
 )
@@ -21,6 +22,9 @@ type Config struct {
 	Log     LogConfig      `mapstructure:"log"`
 	NBD     NBDConfig      `mapstructure:"nbd"`
 	Volumes []VolumeConfig `mapstructure:"volumes"`
+	// LVS is the load balancer (docs/lvs.md); nil (no lvs section)
+	// disables it.
+	LVS *lvs.Config `mapstructure:"lvs"`
 }
 
 // NodeConfig identifies this node.
@@ -186,6 +190,7 @@ func (c *Config) Validate() error {
 			add(f, "%v", strings.TrimPrefix(err.Error(), meta.ErrGeometry.Error()+": "))
 		}
 	}
+	p = append(p, c.lvsProblems()...)
 	if len(p) > 0 {
 		return fmt.Errorf("invalid configuration:\n  %s", strings.Join(p, "\n  "))
 	}
