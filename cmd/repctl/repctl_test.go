@@ -14,7 +14,7 @@ import (
 	"github.com/replicad/replicad/internal/daemon"
 )
 
-func startDaemon(t *testing.T) string {
+func startDaemon(t *testing.T, with ...func(*daemon.Config, *daemon.Options)) string {
 	t.Helper()
 	dir := t.TempDir()
 	cfg := daemon.DefaultConfig()
@@ -26,7 +26,11 @@ func startDaemon(t *testing.T) string {
 	v.Name, v.Device, v.Size = "vol1", filepath.Join(dir, "vol1.img"), 32<<20
 	cfg.Volumes = []daemon.VolumeConfig{v}
 	ready := make(chan daemon.Info, 1)
-	d, err := daemon.New(cfg, daemon.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Ready: func(i daemon.Info) { ready <- i }})
+	opts := daemon.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Ready: func(i daemon.Info) { ready <- i }}
+	for _, f := range with {
+		f(&cfg, &opts)
+	}
+	d, err := daemon.New(cfg, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -42,7 +42,7 @@ func newRootCmd(g *globals) *cobra.Command {
 	}
 	root.PersistentFlags().StringVar(&g.socket, "socket", def, "replicad control socket (env "+control.SocketEnv+")")
 	root.PersistentFlags().BoolVar(&g.json, "json", false, "print JSON for scripts")
-	root.AddCommand(newStatusCmd(g), newCreateMDCmd(g), newUpCmd(g), newDownCmd(g))
+	root.AddCommand(newStatusCmd(g), newCreateMDCmd(g), newUpCmd(g), newDownCmd(g), newLVSCmd(g))
 	return root
 }
 
