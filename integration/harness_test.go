@@ -48,6 +48,8 @@ type node struct {
 	cmd    *exec.Cmd
 	log    *bytes.Buffer
 	exited chan error
+	// netns, if set, runs replicad inside that network namespace.
+	netns string
 }
 
 // volumeSpec is a volume in a generated config.
@@ -85,6 +87,10 @@ func (n *node) start() {
 	n.t.Helper()
 	n.log = &bytes.Buffer{}
 	n.cmd = exec.Command(bin("replicad"), "run", "--config", n.config)
+	if n.netns != "" {
+		// ip netns exec execs replicad: signals reach it directly.
+		n.cmd = exec.Command("ip", "netns", "exec", n.netns, bin("replicad"), "run", "--config", n.config)
+	}
 	n.cmd.Stdout, n.cmd.Stderr = n.log, n.log
 	if err := n.cmd.Start(); err != nil {
 		n.t.Fatal(err)
