@@ -87,16 +87,37 @@ func TestExampleConfigDecodesAndValidates(t *testing.T) {
 
 func TestDecodeRejectsUnknownKeysAndUnitlessDurations(t *testing.T) {
 	for _, c := range []struct{ yaml, want string }{
-		{"devices:\n  - name: a\n    agnet: exec\n", "agnet"},
-		{"priority-delay: 15\n", "15 has no unit"},
-		{"devices:\n  - name: a\n    timeout: soon\n", `"soon" is not a duration`},
-		{"histroy-path: /x\n", "histroy-path"},
+		{"devices:\n  - name: a\n    agnet: exec\n", "fence.devices[0] (a): unknown key(s) agnet"},
+		{"priority-delay: 15\n", "fence.priority-delay: 15 has no unit"},
+		{"devices:\n  - name: a\n    timeout: soon\n", `fence.devices[0] (a).timeout: "soon" is not a duration`},
+		{"histroy-path: /x\n", "fence: unknown key(s) histroy-path"},
 		{"devices: [1, 2]\n", "devices[0]"},
 		{"- a\n- b\n", "YAML"},
 	} {
 		_, err := ParseYAML([]byte(c.yaml))
 		if !errors.Is(err, ErrInvalidConfig) || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("ParseYAML(%q) = %v, want ErrInvalidConfig mentioning %q", c.yaml, err, c.want)
+		}
+	}
+}
+
+// Decoding reports every problem at once, each on its own line naming the
+// field as Validate does, so the daemon's error names fence.devices[N].
+func TestDecodeReportsEveryProblemWithItsField(t *testing.T) {
+	_, err := ParseYAML([]byte("devices:\n  - name: a\n    comand: x\n    timeout: 60\n  - retries: lots\nbogus: 1\n"))
+	want := []string{
+		"fence.devices[0] (a).timeout: 60 has no unit",
+		"fence.devices[0] (a): unknown key(s) comand",
+		"fence.devices[1].retries: ",
+		"fence: unknown key(s) bogus",
+	}
+	lines := strings.Split(err.Error(), "\n")
+	if len(lines) != len(want) {
+		t.Fatalf("got %d problems, want %d:\n%v", len(lines), len(want), err)
+	}
+	for _, w := range want {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error does not mention %q:\n%v", w, err)
 		}
 	}
 }

@@ -1,8 +1,12 @@
 package fence
 
 import (
+	"errors"
 	"fmt"
 	"reflect"
+	"regexp"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/go-viper/mapstructure/v2"
@@ -46,9 +50,59 @@ func Decode(raw any) (Config, error) {
 		return cfg, err
 	}
 	if err := dec.Decode(m); err != nil {
-		return cfg, fmt.Errorf("%w: fence: %v", ErrInvalidConfig, err)
+		return cfg, decodeProblems(err, cfg)
 	}
 	return cfg, nil
+}
+
+// decodeProblems turns mapstructure's error tree into one error per field,
+// named as Validate names them ("fence.devices[0] (ipmi-a).timeout: ..."),
+// each wrapping ErrInvalidConfig.
+func decodeProblems(err error, cfg Config) error {
+	var errs []error
+	var walk func(error)
+	walk = func(e error) {
+		de, ok := e.(*mapstructure.DecodeError)
+		switch u := e.(type) {
+		case interface{ Unwrap() []error }:
+			for _, x := range u.Unwrap() {
+				walk(x)
+			}
+			return
+		case interface{ Unwrap() error }:
+			if !ok && u.Unwrap() != nil {
+				walk(u.Unwrap())
+				return
+			}
+		}
+		if !ok {
+			errs = append(errs, fmt.Errorf("%w: fence: %v", ErrInvalidConfig, e))
+			return
+		}
+		msg := de.Unwrap().Error()
+		if keys, ok := strings.CutPrefix(msg, "has invalid keys: "); ok {
+			msg = "unknown key(s) " + keys + " (see docs/fencing.md for the keys)"
+		}
+		errs = append(errs, fmt.Errorf("%w: %s: %s", ErrInvalidConfig, fieldName(de.Name(), cfg), msg))
+	}
+	walk(err)
+	return errors.Join(errs...)
+}
+
+var deviceIndex = regexp.MustCompile(`^devices\[(\d+)\]`)
+
+// fieldName prefixes a mapstructure field path with "fence" and adds a
+// device's name after its index when it decoded.
+func fieldName(name string, cfg Config) string {
+	if name == "" {
+		return "fence"
+	}
+	if m := deviceIndex.FindStringSubmatch(name); m != nil {
+		if i, err := strconv.Atoi(m[1]); err == nil && i < len(cfg.Devices) && cfg.Devices[i].Name != "" {
+			name = m[0] + " (" + cfg.Devices[i].Name + ")" + name[len(m[0]):]
+		}
+	}
+	return "fence." + name
 }
 
 // normalize copies raw with every mapping turned into map[string]any, and

@@ -2,8 +2,10 @@ package fence
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -233,4 +235,23 @@ func FuzzLoadHistory(f *testing.F) {
 			}
 		}
 	})
+}
+
+// One writer per history file: a second open (another daemon on the same
+// configuration) is refused while the first holds it, and works after.
+func TestHistoryFileHasOneWriter(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "h.log")
+	h, _, err := openHistory(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := openHistory(path); !errors.Is(err, ErrHistory) || !strings.Contains(err.Error(), "in use by another process") {
+		t.Fatalf("second open = %v; want ErrHistory, in use", err)
+	}
+	h.close()
+	h, _, err = openHistory(path)
+	if err != nil {
+		t.Fatalf("open after close: %v", err)
+	}
+	h.close()
 }

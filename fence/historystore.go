@@ -1,10 +1,13 @@
 package fence
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/replicad/replicad/fence/journal"
 )
@@ -48,6 +51,17 @@ func openHistory(path string) (*historyStore, HistoryReport, error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
 		return nil, rep, fmt.Errorf("%w: %v", ErrHistory, err)
+	}
+	// One writer per file: a second daemon on the same configuration must
+	// not fold, truncate or append to a history another one is writing
+	// (its "torn tail" may be an append in progress). The lock goes with
+	// the descriptor.
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, rep, fmt.Errorf("%w: %s is in use by another process (is another replicad running with this configuration?)", ErrHistory, path)
+		}
+		return nil, rep, fmt.Errorf("%w: lock %s: %v", ErrHistory, path, err)
 	}
 	if os.IsNotExist(statErr) {
 		if err := syncDir(dir); err != nil {

@@ -133,7 +133,7 @@ func TestFioVerify(t *testing.T) {
 	out := run(t, fio, "--name=verify", "--ioengine=nbd", "--uri="+n.uri("f"),
 		"--rw=randwrite", "--bs=4k", "--iodepth=32", "--numjobs=4",
 		"--size=64M", "--offset_increment=64M", "--verify=crc32c", "--do_verify=1",
-		"--verify_fatal=1", "--group_reporting", "--output-format=json")
+		"--verify_fatal=1", "--verify_state_save=0", "--group_reporting", "--output-format=json")
 	if !strings.Contains(out, `"error" : 0`) {
 		t.Fatalf("fio reported an error:\n%s", out)
 	}

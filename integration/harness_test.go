@@ -48,8 +48,10 @@ type node struct {
 	cmd    *exec.Cmd
 	log    *bytes.Buffer
 	exited chan error
-	// netns, if set, runs replicad inside that network namespace.
-	netns string
+	// wrap prefixes replicad's and repctl's command lines, e.g.
+	// {"ip", "netns", "exec", NS} for a node in a network namespace. The
+	// wrapper must exec its command, so that cmd's pid is replicad's.
+	wrap []string
 }
 
 // volumeSpec is a volume in a generated config.
@@ -86,11 +88,8 @@ func newNode(t *testing.T, vols ...volumeSpec) *node {
 func (n *node) start() {
 	n.t.Helper()
 	n.log = &bytes.Buffer{}
-	n.cmd = exec.Command(bin("replicad"), "run", "--config", n.config)
-	if n.netns != "" {
-		// ip netns exec execs replicad: signals reach it directly.
-		n.cmd = exec.Command("ip", "netns", "exec", n.netns, bin("replicad"), "run", "--config", n.config)
-	}
+	argv := append(append([]string{}, n.wrap...), bin("replicad"), "run", "--config", n.config)
+	n.cmd = exec.Command(argv[0], argv[1:]...)
 	n.cmd.Stdout, n.cmd.Stderr = n.log, n.log
 	if err := n.cmd.Start(); err != nil {
 		n.t.Fatal(err)
@@ -146,7 +145,8 @@ func (n *node) status() (control.Status, error) {
 
 // repctl runs the real CLI against this node.
 func (n *node) repctl(args ...string) (string, error) {
-	out, err := exec.Command(bin("repctl"), append([]string{"--socket", n.socket}, args...)...).CombinedOutput()
+	argv := append(append(append([]string{}, n.wrap...), bin("repctl"), "--socket", n.socket), args...)
+	out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput()
 	return string(out), err
 }
 

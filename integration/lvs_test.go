@@ -79,7 +79,7 @@ func newLVSBed(t *testing.T) *lvsBed {
 	}
 	t.Cleanup(w.Close)
 	n := newNode(t)
-	n.netns = d.Name
+	n.wrap = []string{"ip", "netns", "exec", d.Name}
 	base, err := os.ReadFile(n.config)
 	if err != nil {
 		t.Fatal(err)

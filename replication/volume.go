@@ -355,7 +355,13 @@ func (v *Volume) Close() error {
 	if len(errs) == 0 {
 		v.mu.Lock()
 		v.mu.sb.Flags |= meta.FlagALClean
-		v.mu.sb.Flags &^= meta.FlagPrimary | meta.FlagCrashedPrimary
+		v.mu.sb.Flags &^= meta.FlagPrimary
+		// With peers, CrashedPrimary stays until a resync after the crash
+		// has run (the engine clears it); without, there is nobody to
+		// resync with and a clean shutdown ends it.
+		if !v.hasPeersLocked() {
+			v.mu.sb.Flags &^= meta.FlagCrashedPrimary
+		}
 		v.mu.Unlock()
 		if err := v.writeSuperblock(); err != nil {
 			errs = append(errs, err)
@@ -372,4 +378,13 @@ func (v *Volume) closeDevices() error {
 	}
 	errs = append(errs, v.devs.Data.Close())
 	return errors.Join(errs...)
+}
+
+func (v *Volume) hasPeersLocked() bool {
+	for s := 0; s < v.layout.Geometry.MaxPeers; s++ {
+		if v.mu.sb.Peers[s].NodeID != meta.NoNode {
+			return true
+		}
+	}
+	return false
 }

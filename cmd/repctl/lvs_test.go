@@ -23,15 +23,14 @@ func startLVS(t *testing.T) (string, *lvstest.MemBackend) {
 	b := lvstest.NewMemBackend(model.BackendNFTables)
 	foreign, _ := model.ParseKey("tcp/10.9.9.9:22")
 	b.AddForeign(model.Service{Key: foreign, Scheduler: "rr"})
-	sock := startDaemon(t, func(c *daemon.Config, o *daemon.Options) {
+	sock := startDaemonWith(t, t.TempDir(), func(c *daemon.Config) {
 		lc := lvs.DefaultConfig()
 		lc.Backend = "nftables"
 		lc.VIPs = []lvs.VIPConfig{{Name: "front", Address: "127.0.0.1/8", Interface: "lo"}}
 		lc.Services = []lvs.ServiceConfig{{Name: "web", Address: "10.0.0.1:80", Scheduler: "rr",
 			RealServers: []lvs.RealServerConfig{{Address: "10.0.1.1"}, {Address: "10.0.1.2:8080"}}}}
 		c.LVS, c.Volumes = &lc, nil
-		o.LVSBackend = b
-	})
+	}, func(o *daemon.Options) { o.LVSBackend = b })
 	return sock, b
 }
 

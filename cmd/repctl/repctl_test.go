@@ -14,9 +14,14 @@ import (
 	"github.com/replicad/replicad/internal/daemon"
 )
 
-func startDaemon(t *testing.T, with ...func(*daemon.Config, *daemon.Options)) string {
+func startDaemon(t *testing.T) string {
 	t.Helper()
-	dir := t.TempDir()
+	return startDaemonWith(t, t.TempDir(), nil)
+}
+
+// startDaemonWith runs a daemon in dir; mod adjusts its configuration.
+func startDaemonWith(t *testing.T, dir string, mod func(*daemon.Config), opt ...func(*daemon.Options)) string {
+	t.Helper()
 	cfg := daemon.DefaultConfig()
 	cfg.Node.Name = "n1"
 	cfg.Control.Socket = filepath.Join(dir, "control.sock")
@@ -25,10 +30,13 @@ func startDaemon(t *testing.T, with ...func(*daemon.Config, *daemon.Options)) st
 	v := daemon.DefaultVolume()
 	v.Name, v.Device, v.Size = "vol1", filepath.Join(dir, "vol1.img"), 32<<20
 	cfg.Volumes = []daemon.VolumeConfig{v}
+	if mod != nil {
+		mod(&cfg)
+	}
 	ready := make(chan daemon.Info, 1)
 	opts := daemon.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Ready: func(i daemon.Info) { ready <- i }}
-	for _, f := range with {
-		f(&cfg, &opts)
+	for _, f := range opt {
+		f(&opts)
 	}
 	d, err := daemon.New(cfg, opts)
 	if err != nil {
@@ -36,8 +44,13 @@ func startDaemon(t *testing.T, with ...func(*daemon.Config, *daemon.Options)) st
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { d.Run(ctx); close(done) }()
-	<-ready
+	var runErr error
+	go func() { runErr = d.Run(ctx); close(done) }()
+	select {
+	case <-ready:
+	case <-done:
+		t.Fatalf("daemon exited before ready: %v", runErr)
+	}
 	t.Cleanup(func() { cancel(); <-done })
 	return cfg.Control.Socket
 }

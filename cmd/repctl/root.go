@@ -13,11 +13,14 @@ import (
 	"github.com/replicad/replicad/internal/control"
 )
 
-// globals are the flags every command shares.
+// globals are the flags every command shares, and where it reads and
+// writes.
 type globals struct {
 	socket string
 	json   bool
 	out    io.Writer
+	errOut io.Writer // prompts
+	in     io.Reader // answers to prompts
 }
 
 func (g *globals) client() *control.Client { return control.NewClient(g.socket) }
@@ -42,14 +45,22 @@ func newRootCmd(g *globals) *cobra.Command {
 	}
 	root.PersistentFlags().StringVar(&g.socket, "socket", def, "replicad control socket (env "+control.SocketEnv+")")
 	root.PersistentFlags().BoolVar(&g.json, "json", false, "print JSON for scripts")
-	root.AddCommand(newStatusCmd(g), newCreateMDCmd(g), newUpCmd(g), newDownCmd(g), newLVSCmd(g))
+	root.AddCommand(newStatusCmd(g), newCreateMDCmd(g), newUpCmd(g), newDownCmd(g),
+		newPrimaryCmd(g), newSecondaryCmd(g), newConnectCmd(g), newDisconnectCmd(g), newEventsCmd(g), newWaitSyncCmd(g),
+		newFenceCmd(g), newLVSCmd(g))
 	return root
 }
 
 // execute runs repctl and returns the exit status: 0 ok, 1 failure,
-// 2 usage error, 3 daemon not running.
+// 2 usage error, 3 daemon not running (a command that must answer with
+// other codes, fence peer, returns an exitError).
 func execute(args []string, stdout, stderr io.Writer) int {
-	g := &globals{out: stdout}
+	return executeIO(args, os.Stdin, stdout, stderr)
+}
+
+// executeIO is execute with stdin for prompts.
+func executeIO(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	g := &globals{out: stdout, errOut: stderr, in: stdin}
 	root := newRootCmd(g)
 	root.SetArgs(args)
 	root.SetOut(stdout)
@@ -59,7 +70,13 @@ func execute(args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 	var api *control.APIError
+	var ee exitError
 	switch {
+	case errors.As(err, &ee):
+		if ee.err != nil {
+			fmt.Fprintf(stderr, "repctl: %v\n", ee.err)
+		}
+		return ee.code
 	case errors.Is(err, control.ErrNotRunning):
 		fmt.Fprintf(stderr, "repctl: replicad is not running (no control socket at %s); start it with `systemctl start replicad`, or try `replicad demo`\n", g.socket)
 		return 3
@@ -75,6 +92,19 @@ func execute(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stderr, "repctl: %v\n", err)
 	return 1
+}
+
+// exitError makes repctl exit with code, printing err if set.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e exitError) Error() string {
+	if e.err == nil {
+		return fmt.Sprintf("exit %d", e.code)
+	}
+	return e.err.Error()
 }
 
 // usageError marks errors in how repctl was called.

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -64,6 +65,27 @@ func (o *statusOptions) run(cmd *cobra.Command, args []string) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", v.Name, v.State, dash(v.Role), dash(v.Disk), size, v.Connections, export)
 	}
 	tw.Flush()
+	for _, v := range st.Volumes {
+		for _, p := range v.Peers {
+			line := fmt.Sprintf("  %s peer %s: %s %s, %s %s", v.Name, p.Node, p.Connection, p.Replication, p.Role, p.Disk)
+			if p.OutOfSyncBytes > 0 {
+				line += ", out of sync " + bytesize.Format(p.OutOfSyncBytes)
+			}
+			if r := p.Resync; r != nil {
+				line += fmt.Sprintf(", resync %.1f%%", r.Percent)
+				if r.BytesPerSec > 0 {
+					line += fmt.Sprintf(" at %s/s", bytesize.Format(int64(r.BytesPerSec)))
+				}
+				if r.ETASeconds >= 0 {
+					line += fmt.Sprintf(", %s left", (time.Duration(r.ETASeconds) * time.Second).String())
+				}
+			}
+			if p.LastError != "" && p.Connection != "Connected" {
+				line += " (" + p.LastError + ")"
+			}
+			fmt.Fprintln(w, line)
+		}
+	}
 	for _, v := range st.Volumes {
 		var notes []string
 		if v.Error != "" {

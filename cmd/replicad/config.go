@@ -13,9 +13,9 @@ import (
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
 
+	"github.com/replicad/replicad/fence"
 	"github.com/replicad/replicad/internal/bytesize"
 	"github.com/replicad/replicad/internal/daemon"
-	"github.com/replicad/replicad/lvs"
 )
 
 // loadConfig reads the daemon's configuration: defaults, then the YAML
@@ -51,26 +51,51 @@ func loadConfig(path string, doc io.Reader, flags *pflag.FlagSet) (daemon.Config
 			}
 		}
 	}
-	cfg := def
-	err := v.UnmarshalExact(&cfg, viper.DecodeHook(mapstructure.ComposeDecodeHookFunc(
-		lvsHook,
+	fc := fileConfig{Config: def}
+	err := v.UnmarshalExact(&fc, viper.DecodeHook(mapstructure.ComposeDecodeHookFunc(
 		mapstructure.StringToTimeDurationHookFunc(),
 		byteSizeHook,
 		mapstructure.StringToSliceHookFunc(","),
 	)))
-	var lvsErr *lvs.ValidationError
-	switch {
-	case errors.As(err, &lvsErr):
-		// The same shape as Validate's report.
-		return cfg, fmt.Errorf("invalid configuration:\n  %s", strings.Join(lvsErr.Problems, "\n  "))
-	case err != nil:
+	cfg := fc.Config
+	if err != nil {
 		return cfg, fmt.Errorf("config: %s", cleanDecodeError(err))
 	}
-	cfg.LVS = lvsSection(v, cfg.LVS)
+	if fc.Fence != nil {
+		f, err := fence.Decode(fc.Fence)
+		if err != nil {
+			return cfg, fenceDecodeError(err)
+		}
+		cfg.Fence = &f
+	}
+	if cfg.LVS, err = decodeLVS(v, fc.LVS); err != nil {
+		return cfg, err
+	}
 	for i := range cfg.Volumes {
 		cfg.Volumes[i] = withVolumeDefaults(cfg.Volumes[i])
 	}
 	return cfg, cfg.Validate()
+}
+
+// fileConfig is what the configuration decodes into: the daemon's Config
+// and, kept raw, the fence section. fence.Decode turns that into a
+// fence.Config, starting each device from its defaults and refusing unknown
+// keys and durations without units. A missing (or empty) fence section
+// leaves fencing unconfigured.
+type fileConfig struct {
+	daemon.Config `mapstructure:",squash"`
+	Fence         any `mapstructure:"fence"`
+	LVS           any `mapstructure:"lvs"`
+}
+
+// fenceDecodeError lists fence.Decode's problems the way Validate lists
+// the rest: one field per line.
+func fenceDecodeError(err error) error {
+	var lines []string
+	for _, l := range strings.Split(err.Error(), "\n") {
+		lines = append(lines, strings.TrimPrefix(l, fence.ErrInvalidConfig.Error()+": "))
+	}
+	return fmt.Errorf("invalid configuration:\n  %s", strings.Join(lines, "\n  "))
 }
 
 // flagKeys maps config keys to the run command's flags.
@@ -100,6 +125,29 @@ func withVolumeDefaults(v daemon.VolumeConfig) daemon.VolumeConfig {
 	if v.ALExtents == 0 {
 		v.ALExtents = d.ALExtents
 	}
+	r, dr := &v.Replication, d.Replication
+	if r.Protocol == "" {
+		r.Protocol = dr.Protocol
+	}
+	r.Protocol = strings.ToUpper(r.Protocol)
+	if r.After0Pri == "" {
+		r.After0Pri = dr.After0Pri
+	}
+	if r.After1Pri == "" {
+		r.After1Pri = dr.After1Pri
+	}
+	if r.After2Pri == "" {
+		r.After2Pri = dr.After2Pri
+	}
+	if r.PingInterval == 0 {
+		r.PingInterval = dr.PingInterval
+	}
+	if r.PingTimeout == 0 {
+		r.PingTimeout = dr.PingTimeout
+	}
+	if r.ConnectInterval == 0 {
+		r.ConnectInterval = dr.ConnectInterval
+	}
 	return v
 }
 
@@ -121,10 +169,8 @@ func registerDefaults(v *viper.Viper, prefix string, rv reflect.Value) {
 		switch {
 		case f.Type.Kind() == reflect.Struct && f.Type.String() != "time.Duration":
 			registerDefaults(v, key, fv)
-		case f.Type.Kind() == reflect.Slice && f.Type.Elem().Kind() == reflect.Struct,
-			f.Type.Kind() == reflect.Pointer:
-			// Lists of structs (volumes) and optional sections (lvs) come
-			// only from the file.
+		case f.Type.Kind() == reflect.Slice && f.Type.Elem().Kind() == reflect.Struct:
+			// Lists of structs (volumes) come only from the file.
 		default:
 			v.SetDefault(key, fv.Interface())
 		}

@@ -6,5 +6,6 @@
 //
 // Configuration comes from the YAML file, overridden by REPLICAD_* environment
 // variables (REPLICAD_NBD_MAX_PAYLOAD=16MiB sets nbd.max-payload), overridden
-// by flags. Unknown keys are errors.
+// by flags. Unknown keys are errors. The fence section is decoded by
+// fence.Decode (device defaults, durations with units).
 package main

@@ -1,34 +1,33 @@
 package main
 
 import (
-	"reflect"
+	"errors"
+	"fmt"
+	"strings"
 
 	"github.com/spf13/viper"
 
 	"github.com/replicad/replicad/lvs"
 )
 
-var lvsConfigType = reflect.TypeOf(lvs.Config{})
-
-// lvsHook hands the lvs section to lvs.DecodeConfig, so that the config
-// file and `repctl lvs restore` read it by the same rules: the library's
-// defaults, unknown keys rejected and every problem named by its field
-// ("lvs.services[0].scheduler: ..."). Environment variables and flags do
-// not reach it: the section comes only from the file.
-func lvsHook(from, to reflect.Type, data any) (any, error) {
-	if to != lvsConfigType || from == lvsConfigType {
-		return data, nil
+// decodeLVS reads the lvs section with lvs.DecodeConfig, so that the
+// config file and `repctl lvs restore` read it by the same rules: the
+// library's defaults, unknown keys rejected, every problem named by its
+// field ("lvs.services[0].scheduler: ..."). No section means load
+// balancing is off; "lvs: {}" (which viper drops, hence InConfig) turns it
+// on with no services. Environment variables and flags do not reach it.
+func decodeLVS(v *viper.Viper, raw any) (*lvs.Config, error) {
+	if raw == nil && !v.InConfig("lvs") {
+		return nil, nil
 	}
-	return lvs.DecodeConfig(data)
-}
-
-// lvsSection turns an lvs section that decoded to nothing ("lvs:" or
-// "lvs: {}", which viper drops) into the defaults: any lvs key enables the
-// load balancer, with no services until some are added.
-func lvsSection(v *viper.Viper, decoded *lvs.Config) *lvs.Config {
-	if decoded == nil && v.InConfig("lvs") {
-		def := lvs.DefaultConfig()
-		return &def
+	cfg, err := lvs.DecodeConfig(raw)
+	var ve *lvs.ValidationError
+	switch {
+	case errors.As(err, &ve):
+		// The same shape as Validate's report.
+		return nil, fmt.Errorf("invalid configuration:\n  %s", strings.Join(ve.Problems, "\n  "))
+	case err != nil:
+		return nil, fmt.Errorf("invalid configuration: %w", err)
 	}
-	return decoded
+	return &cfg, nil
 }

@@ -66,6 +66,8 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any) error
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	// The daemon names requesters in logs and the fence history.
+	req.Header.Set("User-Agent", UserAgent)
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) {
@@ -156,6 +158,9 @@ func (c *Client) Down(ctx context.Context, volume string) (Volume, error) {
 	var v Volume
 	return v, c.Do(ctx, http.MethodPost, "/v1/volumes/"+volume+"/down", nil, &v)
 }
+
+// UserAgent is the User-Agent of every Client request.
+const UserAgent = "repctl"
 
 // DefaultTimeout bounds a CLI call that does not wait for long operations.
 const DefaultTimeout = 60 * time.Second

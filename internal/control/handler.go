@@ -9,11 +9,14 @@ import (
 	"net/http"
 )
 
-// StatusError attaches an HTTP status and a hint to an error.
+// StatusError attaches an HTTP status and a hint to an error, and
+// optionally a code and a detail value for the Error body.
 type StatusError struct {
 	Status int
 	Err    error
 	Hint   string
+	Code   string
+	Detail any
 }
 
 func (e *StatusError) Error() string { return e.Err.Error() }
@@ -35,15 +38,20 @@ func Handle(log *slog.Logger, f func(r *http.Request) (any, error)) http.Handler
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		out, err := f(r)
 		if err != nil {
-			status, hint := http.StatusInternalServerError, ""
+			status, body := http.StatusInternalServerError, Error{Message: err.Error()}
 			var se *StatusError
 			if errors.As(err, &se) {
-				status, hint = se.Status, se.Hint
+				status, body.Hint, body.Code = se.Status, se.Hint, se.Code
+				if se.Detail != nil {
+					if b, jerr := json.Marshal(se.Detail); jerr == nil {
+						body.Detail = b
+					}
+				}
 			}
 			if status >= 500 {
 				log.Error("control request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 			}
-			WriteJSON(w, status, Error{Message: err.Error(), Hint: hint})
+			WriteJSON(w, status, body)
 			return
 		}
 		WriteJSON(w, http.StatusOK, out)

@@ -1,6 +1,9 @@
 package control
 
-import "time"
+import (
+	"encoding/json"
+	"time"
+)
 
 // DefaultSocket is where replicad listens unless configured otherwise.
 const DefaultSocket = "/run/replicad/control.sock"
@@ -24,14 +27,55 @@ const (
 	StateError        = "error"
 )
 
-// Peer is a replication peer of a volume (filled in by replication).
+// Peer is a replication peer of a volume.
 type Peer struct {
-	Node           string `json:"node"`
-	NodeID         int32  `json:"node_id"`
-	Connection     string `json:"connection"`
-	Replication    string `json:"replication"`
-	Disk           string `json:"disk"`
-	OutOfSyncBytes int64  `json:"out_of_sync_bytes"`
+	Node           string  `json:"node"`
+	NodeID         int32   `json:"node_id"`
+	Connection     string  `json:"connection"`
+	Replication    string  `json:"replication"`
+	Role           string  `json:"role"`
+	Disk           string  `json:"disk"`
+	OutOfSyncBytes int64   `json:"out_of_sync_bytes"`
+	Resync         *Resync `json:"resync,omitempty"`
+	// LastError says why the peer last disconnected or could not connect.
+	LastError string `json:"last_error,omitempty"`
+	// SentBytes and ReceivedBytes count the link's traffic since the volume
+	// came up, by message kind: write, resync, other.
+	SentBytes     map[string]int64 `json:"sent_bytes,omitempty"`
+	ReceivedBytes map[string]int64 `json:"received_bytes,omitempty"`
+}
+
+// Resync is a running resync's progress.
+type Resync struct {
+	TotalBytes  int64   `json:"total_bytes"`
+	DoneBytes   int64   `json:"done_bytes"`
+	Percent     float64 `json:"percent"`
+	BytesPerSec float64 `json:"bytes_per_sec"`
+	// ETASeconds is -1 when the rate is not known yet.
+	ETASeconds float64 `json:"eta_seconds"`
+}
+
+// PrimaryRequest is the body of POST /v1/volumes/{name}/primary.
+type PrimaryRequest struct {
+	Force bool `json:"force"`
+}
+
+// ConnectRequest is the body of POST /v1/volumes/{name}/connect and
+// /disconnect. An empty Peer means every peer.
+type ConnectRequest struct {
+	Peer          string `json:"peer"`
+	DiscardMyData bool   `json:"discard_my_data"`
+}
+
+// Event is one state change, as streamed by GET /v1/events.
+type Event struct {
+	Time   time.Time `json:"time"`
+	Volume string    `json:"volume"`
+	Peer   string    `json:"peer,omitempty"`
+	What   string    `json:"what"`
+	Old    string    `json:"old"`
+	New    string    `json:"new"`
+	Reason string    `json:"reason,omitempty"`
 }
 
 // Volume is one volume's status.
@@ -85,4 +129,10 @@ type CreateMDResponse struct {
 type Error struct {
 	Message string `json:"error"`
 	Hint    string `json:"hint,omitempty"`
+	// Code classifies the error for scripts where a subsystem has codes
+	// (fence: "unknown_target", "fence_failed", ...).
+	Code string `json:"code,omitempty"`
+	// Detail is what a failed operation did, when it did something
+	// (fence_failed: the operation with its steps).
+	Detail json.RawMessage `json:"detail,omitempty"`
 }

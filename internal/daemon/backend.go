@@ -8,43 +8,59 @@ import (
 
 	"github.com/replicad/replicad/nbd"
 	"github.com/replicad/replicad/replication"
+	"github.com/replicad/replicad/replication/engine"
+)
+
+// blockIO is a volume's I/O path: the Volume itself when standalone, its
+// Replicator when replicated.
+type blockIO interface {
+	Size() int64
+	ReadAt(ctx context.Context, p []byte, off int64) error
+	WriteAt(ctx context.Context, p []byte, off int64, fua bool) error
+	WriteZeroes(ctx context.Context, off, n int64, deallocate, fua bool) error
+	Flush(ctx context.Context) error
+}
+
+var (
+	_ blockIO = (*replication.Volume)(nil)
+	_ blockIO = (*replication.Replicator)(nil)
 )
 
 // backend serves a volume to the NBD server: it maps replication's errors
 // to the ones NBD clients see and records metrics.
 type backend struct {
-	v *replication.Volume
-	m *volumeMetrics
+	io blockIO
+	m  *volumeMetrics
 }
 
 var _ nbd.Backend = backend{}
 
-func (b backend) Size() int64 { return b.v.Size() }
+func (b backend) Size() int64 { return b.io.Size() }
 
 func (b backend) ReadAt(ctx context.Context, p []byte, off int64) error {
 	start := time.Now()
-	err := b.v.ReadAt(ctx, p, off)
+	err := b.io.ReadAt(ctx, p, off)
 	b.m.observe(opRead, int64(len(p)), start, err)
 	return nbdError(err)
 }
 
 func (b backend) WriteAt(ctx context.Context, p []byte, off int64, fua bool) error {
 	start := time.Now()
-	err := b.v.WriteAt(ctx, p, off, fua)
+	err := b.io.WriteAt(ctx, p, off, fua)
 	b.m.observe(opWrite, int64(len(p)), start, err)
 	return nbdError(err)
 }
 
 func (b backend) Flush(ctx context.Context) error {
 	start := time.Now()
-	err := b.v.Flush(ctx)
+	err := b.io.Flush(ctx)
 	b.m.observe(opFlush, 0, start, err)
 	return nbdError(err)
 }
 
 func (b backend) WriteZeroes(ctx context.Context, off, n int64, deallocate, fua bool) error {
 	start := time.Now()
-	err := b.v.WriteZeroes(ctx, off, n, deallocate, fua)
+	err := b.io.WriteZeroes(ctx, off, n, deallocate, fua)
 	b.m.observe(opZero, n, start, err)
 	return nbdError(err)
 }
@@ -54,7 +70,7 @@ func nbdError(err error) error {
 	switch {
 	case err == nil:
 		return nil
-	case errors.Is(err, replication.ErrReadOnly):
+	case errors.Is(err, replication.ErrReadOnly), errors.Is(err, engine.ErrNotPrimary):
 		return fmt.Errorf("%w: %v", nbd.ErrPermission, err)
 	case errors.Is(err, replication.ErrNoSpace):
 		return fmt.Errorf("%w: %v", nbd.ErrNoSpace, err)

@@ -2,16 +2,20 @@ package daemon
 
 import (
 	"fmt"
+	"net"
 	"net/url"
 	"regexp"
 	"strings"
 	"time"
 
+	"github.com/replicad/replicad/fence"
 	"github.com/replicad/replicad/internal/bytesize"
 	"github.com/replicad/replicad/internal/control"
 	"github.com/replicad/replicad/lvs"
 	"github.com/replicad/replicad/nbd"
+	"github.com/replicad/replicad/replication"
 	"github.com/replicad/replicad/replication/meta"
+	"github.com/replicad/replicad/replication/uuid"
 )
 
 // Config is replicad's whole configuration.
@@ -21,10 +25,61 @@ type Config struct {
 	Metrics MetricsConfig  `mapstructure:"metrics"`
 	Log     LogConfig      `mapstructure:"log"`
 	NBD     NBDConfig      `mapstructure:"nbd"`
+	Cluster ClusterConfig  `mapstructure:"cluster"`
 	Volumes []VolumeConfig `mapstructure:"volumes"`
+	// Fence is the fence section; nil means fencing is not configured.
+	// The loader decodes it with fence.Decode, not with the rest of the
+	// file, so that each device starts from fence.DefaultDevice and
+	// durations need units (hence no mapstructure key here).
+	Fence *fence.Config `mapstructure:"-"`
 	// LVS is the load balancer (docs/lvs.md); nil (no lvs section)
-	// disables it.
-	LVS *lvs.Config `mapstructure:"lvs"`
+	// disables it. The loader decodes it with lvs.DecodeConfig, like
+	// `repctl lvs restore` does.
+	LVS *lvs.Config `mapstructure:"-"`
+}
+
+// ClusterConfig lists the nodes volumes replicate between.
+type ClusterConfig struct {
+	// Secret is the shared secret peers authenticate with (at least 16
+	// bytes); SecretFile reads it from a file instead (preferred).
+	Secret     string `mapstructure:"secret"`
+	SecretFile string `mapstructure:"secret-file"`
+	// Listen is where this node accepts replication connections
+	// (tcp://HOST:PORT); default: its own address from Nodes.
+	Listen string `mapstructure:"listen"`
+	// Nodes are every node of the cluster, this one included.
+	Nodes []ClusterNode `mapstructure:"nodes"`
+}
+
+// ClusterNode is one node of the cluster.
+type ClusterNode struct {
+	Name string `mapstructure:"name"`
+	ID   uint32 `mapstructure:"id"`
+	// Address is host:port of the node's replication endpoint.
+	Address string `mapstructure:"address"`
+}
+
+// ReplicationConfig is a volume's replication.
+type ReplicationConfig struct {
+	// Peers are the names of the other nodes holding the volume; empty
+	// means the volume is standalone.
+	Peers []string `mapstructure:"peers"`
+	// Protocol is A, B or C (default C).
+	Protocol string `mapstructure:"protocol"`
+	// Split-brain recovery policies (default: disconnect).
+	After0Pri string `mapstructure:"after-sb-0pri"`
+	After1Pri string `mapstructure:"after-sb-1pri"`
+	After2Pri string `mapstructure:"after-sb-2pri"`
+	// AllowTwoPrimaries permits dual-primary operation.
+	AllowTwoPrimaries bool `mapstructure:"allow-two-primaries"`
+	// SplitBrainHandler is a shell command run on an unresolved split brain.
+	SplitBrainHandler string `mapstructure:"split-brain-handler"`
+	// ResyncRate caps the resync in bytes per second (0: no cap).
+	ResyncRate int64 `mapstructure:"resync-rate"`
+	// PingInterval, PingTimeout and ConnectInterval tune the link.
+	PingInterval    time.Duration `mapstructure:"ping-interval"`
+	PingTimeout     time.Duration `mapstructure:"ping-timeout"`
+	ConnectInterval time.Duration `mapstructure:"connect-interval"`
 }
 
 // NodeConfig identifies this node.
@@ -85,9 +140,14 @@ type VolumeConfig struct {
 	// file of this size at create-md.
 	Size     int64 `mapstructure:"size"`
 	ReadOnly bool  `mapstructure:"read-only"`
+	// Replication configures peers; absent means standalone.
+	Replication ReplicationConfig `mapstructure:"replication"`
 	// Geometry is fixed at create-md.
 	meta.Geometry `mapstructure:",squash"`
 }
+
+// Replicated reports whether the volume has peers.
+func (v VolumeConfig) Replicated() bool { return len(v.Replication.Peers) > 0 }
 
 // MetaInternal is VolumeConfig.Meta's default.
 const MetaInternal = "internal"
@@ -111,7 +171,16 @@ func DefaultConfig() Config {
 
 // DefaultVolume returns a volume's defaults (fill Name and Device).
 func DefaultVolume() VolumeConfig {
-	return VolumeConfig{Meta: MetaInternal, Geometry: meta.DefaultGeometry()}
+	return VolumeConfig{Meta: MetaInternal, Geometry: meta.DefaultGeometry(), Replication: DefaultReplication()}
+}
+
+// DefaultReplication returns the replication defaults.
+func DefaultReplication() ReplicationConfig {
+	d := replication.DefaultReplicatorConfig()
+	return ReplicationConfig{
+		Protocol: "C", After0Pri: d.Policies.After0Pri, After1Pri: d.Policies.After1Pri, After2Pri: d.Policies.After2Pri,
+		PingInterval: d.PingInterval, PingTimeout: d.PingTimeout, ConnectInterval: d.ConnectInterval,
+	}
 }
 
 var validName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
@@ -159,6 +228,7 @@ func (c *Config) Validate() error {
 	if t.ClientCA != "" && t.Cert == "" {
 		add("nbd.tls.client-ca", "set but nbd.tls.cert and nbd.tls.key are not")
 	}
+	p = append(p, c.validateCluster()...)
 	seen := map[string]int{}
 	devices := map[string]int{}
 	for i, v := range c.Volumes {
@@ -188,6 +258,15 @@ func (c *Config) Validate() error {
 		}
 		if err := v.Geometry.Validate(); err != nil {
 			add(f, "%v", strings.TrimPrefix(err.Error(), meta.ErrGeometry.Error()+": "))
+		}
+		p = append(p, c.validateReplication(f+".replication", v)...)
+	}
+	if c.Fence != nil {
+		// fence.Config.Validate names its fields fence.…, one per line.
+		if err := c.Fence.Validate(); err != nil {
+			for _, line := range strings.Split(err.Error(), "\n") {
+				p = append(p, strings.TrimPrefix(line, fence.ErrInvalidConfig.Error()+": "))
+			}
 		}
 	}
 	p = append(p, c.lvsProblems()...)
@@ -224,3 +303,99 @@ func (n NBDConfig) serverConfig() nbd.Config {
 
 // sizeString is for messages.
 func sizeString(n int64) string { return bytesize.Format(n) }
+
+func (c *Config) validateCluster() []string {
+	var p []string
+	cl := c.Cluster
+	if len(cl.Nodes) == 0 {
+		return nil
+	}
+	names, ids := map[string]bool{}, map[uint32]bool{}
+	self := false
+	for i, n := range cl.Nodes {
+		f := fmt.Sprintf("cluster.nodes[%d]", i)
+		if !validName.MatchString(n.Name) {
+			p = append(p, fmt.Sprintf("%s.name: %q is not a valid node name", f, n.Name))
+		}
+		if names[n.Name] {
+			p = append(p, fmt.Sprintf("%s.name: %q appears twice", f, n.Name))
+		}
+		names[n.Name] = true
+		if n.ID > 31 {
+			p = append(p, fmt.Sprintf("%s.id: %d; want 0..31", f, n.ID))
+		}
+		if ids[n.ID] {
+			p = append(p, fmt.Sprintf("%s.id: %d appears twice", f, n.ID))
+		}
+		ids[n.ID] = true
+		if _, _, err := net.SplitHostPort(n.Address); err != nil {
+			p = append(p, fmt.Sprintf("%s.address: %q: want HOST:PORT", f, n.Address))
+		}
+		if n.Name == c.Node.Name {
+			self = true
+			if n.ID != c.Node.ID {
+				p = append(p, fmt.Sprintf("%s.id: %d, but node.id is %d for this node (%s)", f, n.ID, c.Node.ID, n.Name))
+			}
+		}
+	}
+	if !self {
+		p = append(p, fmt.Sprintf("cluster.nodes: this node (node.name %q) is not in the list", c.Node.Name))
+	}
+	if cl.Secret == "" && cl.SecretFile == "" {
+		p = append(p, "cluster: secret or secret-file is required to authenticate peers")
+	}
+	if cl.Secret != "" && cl.SecretFile != "" {
+		p = append(p, "cluster: give secret or secret-file, not both")
+	}
+	if cl.Secret != "" && len(cl.Secret) < 16 {
+		p = append(p, fmt.Sprintf("cluster.secret: %d bytes; want at least 16", len(cl.Secret)))
+	}
+	if cl.Listen != "" {
+		if network, _, err := ParseListen(cl.Listen); err != nil || network != "tcp" {
+			p = append(p, fmt.Sprintf("cluster.listen: %q: want tcp://HOST:PORT", cl.Listen))
+		}
+	}
+	return p
+}
+
+func (c *Config) validateReplication(f string, v VolumeConfig) []string {
+	var p []string
+	r := v.Replication
+	if !v.Replicated() {
+		return nil
+	}
+	if len(c.Cluster.Nodes) == 0 {
+		return []string{f + ".peers: set, but cluster.nodes is empty"}
+	}
+	known := map[string]bool{}
+	for _, n := range c.Cluster.Nodes {
+		known[n.Name] = true
+	}
+	for i, peer := range r.Peers {
+		switch {
+		case peer == c.Node.Name:
+			p = append(p, fmt.Sprintf("%s.peers[%d]: %q is this node", f, i, peer))
+		case !known[peer]:
+			p = append(p, fmt.Sprintf("%s.peers[%d]: %q is not in cluster.nodes", f, i, peer))
+		}
+	}
+	if len(r.Peers) > v.MaxPeers {
+		p = append(p, fmt.Sprintf("%s.peers: %d peers but max-peers is %d", f, len(r.Peers), v.MaxPeers))
+	}
+	switch r.Protocol {
+	case "A", "B", "C":
+	default:
+		p = append(p, fmt.Sprintf("%s.protocol: %q; want A, B or C", f, r.Protocol))
+	}
+	pol := uuid.Policies{After0Pri: r.After0Pri, After1Pri: r.After1Pri, After2Pri: r.After2Pri}
+	if err := pol.Validate(); err != nil {
+		p = append(p, fmt.Sprintf("%s.%v", f, err))
+	}
+	if r.PingInterval <= 0 || r.PingTimeout <= 0 || r.ConnectInterval <= 0 {
+		p = append(p, fmt.Sprintf("%s: ping-interval, ping-timeout and connect-interval must be positive durations", f))
+	}
+	if r.ResyncRate < 0 {
+		p = append(p, fmt.Sprintf("%s.resync-rate: %d; want bytes per second, 0 for no cap", f, r.ResyncRate))
+	}
+	return p
+}

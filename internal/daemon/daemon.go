@@ -19,6 +19,7 @@ import (
 	"github.com/replicad/replicad/internal/control"
 	"github.com/replicad/replicad/lvs"
 	"github.com/replicad/replicad/nbd"
+	"github.com/replicad/replicad/replication"
 )
 
 // Options are what cmd/replicad passes besides the Config.
@@ -72,7 +73,11 @@ type Daemon struct {
 	metrics *metrics
 	nbd     *nbd.Server
 	mux     *http.ServeMux
-	lvs     lvsState
+	// transport is nil without a cluster.
+	transport *replication.Transport
+	bus       *eventBus
+	fence     fencing
+	lvs       lvsState
 
 	mu struct {
 		sync.Mutex
@@ -94,7 +99,7 @@ func New(cfg Config, opts Options) (*Daemon, error) {
 	if cfg.Node.Name == "" {
 		cfg.Node.Name, _ = os.Hostname()
 	}
-	d := &Daemon{cfg: cfg, log: opts.Logger, opts: opts, volumes: make(map[string]*volume), mux: http.NewServeMux()}
+	d := &Daemon{cfg: cfg, log: opts.Logger, opts: opts, volumes: make(map[string]*volume), mux: http.NewServeMux(), bus: newEventBus()}
 	for _, vc := range cfg.Volumes {
 		v := &volume{cfg: vc}
 		v.mu.state = control.StateDown
@@ -114,7 +119,11 @@ func New(cfg Config, opts Options) (*Daemon, error) {
 		return nil, err
 	}
 	d.nbd = srv
+	if d.transport, err = d.newTransport(); err != nil {
+		return nil, err
+	}
 	d.routes()
+	d.replicationRoutes()
 	return d, nil
 }
 
@@ -163,7 +172,18 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("control.socket: %w", err)
 	}
-	ctlSrv := &http.Server{Handler: d.mux, ReadHeaderTimeout: 10 * time.Second}
+	// Fencing starts once the socket is ours (a second replicad stops
+	// above, before it opens the fence history) and is ready before the
+	// control API answers; it closes after the control server.
+	closeFencing, err := d.startFencing(ctx)
+	if err != nil {
+		ctl.Close()
+		os.Remove(d.cfg.Control.Socket)
+		return err
+	}
+	closers = append(closers, closeFencing)
+	// ConnContext: the fence history names who asked (SO_PEERCRED).
+	ctlSrv := &http.Server{Handler: d.mux, ReadHeaderTimeout: 10 * time.Second, ConnContext: withPeerCred}
 	wg.Add(1)
 	go func() { defer wg.Done(); ctlSrv.Serve(ctl) }()
 	closers = append(closers, func() {
@@ -187,6 +207,18 @@ func (d *Daemon) Run(ctx context.Context) error {
 		closers = append(closers, func() { msrv.Close() })
 		info.MetricsURL = "http://" + ml.Addr().String() + "/metrics"
 	}
+
+	if d.transport != nil {
+		rl, err := d.listenReplication(ctx)
+		if err != nil {
+			return fmt.Errorf("cluster: replication listener on %s: %w", d.replicationListen(), err)
+		}
+		wg.Add(1)
+		go func() { defer wg.Done(); d.transport.Serve(rl) }()
+		// Closed after the volumes are down (closers run in reverse).
+		closers = append(closers, func() { d.transport.Close() })
+	}
+	closers = append(closers, d.bus.close)
 
 	stopLVS, err := d.startLVS(ctx)
 	if err != nil {
@@ -320,6 +352,12 @@ func (d *Daemon) volumeStatus(v *volume) control.Volume {
 		out.Role = "Secondary"
 	}
 	out.Disk, out.DiskError, out.Size = string(vs.Disk), vs.DiskError, vs.Size
+	v.mu.Lock()
+	rep := v.mu.rep
+	v.mu.Unlock()
+	if rep != nil {
+		d.peersStatus(&out, rep)
+	}
 	out.CurrentUUID, out.Flags, out.ALExtents = vs.CurrentUUID, vs.Flags, vs.ALExtents
 	out.Connections = d.nbd.Connections()[v.cfg.Name]
 	d.mu.Lock()
@@ -349,6 +387,7 @@ func (d *Daemon) routes() {
 	}))
 	d.mux.Handle("POST /v1/volumes/{name}/up", h(func(r *http.Request) (any, error) { return d.Up(r.PathValue("name")) }))
 	d.mux.Handle("POST /v1/volumes/{name}/down", h(func(r *http.Request) (any, error) { return d.Down(r.PathValue("name")) }))
+	d.fenceRoutes()
 	d.lvsRoutes()
 	d.mux.Handle("/", h(func(r *http.Request) (any, error) {
 		return nil, control.Errorf(http.StatusNotFound, "repctl and replicad may be different versions", "no endpoint %s %s", r.Method, r.URL.Path)

@@ -88,12 +88,16 @@ var (
 	upDesc    = prometheus.NewDesc("replicad_volume_up", "1 if the volume is attached and served.", []string{"volume"}, nil)
 	connsDesc = prometheus.NewDesc("replicad_nbd_connections", "NBD connections in transmission.", []string{"volume"}, nil)
 	oosDesc   = prometheus.NewDesc("replicad_volume_out_of_sync_bytes", "Bytes marked out of sync for a peer.", []string{"volume", "peer"}, nil)
+	sentDesc  = prometheus.NewDesc("replicad_replication_sent_bytes_total", "Bytes sent to a peer, by message kind (write, resync, other).", []string{"volume", "peer", "kind"}, nil)
+	recvDesc  = prometheus.NewDesc("replicad_replication_received_bytes_total", "Bytes received from a peer, by message kind.", []string{"volume", "peer", "kind"}, nil)
 )
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- upDesc
 	ch <- connsDesc
 	ch <- oosDesc
+	ch <- sentDesc
+	ch <- recvDesc
 }
 
 func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
@@ -107,6 +111,12 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(connsDesc, prometheus.GaugeValue, float64(v.Connections), v.Name)
 		for _, p := range v.Peers {
 			ch <- prometheus.MustNewConstMetric(oosDesc, prometheus.GaugeValue, float64(p.OutOfSyncBytes), v.Name, p.Node)
+			for k, n := range p.SentBytes {
+				ch <- prometheus.MustNewConstMetric(sentDesc, prometheus.CounterValue, float64(n), v.Name, p.Node, k)
+			}
+			for k, n := range p.ReceivedBytes {
+				ch <- prometheus.MustNewConstMetric(recvDesc, prometheus.CounterValue, float64(n), v.Name, p.Node, k)
+			}
 		}
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/replicad/replicad/nbd"
 	"github.com/replicad/replicad/replication"
 	"github.com/replicad/replicad/replication/disk"
+	"github.com/replicad/replicad/replication/engine"
 	"github.com/replicad/replicad/replication/meta"
 )
 
@@ -20,12 +21,15 @@ type volume struct {
 	cfg VolumeConfig
 	// op serialises create-md, up and down on this volume (they do I/O).
 	op sync.Mutex
-	mu struct {
+	// events carries the replicator's state changes to the event bus.
+	events chan engine.Event
+	mu     struct {
 		sync.Mutex
 		state   string
 		err     string
 		hint    string
 		vol     *replication.Volume
+		rep     *replication.Replicator // nil for a standalone volume
 		metrics *volumeMetrics
 	}
 }
@@ -126,10 +130,13 @@ func (d *Daemon) CreateMD(name string, force bool) (control.CreateMDResponse, er
 	}
 	defer closeDevices(devs)
 	layout, err := replication.CreateMetadata(devs, replication.CreateOptions{
-		NodeID:     d.cfg.Node.ID,
-		Geometry:   v.cfg.Geometry,
-		Force:      force,
-		Standalone: true, // no peers are configured yet
+		NodeID:   d.cfg.Node.ID,
+		Geometry: v.cfg.Geometry,
+		Force:    force,
+		// Without peers there is nobody to sync from: the data is valid
+		// as it is. Replicated volumes start Inconsistent until a first
+		// (forced) promotion or a sync, as with DRBD.
+		Standalone: !v.cfg.Replicated(),
 	})
 	if err != nil {
 		var se *meta.SizeError
@@ -145,7 +152,7 @@ func (d *Daemon) CreateMD(name string, force bool) (control.CreateMDResponse, er
 	v.setState(control.StateDown, "", fmt.Sprintf("run `repctl up %s` to serve it", name))
 	return control.CreateMDResponse{
 		Volume: name, DataSize: layout.DataSize, MetaSize: layout.MetaSize, Internal: layout.Internal,
-		Disk: string(replication.UpToDate), MaxPeers: layout.Geometry.MaxPeers,
+		Disk: map[bool]string{true: "Inconsistent", false: "UpToDate"}[v.cfg.Replicated()], MaxPeers: layout.Geometry.MaxPeers,
 		ALExtents: layout.Geometry.ALExtents, BitmapGranul: layout.Geometry.BitmapGranularity,
 	}, nil
 }
@@ -183,7 +190,7 @@ func (d *Daemon) upLocked(v *volume) error {
 		v.setState(control.StateError, err.Error(), "")
 		return control.WithStatus(http.StatusConflict, "", err)
 	}
-	vol, rep, err := replication.Attach(name, devs, replication.AttachOptions{ReadOnly: v.cfg.ReadOnly, Logger: d.log})
+	vol, report, err := replication.Attach(name, devs, replication.AttachOptions{ReadOnly: v.cfg.ReadOnly, Logger: d.log})
 	if err != nil {
 		closeDevices(devs)
 		if errors.Is(err, replication.ErrNoMetadata) {
@@ -194,10 +201,20 @@ func (d *Daemon) upLocked(v *volume) error {
 		v.setState(control.StateError, err.Error(), "")
 		return control.WithStatus(http.StatusConflict, "", fmt.Errorf("attach %s: %w", name, err))
 	}
-	if rep.CrashedPrimary {
-		d.log.Warn("volume was primary and did not shut down cleanly", "volume", name, "al_extents", rep.ALReplayed)
+	if report.CrashedPrimary {
+		d.log.Warn("volume was primary and did not shut down cleanly", "volume", name, "al_extents", report.ALReplayed)
 	}
-	if !v.cfg.ReadOnly {
+	var rep *replication.Replicator
+	switch {
+	case v.cfg.Replicated():
+		// Replicated volumes come up secondary; repctl primary (or the
+		// cluster manager) promotes.
+		if rep, err = d.startReplication(v, vol); err != nil {
+			vol.Close()
+			v.setState(control.StateError, err.Error(), "")
+			return fmt.Errorf("attach %s: %w", name, err)
+		}
+	case !v.cfg.ReadOnly:
 		// A standalone volume is its own primary.
 		if err := vol.SetPrimary(true); err != nil {
 			vol.Close()
@@ -206,7 +223,7 @@ func (d *Daemon) upLocked(v *volume) error {
 		}
 	}
 	v.mu.Lock()
-	v.mu.vol = vol
+	v.mu.vol, v.mu.rep = vol, rep
 	v.mu.metrics = d.metrics.forVolume(name)
 	v.mu.state, v.mu.err, v.mu.hint = control.StateUp, "", ""
 	v.mu.Unlock()
@@ -238,14 +255,17 @@ func (d *Daemon) Down(name string) (control.Volume, error) {
 
 func (d *Daemon) downLocked(v *volume) error {
 	v.mu.Lock()
-	vol := v.mu.vol
-	v.mu.vol = nil // no new connection can find it
+	vol, rep := v.mu.vol, v.mu.rep
+	v.mu.vol, v.mu.rep = nil, nil // no new connection can find it
 	v.mu.Unlock()
 	if vol == nil {
 		return nil
 	}
 	if d.nbd != nil {
 		d.nbd.CloseExport(v.cfg.Name)
+	}
+	if rep != nil {
+		d.stopReplication(v, rep)
 	}
 	err := vol.Close()
 	if err != nil {
@@ -278,16 +298,18 @@ func (e exports) Export(name string) (nbd.Export, bool) {
 		return nbd.Export{}, false
 	}
 	v.mu.Lock()
-	defer v.mu.Unlock()
-	if v.mu.vol == nil {
+	vol, rep, m := v.mu.vol, v.mu.rep, v.mu.metrics
+	v.mu.Unlock()
+	if vol == nil {
 		return nbd.Export{}, false
 	}
-	return nbd.Export{
-		Name:        name,
-		Description: v.cfg.Description,
-		Backend:     backend{v: v.mu.vol, m: v.mu.metrics},
-		ReadOnly:    v.mu.vol.ReadOnly(),
-	}, true
+	if rep != nil {
+		// A secondary's export is read-only; promotion takes effect for
+		// connections made after it.
+		return nbd.Export{Name: name, Description: v.cfg.Description, Backend: backend{io: rep, m: m},
+			ReadOnly: vol.ReadOnly() || rep.Role() != engine.Primary}, true
+	}
+	return nbd.Export{Name: name, Description: v.cfg.Description, Backend: backend{io: vol, m: m}, ReadOnly: vol.ReadOnly()}, true
 }
 
 func (e exports) ExportNames() []string {

@@ -47,16 +47,6 @@ type Output struct {
 	Handlers []Handler
 }
 
-func (o *Output) add(other Output) {
-	o.Sends = append(o.Sends, other.Sends...)
-	o.Completions = append(o.Completions, other.Completions...)
-	o.Applies = append(o.Applies, other.Applies...)
-	o.Disconnects = append(o.Disconnects, other.Disconnects...)
-	o.Resyncs = append(o.Resyncs, other.Resyncs...)
-	o.Events = append(o.Events, other.Events...)
-	o.Handlers = append(o.Handlers, other.Handlers...)
-}
-
 // Send is a message to queue for a peer.
 type Send struct {
 	Peer uint32
@@ -78,6 +68,7 @@ const (
 	ApplyResync                        // resync data
 	ApplyFlush                         // make everything before durable
 	ApplySyncDone                      // flush, then adopt the source's generation
+	ApplyZero                          // a replicated WRITE_ZEROES or TRIM
 )
 
 // Apply is a local operation for a received message.
@@ -91,6 +82,9 @@ type Apply struct {
 	FUA    bool
 	Epoch  uint64
 	UUID   uint64
+	// Length and Deallocate describe an ApplyZero.
+	Length     int64
+	Deallocate bool
 }
 
 // Disconnect asks the caller to close a peer's connection.

@@ -32,6 +32,8 @@ func (e *Engine) Receive(peerID uint32, m wire.Message) (Output, error) {
 		e.onState(&o, p, m)
 	case *wire.Write:
 		err = e.onWrite(&o, p, m)
+	case *wire.Zero:
+		err = e.onZero(&o, p, m)
 	case *wire.RecvAck:
 		err = e.onRecvAck(&o, p, m)
 	case *wire.WriteAck:
@@ -78,6 +80,26 @@ func (e *Engine) onWrite(o *Output, p *peer, w *wire.Write) error {
 	return nil
 }
 
+func (e *Engine) onZero(o *Output, p *peer, z *wire.Zero) error {
+	switch {
+	case !p.decided || p.repl == ReplOff:
+		return fmt.Errorf("%w: zero before the handshake ended", ErrProtocol)
+	case e.role == Primary && !e.cfg.AllowTwoPrimaries:
+		return fmt.Errorf("%w: zero from a peer while this node is primary", ErrProtocol)
+	case z.Seq != p.rxSeq+1:
+		return fmt.Errorf("%w: zero sequence %d after %d", ErrProtocol, z.Seq, p.rxSeq)
+	case z.Length == 0 || z.Offset+z.Length > uint64(e.store.Size()) || z.Offset+z.Length < z.Offset:
+		return fmt.Errorf("%w: zero [%d, +%d) outside the volume", ErrProtocol, z.Offset, z.Length)
+	}
+	p.rxSeq = z.Seq
+	if p.proto == 'B' {
+		o.Sends = append(o.Sends, Send{p.id, &wire.RecvAck{Seq: z.Seq}})
+	}
+	o.Applies = append(o.Applies, Apply{Peer: p.id, Link: p.link, Kind: ApplyZero, Seq: z.Seq, Offset: int64(z.Offset),
+		Length: int64(z.Length), Deallocate: z.Deallocate, FUA: z.FUA})
+	return nil
+}
+
 func (e *Engine) onState(o *Output, p *peer, s *wire.State) {
 	oldRole, oldDisk := p.role, p.disk
 	p.role, p.disk = Role(s.Role), DiskState(s.Disk)
@@ -111,7 +133,7 @@ func (e *Engine) Applied(a Apply, err error) Output {
 		e.diskFailed(&o, err)
 	}
 	switch a.Kind {
-	case ApplyWrite:
+	case ApplyWrite, ApplyZero:
 		o.Sends = append(o.Sends, Send{p.id, &wire.WriteAck{Seq: a.Seq, Err: msg}})
 	case ApplyFlush:
 		o.Sends = append(o.Sends, Send{p.id, &wire.FlushAck{Epoch: a.Epoch, Err: msg}})

@@ -169,3 +169,13 @@ func (e *Engine) adoptGeneration(o *Output, p *peer, current uint64) {
 	e.event(o, "disk", oldDisk.String(), e.Disk().String(), "resync finished")
 	o.Sends = append(o.Sends, Send{p.id, &wire.State{Role: uint8(e.role), Disk: uint8(e.Disk()), Current: e.gen.Current}})
 }
+
+// ResyncInflight reports the bytes the sync source has sent and not yet
+// had acknowledged, and whether peer is still a sync target of this node.
+func (e *Engine) ResyncInflight(peerID uint32) (int64, bool) {
+	p, ok := e.peers[peerID]
+	if !ok || p.repl != SyncSource {
+		return 0, false
+	}
+	return p.rs.inflight, true
+}

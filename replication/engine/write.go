@@ -56,6 +56,30 @@ func (e *Engine) StartWrite(off int64, data []byte, fua bool) (uint64, Output, e
 	return w.id, o, nil
 }
 
+// StartZero begins a client WRITE_ZEROES or TRIM of [off, off+n), like
+// StartWrite but sent as a range instead of data.
+func (e *Engine) StartZero(off, n int64, deallocate, fua bool) (uint64, Output, error) {
+	var o Output
+	if e.role != Primary {
+		return 0, o, ErrNotPrimary
+	}
+	e.nextID++
+	w := &write{id: e.nextID, off: off, n: n}
+	for _, id := range e.cfg.Peers {
+		p := e.peers[id]
+		if !p.replicating() {
+			e.store.MarkOutOfSync(p.slot, off, n)
+			continue
+		}
+		p.seq++
+		p.tl = append(p.tl, tlEntry{seq: p.seq, off: off, n: n, w: w})
+		w.waiting |= bit(id)
+		o.Sends = append(o.Sends, Send{id, &wire.Zero{Seq: p.seq, Offset: uint64(off), Length: uint64(n), Deallocate: deallocate, FUA: fua}})
+	}
+	e.writes[w.id] = w
+	return w.id, o, nil
+}
+
 // LocalWriteDone reports the local write's result.
 func (e *Engine) LocalWriteDone(id uint64, err error) Output {
 	var o Output

@@ -62,16 +62,26 @@ func (c *Cluster) clientWrite() {
 	c.nextWrite++
 	data := stamped(c.nextWrite)
 	fua := c.r.IntN(8) == 0
-	id, o, err := p.Eng.StartWrite(b*Block, data, fua)
+	var id uint64
+	var o engine.Output
+	var err error
+	if c.r.IntN(10) == 0 {
+		// WRITE_ZEROES/TRIM: the block reads as "write #0" afterwards.
+		c.nextWrite--
+		data = make([]byte, Block)
+		id, o, err = p.Eng.StartZero(b*Block, Block, c.r.IntN(2) == 0, fua)
+	} else {
+		id, o, err = p.Eng.StartWrite(b*Block, data, fua)
+	}
 	if err != nil {
 		c.logf("node %d: write refused: %v", p.ID, err)
 		return
 	}
-	c.history[b] = append(c.history[b], clientWrite{id: c.nextWrite})
+	c.history[b] = append(c.history[b], clientWrite{id: binaryID(data)})
 	c.Stats.Writes++
 	p.waiters[id] = waiter{block: b, index: len(c.history[b]) - 1}
 	p.pending = append(p.pending, localOp{id: id, block: b, data: data, fua: fua})
-	c.logf("node %d: write #%d to block %d starts (op %d)", p.ID, c.nextWrite, b, id)
+	c.logf("node %d: write #%d to block %d starts (op %d)", p.ID, binaryID(data), b, id)
 	p.exec(o)
 }
 
@@ -163,6 +173,8 @@ func (n *Node) applyNext(peer uint32) {
 		err = n.Vol.WriteAt(n.c.ctx, a.Data, a.Offset, a.FUA)
 	case engine.ApplyFlush, engine.ApplySyncDone:
 		err = n.Vol.Flush(n.c.ctx)
+	case engine.ApplyZero:
+		err = n.Vol.WriteZeroes(n.c.ctx, a.Offset, a.Length, a.Deallocate, a.FUA)
 	}
 	n.exec(n.Eng.Applied(a, err))
 }

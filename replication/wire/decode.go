@@ -130,6 +130,14 @@ func Decode(f Frame) (Message, error) {
 			return nil, fmt.Errorf("%w: write seq %d at %d", ErrChecksum, w.Seq, w.Offset)
 		}
 		m = w
+	case TypeZero:
+		z := &Zero{Seq: r.u64("seq"), Offset: r.u64("offset"), Length: r.u64("length")}
+		f := r.u8("flags")
+		if f&^3 != 0 {
+			return nil, fmt.Errorf("%w: zero flags %#x", ErrBadFrame, f)
+		}
+		z.Deallocate, z.FUA = f&1 != 0, f&2 != 0
+		m = z
 	case TypeRecvAck:
 		m = &RecvAck{Seq: r.u64("seq")}
 	case TypeWriteAck:

@@ -25,10 +25,11 @@ const (
 	TypePing
 	TypePingAck
 	TypeGoodbye
+	TypeZero
 	maxType
 )
 
-var typeNames = [...]string{"", "hello", "state", "write", "recv-ack", "write-ack", "flush", "flush-ack", "bitmap", "resync-data", "resync-ack", "sync-done", "digest", "digest-reply", "ping", "ping-ack", "goodbye"}
+var typeNames = [...]string{"", "hello", "state", "write", "recv-ack", "write-ack", "flush", "flush-ack", "bitmap", "resync-data", "resync-ack", "sync-done", "digest", "digest-reply", "ping", "ping-ack", "goodbye", "zero"}
 
 func (t Type) String() string {
 	if t > 0 && t < maxType {
@@ -90,6 +91,16 @@ type Write struct {
 	FUA    bool
 	CRC    uint32
 	Data   []byte
+}
+
+// Zero is a replicated WRITE_ZEROES or TRIM: the range must read as zeroes.
+// It shares the Write sequence and acknowledgements.
+type Zero struct {
+	Seq        uint64
+	Offset     uint64
+	Length     uint64
+	Deallocate bool
+	FUA        bool
 }
 
 // RecvAck: every Write up to Seq was received (protocol B).
@@ -184,6 +195,7 @@ func (*DigestReply) Type() Type { return TypeDigestReply }
 func (*Ping) Type() Type        { return TypePing }
 func (*PingAck) Type() Type     { return TypePingAck }
 func (*Goodbye) Type() Type     { return TypeGoodbye }
+func (*Zero) Type() Type        { return TypeZero }
 
 // maxString bounds names and reasons.
 const maxString = 4096
@@ -236,6 +248,20 @@ func (m *Write) AppendFixed(b []byte) []byte {
 }
 
 func (m *Write) Append(b []byte) []byte { return append(m.AppendFixed(b), m.Data...) }
+
+func (m *Zero) Append(b []byte) []byte {
+	b = be.AppendUint64(b, m.Seq)
+	b = be.AppendUint64(b, m.Offset)
+	b = be.AppendUint64(b, m.Length)
+	var f byte
+	if m.Deallocate {
+		f |= 1
+	}
+	if m.FUA {
+		f |= 2
+	}
+	return append(b, f)
+}
 
 func (m *RecvAck) Append(b []byte) []byte { return be.AppendUint64(b, m.Seq) }
 

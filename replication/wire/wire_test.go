@@ -22,6 +22,7 @@ func samples() []Message {
 		&Digest{Kind: DigestVerify, Offset: 8192, Length: 4096, Sum: [16]byte{1, 2, 3}},
 		&DigestReply{Kind: DigestResync, Offset: 8192, Length: 4096, Equal: true},
 		&Ping{}, &PingAck{}, &Goodbye{Reason: "both sides are primary"},
+		&Zero{Seq: 7, Offset: 1 << 30, Length: 1 << 31, Deallocate: true, FUA: true},
 	}
 }
 

@@ -1,0 +1,92 @@
+package integration
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// freePorts returns n distinct free TCP ports on 127.0.0.1.
+func freePorts(t *testing.T, n int) []int {
+	t.Helper()
+	var ports []int
+	var ls []net.Listener
+	for i := 0; i < n; i++ {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ls = append(ls, l)
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	for _, l := range ls {
+		l.Close()
+	}
+	return ports
+}
+
+// clusterSpec describes replicated nodes on loopback.
+type clusterSpec struct {
+	Nodes    int
+	Volume   string
+	Size     string
+	Protocol string
+	// Extra is appended to the volume's replication section.
+	Extra string
+}
+
+// newCluster writes one config per node and returns the (not started) nodes.
+func newCluster(t *testing.T, s clusterSpec) []*node {
+	t.Helper()
+	ports := freePorts(t, s.Nodes)
+	var nodes []*node
+	var nodeList strings.Builder
+	for i := 0; i < s.Nodes; i++ {
+		fmt.Fprintf(&nodeList, "    - {name: n%d, id: %d, address: \"127.0.0.1:%d\"}\n", i, i, ports[i])
+	}
+	for i := 0; i < s.Nodes; i++ {
+		dir := t.TempDir()
+		n := &node{t: t, dir: dir, config: filepath.Join(dir, "replicad.yaml"), socket: filepath.Join(dir, "control.sock")}
+		var peers []string
+		for j := 0; j < s.Nodes; j++ {
+			if j != i {
+				peers = append(peers, fmt.Sprintf("n%d", j))
+			}
+		}
+		cfg := fmt.Sprintf(`node: {name: n%d, id: %d}
+control: {socket: %s}
+metrics: {listen: "127.0.0.1:0"}
+log: {level: debug}
+nbd:
+  listen: ["tcp://127.0.0.1:0"]
+cluster:
+  secret: "integration-test-secret-0123456789"
+  nodes:
+%svolumes:
+  - name: %s
+    device: %s/%s.img
+    size: %s
+    al-extents: 257
+    replication:
+      peers: [%s]
+      protocol: %s
+      ping-interval: 500ms
+      ping-timeout: 1s
+      connect-interval: 200ms
+%s`, i, i, n.socket, nodeList.String(), s.Volume, dir, s.Volume, s.Size, strings.Join(peers, ", "), s.Protocol, s.Extra)
+		if err := os.WriteFile(n.config, []byte(cfg), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		nodes = append(nodes, n)
+	}
+	return nodes
+}
+
+// waitSync waits for a volume to be in sync with every peer (repctl wait-sync).
+func (n *node) waitSync(volume string) {
+	n.t.Helper()
+	n.mustRepctl("wait-sync", "--quiet", volume)
+}

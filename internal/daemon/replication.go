@@ -1,0 +1,345 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/replicad/replicad/internal/control"
+	"github.com/replicad/replicad/replication"
+	"github.com/replicad/replicad/replication/engine"
+	"github.com/replicad/replicad/replication/uuid"
+)
+
+// newTransport builds the replication transport when the cluster has nodes.
+func (d *Daemon) newTransport() (*replication.Transport, error) {
+	cl := d.cfg.Cluster
+	if len(cl.Nodes) == 0 {
+		return nil, nil
+	}
+	secret := []byte(cl.Secret)
+	if cl.SecretFile != "" {
+		b, err := os.ReadFile(cl.SecretFile)
+		if err != nil {
+			return nil, fmt.Errorf("cluster.secret-file: %w", err)
+		}
+		secret = []byte(strings.TrimSpace(string(b)))
+	}
+	peers := map[uint32]string{}
+	for _, n := range cl.Nodes {
+		if n.Name != d.cfg.Node.Name {
+			peers[n.ID] = n.Address
+		}
+	}
+	return replication.NewTransport(replication.TransportConfig{NodeID: d.cfg.Node.ID, Secret: secret, Peers: peers, Logger: d.log})
+}
+
+// replicationListen is where this node accepts peers.
+func (d *Daemon) replicationListen() string {
+	if l := d.cfg.Cluster.Listen; l != "" {
+		_, addr, _ := ParseListen(l)
+		return addr
+	}
+	for _, n := range d.cfg.Cluster.Nodes {
+		if n.Name == d.cfg.Node.Name {
+			return n.Address
+		}
+	}
+	return ""
+}
+
+func (d *Daemon) nodeID(name string) (uint32, bool) {
+	for _, n := range d.cfg.Cluster.Nodes {
+		if n.Name == name {
+			return n.ID, true
+		}
+	}
+	return 0, false
+}
+
+func (d *Daemon) nodeName(id uint32) string {
+	for _, n := range d.cfg.Cluster.Nodes {
+		if n.ID == id {
+			return n.Name
+		}
+	}
+	return fmt.Sprintf("node%d", id)
+}
+
+func (d *Daemon) replicatorConfig(v VolumeConfig) replication.ReplicatorConfig {
+	r := v.Replication
+	c := replication.DefaultReplicatorConfig()
+	c.NodeID = d.cfg.Node.ID
+	for _, p := range r.Peers {
+		id, _ := d.nodeID(p)
+		c.Peers = append(c.Peers, id)
+	}
+	c.Protocol = r.Protocol[0]
+	c.Policies = uuid.Policies{After0Pri: r.After0Pri, After1Pri: r.After1Pri, After2Pri: r.After2Pri}
+	c.AllowTwoPrimaries = r.AllowTwoPrimaries
+	c.SplitBrainHandler = r.SplitBrainHandler
+	c.ResyncRate = r.ResyncRate
+	c.PingInterval, c.PingTimeout, c.ConnectInterval = r.PingInterval, r.PingTimeout, r.ConnectInterval
+	c.Logger = d.log
+	return c
+}
+
+// startReplication starts a volume's replicator and forwards its events.
+func (d *Daemon) startReplication(v *volume, vol *replication.Volume) (*replication.Replicator, error) {
+	rep, err := replication.NewReplicator(v.cfg.Name, vol, d.transport, d.replicatorConfig(v.cfg))
+	if err != nil {
+		return nil, err
+	}
+	ch := rep.Subscribe()
+	v.events = ch
+	go func() {
+		for ev := range ch {
+			e := control.Event{Time: time.Now(), Volume: v.cfg.Name, What: ev.What, Old: ev.Old, New: ev.New, Reason: ev.Reason}
+			if ev.PeerSet {
+				e.Peer = d.nodeName(ev.Peer)
+			}
+			d.bus.publish(e)
+		}
+	}()
+	rep.Start()
+	return rep, nil
+}
+
+func (d *Daemon) stopReplication(v *volume, rep *replication.Replicator) {
+	rep.Close()
+	rep.Unsubscribe(v.events)
+	close(v.events)
+}
+
+// peersStatus fills a volume's role, disk and peers from its replicator.
+func (d *Daemon) peersStatus(out *control.Volume, rep *replication.Replicator) {
+	st := rep.Status()
+	out.Role, out.Disk = st.Role.String(), st.Disk.String()
+	for _, p := range st.Peers {
+		cp := control.Peer{
+			Node: d.nodeName(p.Node), NodeID: int32(p.Node), Connection: p.Conn.String(), Replication: p.Repl.String(),
+			Role: p.Role.String(), Disk: p.Disk.String(), OutOfSyncBytes: p.OutOfSyncBytes, LastError: p.LastError,
+		}
+		if cp.LastError == "" {
+			cp.LastError = st.LinkError[p.Node]
+		}
+		cp.SentBytes, cp.ReceivedBytes = st.Traffic[p.Node].Sent, st.Traffic[p.Node].Received
+		if p.Repl == engine.SyncSource || p.Repl == engine.SyncTarget {
+			rs := &control.Resync{TotalBytes: p.ResyncTotal, DoneBytes: p.ResyncDone, BytesPerSec: st.ResyncRate[p.Node], ETASeconds: -1}
+			if p.ResyncTotal > 0 {
+				rs.Percent = 100 * float64(p.ResyncDone) / float64(p.ResyncTotal)
+			}
+			if rs.BytesPerSec > 0 {
+				rs.ETASeconds = float64(p.ResyncTotal-p.ResyncDone) / rs.BytesPerSec
+			}
+			cp.Resync = rs
+		}
+		out.Peers = append(out.Peers, cp)
+	}
+}
+
+// replicator returns an up, replicated volume's replicator.
+func (d *Daemon) replicator(name string) (*volume, *replication.Replicator, error) {
+	v, err := d.volume(name)
+	if err != nil {
+		return nil, nil, err
+	}
+	v.mu.Lock()
+	rep, up := v.mu.rep, v.mu.vol != nil
+	v.mu.Unlock()
+	switch {
+	case !v.cfg.Replicated():
+		return v, nil, control.Errorf(http.StatusConflict, "configure replication.peers for it", "volume %s is standalone (no peers): it is always primary", name)
+	case !up:
+		return v, nil, control.Errorf(http.StatusConflict, fmt.Sprintf("run `repctl up %s` first", name), "volume %s is not up", name)
+	}
+	return v, rep, nil
+}
+
+// Promote makes this node primary for a volume.
+func (d *Daemon) Promote(name string, force bool) (control.Volume, error) {
+	v, rep, err := d.replicator(name)
+	if err != nil {
+		return control.Volume{}, err
+	}
+	if err := rep.Promote(force); err != nil {
+		hint := ""
+		switch {
+		case errors.Is(err, engine.ErrNotUpToDate):
+			hint = "use `repctl primary --force " + name + "` only if this node's data is the copy to keep"
+		case errors.Is(err, engine.ErrPeerPrimary):
+			hint = "demote the other node first (`repctl secondary " + name + "` there)"
+		}
+		return control.Volume{}, control.WithStatus(http.StatusConflict, hint, err)
+	}
+	return d.volumeStatus(v), nil
+}
+
+// Demote makes this node secondary for a volume; NBD clients must be gone.
+func (d *Daemon) Demote(name string) (control.Volume, error) {
+	v, rep, err := d.replicator(name)
+	if err != nil {
+		return control.Volume{}, err
+	}
+	if n := d.nbd.Connections()[name]; n > 0 && rep.Role() == engine.Primary {
+		return control.Volume{}, control.Errorf(http.StatusConflict,
+			"disconnect them (nbd-client -d, umount) or run `repctl down "+name+"`",
+			"volume %s has %d NBD connection(s) open; a primary in use cannot be demoted", name, n)
+	}
+	if err := rep.Demote(); err != nil {
+		return control.Volume{}, err
+	}
+	return d.volumeStatus(v), nil
+}
+
+// Connect lets peers (or one) connect again, optionally discarding this
+// node's data to resolve a split brain.
+func (d *Daemon) Connect(name, peer string, discardMyData, connect bool) (control.Volume, error) {
+	v, rep, err := d.replicator(name)
+	if err != nil {
+		return control.Volume{}, err
+	}
+	var ids []uint32
+	if peer == "" {
+		for _, p := range v.cfg.Replication.Peers {
+			id, _ := d.nodeID(p)
+			ids = append(ids, id)
+		}
+	} else {
+		id, ok := d.nodeID(peer)
+		if !ok || !contains(v.cfg.Replication.Peers, peer) {
+			return control.Volume{}, control.Errorf(http.StatusNotFound, "peers: "+strings.Join(v.cfg.Replication.Peers, ", "),
+				"%q is not a peer of volume %s", peer, name)
+		}
+		ids = []uint32{id}
+	}
+	for _, id := range ids {
+		if connect {
+			err = rep.Connect(id, discardMyData)
+		} else {
+			err = rep.Disconnect(id)
+		}
+		if err != nil {
+			return control.Volume{}, err
+		}
+	}
+	return d.volumeStatus(v), nil
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func (d *Daemon) replicationRoutes() {
+	h := func(f func(r *http.Request) (any, error)) http.Handler { return control.Handle(d.log, f) }
+	d.mux.Handle("POST /v1/volumes/{name}/primary", h(func(r *http.Request) (any, error) {
+		var req control.PrimaryRequest
+		if err := control.DecodeBody(r, &req); err != nil {
+			return nil, err
+		}
+		return d.Promote(r.PathValue("name"), req.Force)
+	}))
+	d.mux.Handle("POST /v1/volumes/{name}/secondary", h(func(r *http.Request) (any, error) {
+		return d.Demote(r.PathValue("name"))
+	}))
+	for _, verb := range []string{"connect", "disconnect"} {
+		connect := verb == "connect"
+		d.mux.Handle("POST /v1/volumes/{name}/"+verb, h(func(r *http.Request) (any, error) {
+			var req control.ConnectRequest
+			if err := control.DecodeBody(r, &req); err != nil {
+				return nil, err
+			}
+			return d.Connect(r.PathValue("name"), req.Peer, req.DiscardMyData, connect)
+		}))
+	}
+	d.mux.HandleFunc("GET /v1/events", d.serveEvents)
+}
+
+// serveEvents streams state changes as JSON lines until the client goes.
+func (d *Daemon) serveEvents(w http.ResponseWriter, r *http.Request) {
+	volume := r.URL.Query().Get("volume")
+	ch := d.bus.subscribe()
+	defer d.bus.unsubscribe(ch)
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.WriteHeader(http.StatusOK)
+	fl, _ := w.(http.Flusher)
+	if fl != nil {
+		fl.Flush()
+	}
+	enc := json.NewEncoder(w)
+	for {
+		select {
+		case ev := <-ch:
+			if volume != "" && ev.Volume != volume {
+				continue
+			}
+			if err := enc.Encode(ev); err != nil {
+				return
+			}
+			if fl != nil {
+				fl.Flush()
+			}
+		case <-r.Context().Done():
+			return
+		case <-d.bus.closed:
+			return
+		}
+	}
+}
+
+// eventBus fans events out to `repctl events` streams.
+type eventBus struct {
+	mu     sync.Mutex
+	subs   map[chan control.Event]struct{}
+	closed chan struct{}
+	once   sync.Once
+}
+
+func newEventBus() *eventBus {
+	return &eventBus{subs: make(map[chan control.Event]struct{}), closed: make(chan struct{})}
+}
+
+func (b *eventBus) publish(e control.Event) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for ch := range b.subs {
+		select {
+		case ch <- e:
+		default:
+		}
+	}
+}
+
+func (b *eventBus) subscribe() chan control.Event {
+	ch := make(chan control.Event, 256)
+	b.mu.Lock()
+	b.subs[ch] = struct{}{}
+	b.mu.Unlock()
+	return ch
+}
+
+func (b *eventBus) unsubscribe(ch chan control.Event) {
+	b.mu.Lock()
+	delete(b.subs, ch)
+	b.mu.Unlock()
+}
+
+func (b *eventBus) close() { b.once.Do(func() { close(b.closed) }) }
+
+// listenReplication opens the replication listener.
+func (d *Daemon) listenReplication(ctx context.Context) (net.Listener, error) {
+	var lc net.ListenConfig
+	return lc.Listen(ctx, "tcp", d.replicationListen())
+}

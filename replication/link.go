@@ -1,0 +1,500 @@
+package replication
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync/atomic"
+	"time"
+
+	"github.com/replicad/replicad/internal/clock"
+	"github.com/replicad/replicad/replication/engine"
+	"github.com/replicad/replicad/replication/wire"
+)
+
+// link keeps a volume connected to one peer: it dials (the lower node id
+// dials) or takes accepted connections, runs sessions and reconnects.
+type link struct {
+	r          *Replicator
+	peer       uint32
+	accepted   chan *peerConn
+	kick       chan struct{} // wake the connect loop
+	resyncKick chan struct{}
+
+	// Guarded by r.mu.
+	sess          *session
+	resyncRunning bool
+	lastDialErr   string
+
+	// Byte counters (frames including headers), for metrics and tests.
+	stats LinkStats
+}
+
+// LinkStats counts a link's traffic since the replicator started.
+type LinkStats struct {
+	// SentBytes and ReceivedBytes count whole frames by message kind:
+	// "write" (Write and Zero), "resync" (ResyncData and digests), "other".
+	SentBytes     map[string]*atomic.Int64
+	ReceivedBytes map[string]*atomic.Int64
+}
+
+func newLinkStats() LinkStats {
+	s := LinkStats{SentBytes: map[string]*atomic.Int64{}, ReceivedBytes: map[string]*atomic.Int64{}}
+	for _, k := range []string{"write", "resync", "other"} {
+		s.SentBytes[k], s.ReceivedBytes[k] = new(atomic.Int64), new(atomic.Int64)
+	}
+	return s
+}
+
+// kind classifies a message for the byte counters.
+func kind(t wire.Type) string {
+	switch t {
+	case wire.TypeWrite, wire.TypeZero:
+		return "write"
+	case wire.TypeResyncData, wire.TypeDigest, wire.TypeDigestReply:
+		return "resync"
+	}
+	return "other"
+}
+
+// session is one connection's lifetime.
+type session struct {
+	conn   *peerConn
+	queue  []wire.Message // guarded by r.mu
+	signal chan struct{}
+	dead   bool   // guarded by r.mu
+	reason string // why it was killed
+	done   chan struct{}
+}
+
+func (l *link) wake() {
+	select {
+	case l.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (l *link) run() {
+	r := l.r
+	for r.ctx.Err() == nil {
+		r.mu.Lock()
+		want := r.eng.WantsConnection(l.peer)
+		r.mu.Unlock()
+		if !want {
+			select {
+			case pc := <-l.accepted:
+				pc.Write(wire.AppendFrame(nil, &wire.Goodbye{Reason: fmt.Sprintf("node %d keeps volume %s StandAlone (repctl connect on it)", r.cfg.NodeID, r.name())}))
+				pc.Close()
+			case <-l.kick:
+			case <-r.ctx.Done():
+			}
+			continue
+		}
+		var pc *peerConn
+		if r.cfg.NodeID < l.peer {
+			var err error
+			pc, err = r.tr.dial(r.ctx, l.peer)
+			if err != nil {
+				r.mu.Lock()
+				if err.Error() != l.lastDialErr {
+					r.log.Info("cannot reach peer; retrying", "peer", l.peer, "err", err)
+					l.lastDialErr = err.Error()
+				}
+				r.mu.Unlock()
+				l.pause()
+				continue
+			}
+		} else {
+			select {
+			case pc = <-l.accepted:
+			case <-l.kick:
+				continue
+			case <-r.ctx.Done():
+				return
+			}
+		}
+		r.mu.Lock()
+		l.lastDialErr = ""
+		r.mu.Unlock()
+		l.runSession(pc)
+		l.pause()
+	}
+}
+
+// pause waits ConnectInterval (or a kick).
+func (l *link) pause() {
+	t := l.r.cfg.Clock.NewTimer(l.r.cfg.ConnectInterval)
+	defer t.Stop()
+	select {
+	case <-t.C():
+	case <-l.kick:
+	case <-l.r.ctx.Done():
+	}
+}
+
+func (l *link) runSession(pc *peerConn) {
+	r := l.r
+	s := &session{conn: pc, signal: make(chan struct{}, 1), done: make(chan struct{})}
+	r.mu.Lock()
+	l.sess = s
+	out, err := r.eng.Connected(l.peer)
+	if err != nil {
+		l.sess = nil
+		r.mu.Unlock()
+		pc.Close()
+		return
+	}
+	r.execLocked(out)
+	var first []engine.Apply
+	var firstErr error
+	if pc.first != nil {
+		out, firstErr = r.eng.Receive(l.peer, pc.first)
+		first = r.execLocked(out)
+	}
+	r.mu.Unlock()
+	r.log.Info("peer connected", "peer", l.peer, "remote", pc.RemoteAddr().String())
+	senderDone := make(chan struct{})
+	go func() {
+		defer close(senderDone)
+		l.sender(s)
+	}()
+	reason := "protocol error: " + fmt.Sprint(firstErr)
+	if firstErr == nil {
+		reason = l.reader(s, first)
+	}
+	r.mu.Lock()
+	if s.dead && s.reason != "" {
+		reason = s.reason
+	}
+	s.dead = true
+	r.mu.Unlock()
+	pc.Close()
+	close(s.done)
+	<-senderDone
+	r.mu.Lock()
+	l.sess = nil
+	r.execLocked(r.eng.Disconnected(l.peer, reason))
+	r.mu.Unlock()
+	r.log.Info("peer disconnected", "peer", l.peer, "reason", reason)
+}
+
+// sendLocked queues a message on the current session.
+func (l *link) sendLocked(m wire.Message) {
+	s := l.sess
+	if s == nil || s.dead {
+		return
+	}
+	s.queue = append(s.queue, m)
+	select {
+	case s.signal <- struct{}{}:
+	default:
+	}
+}
+
+// killLocked ends the session: queued messages (a Goodbye) still go out,
+// then the connection closes; a second later it closes regardless.
+func (l *link) killLocked(reason string, standAlone bool) {
+	s := l.sess
+	if s == nil || s.dead {
+		l.wake()
+		return
+	}
+	s.dead, s.reason = true, reason
+	select {
+	case s.signal <- struct{}{}:
+	default:
+	}
+	conn := s.conn
+	go func() {
+		t := time.NewTimer(time.Second)
+		defer t.Stop()
+		select {
+		case <-s.done:
+		case <-t.C:
+			conn.Close()
+		}
+	}()
+}
+
+func (l *link) reader(s *session, pending []engine.Apply) string {
+	r := l.r
+	if reason := l.applyAll(pending); reason != "" {
+		return reason
+	}
+	var buf []byte
+	idle := r.cfg.PingInterval + r.cfg.PingTimeout
+	for {
+		s.conn.SetReadDeadline(time.Now().Add(idle))
+		f, err := wire.ReadFrame(s.conn.r, buf)
+		if err != nil {
+			var ne net.Error
+			switch {
+			case errors.As(err, &ne) && ne.Timeout():
+				return fmt.Sprintf("peer silent for %v (ping timeout)", idle)
+			case errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed):
+				return "connection closed"
+			}
+			return "connection failed: " + err.Error()
+		}
+		l.stats.ReceivedBytes[kind(f.Type)].Add(int64(wire.HeaderSize + len(f.Payload)))
+		if cap(f.Payload) > cap(buf) && f.Flags&wire.FlagS2 == 0 {
+			buf = f.Payload[:0]
+		}
+		m, err := wire.Decode(f)
+		if err != nil {
+			if errors.Is(err, wire.ErrChecksum) {
+				return "data checksum mismatch, the link corrupted data: " + err.Error()
+			}
+			return "protocol error: " + err.Error()
+		}
+		switch m.(type) {
+		case *wire.Ping:
+			r.mu.Lock()
+			l.sendLocked(&wire.PingAck{})
+			r.mu.Unlock()
+			continue
+		case *wire.PingAck:
+			continue
+		}
+		r.mu.Lock()
+		out, err := r.eng.Receive(l.peer, m)
+		applies := r.execLocked(out)
+		r.mu.Unlock()
+		if err != nil {
+			return err.Error()
+		}
+		if _, ok := m.(*wire.ResyncAck); ok {
+			select {
+			case l.resyncKick <- struct{}{}:
+			default:
+			}
+		}
+		if reason := l.applyAll(applies); reason != "" {
+			return reason
+		}
+	}
+}
+
+// applyAll performs received operations in order and reports them back.
+func (l *link) applyAll(as []engine.Apply) string {
+	r := l.r
+	for _, a := range as {
+		var err error
+		switch a.Kind {
+		case engine.ApplyWrite:
+			err = r.vol.WriteAt(r.ctx, a.Data, a.Offset, a.FUA)
+		case engine.ApplyZero:
+			err = r.vol.WriteZeroes(r.ctx, a.Offset, a.Length, a.Deallocate, a.FUA)
+		case engine.ApplyResync:
+			err = r.vol.WriteAt(r.ctx, a.Data, a.Offset, false)
+		case engine.ApplyFlush, engine.ApplySyncDone:
+			err = r.vol.Flush(r.ctx)
+		}
+		r.mu.Lock()
+		r.execLocked(r.eng.Applied(a, err))
+		r.mu.Unlock()
+	}
+	return ""
+}
+
+// sender writes queued messages, coalescing cumulative acknowledgements,
+// pings the peer when idle, and reports Writes written to the socket.
+func (l *link) sender(s *session) {
+	r := l.r
+	w := bufio.NewWriterSize(s.conn, 256<<10)
+	ping := r.cfg.Clock.NewTimer(r.cfg.PingInterval)
+	defer ping.Stop()
+	var scratch []byte
+	for {
+		select {
+		case <-s.signal:
+		case <-ping.C():
+			r.mu.Lock()
+			l.sendLocked(&wire.Ping{})
+			r.mu.Unlock()
+			ping.Reset(r.cfg.PingInterval)
+			continue
+		case <-s.done:
+			return
+		}
+		r.mu.Lock()
+		batch, dead := s.queue, s.dead
+		s.queue = nil
+		r.mu.Unlock()
+		var sent uint64
+		for _, m := range coalesce(batch) {
+			var err error
+			var n int
+			scratch, n, err = writeFrame(w, scratch, m)
+			l.stats.SentBytes[kind(m.Type())].Add(int64(n))
+			if err != nil {
+				s.conn.Close()
+				return
+			}
+			switch m := m.(type) {
+			case *wire.Write:
+				sent = m.Seq
+			case *wire.Zero:
+				sent = m.Seq
+			}
+		}
+		if err := w.Flush(); err != nil {
+			s.conn.Close()
+			return
+		}
+		if dead {
+			s.conn.Close()
+			return
+		}
+		if sent > 0 {
+			r.mu.Lock()
+			r.execLocked(r.eng.Sent(l.peer, sent))
+			r.mu.Unlock()
+		}
+	}
+}
+
+// writeFrame writes m; data payloads go from the caller's buffer without a
+// copy.
+func writeFrame(w *bufio.Writer, scratch []byte, m wire.Message) ([]byte, int, error) {
+	var data []byte
+	scratch = append(scratch[:0], make([]byte, wire.HeaderSize)...)
+	switch m := m.(type) {
+	case *wire.Write:
+		scratch, data = m.AppendFixed(scratch), m.Data
+	case *wire.ResyncData:
+		scratch, data = m.AppendFixed(scratch), m.Data
+	default:
+		scratch = m.Append(scratch)
+	}
+	wire.PutHeader(scratch, m.Type(), 0, len(scratch)-wire.HeaderSize+len(data))
+	if _, err := w.Write(scratch); err != nil {
+		return scratch, 0, err
+	}
+	_, err := w.Write(data)
+	return scratch, len(scratch) + len(data), err
+}
+
+// coalesce drops acknowledgements superseded later in the batch (they are
+// cumulative).
+func coalesce(batch []wire.Message) []wire.Message {
+	var lastWA, lastRA int = -1, -1
+	for i, m := range batch {
+		switch a := m.(type) {
+		case *wire.WriteAck:
+			if a.Err == "" {
+				lastWA = i
+			}
+		case *wire.RecvAck:
+			lastRA = i
+		}
+	}
+	out := batch[:0:0]
+	for i, m := range batch {
+		switch a := m.(type) {
+		case *wire.WriteAck:
+			if a.Err == "" && i != lastWA {
+				continue
+			}
+		case *wire.RecvAck:
+			if i != lastRA {
+				continue
+			}
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// startResyncLocked runs the resync sender for this peer.
+func (l *link) startResyncLocked() {
+	if l.resyncRunning {
+		select {
+		case l.resyncKick <- struct{}{}:
+		default:
+		}
+		return
+	}
+	l.resyncRunning = true
+	l.r.wg.Add(1)
+	go func() {
+		defer l.r.wg.Done()
+		l.resync()
+	}()
+}
+
+// resync sends out-of-sync ranges while this node is the peer's sync
+// source, keeping at most ResyncWindow bytes in flight and at most
+// ResyncRate bytes per second.
+func (l *link) resync() {
+	r := l.r
+	bucket := tokenBucket{rate: r.cfg.ResyncRate, clock: r.cfg.Clock}
+	for {
+		r.mu.Lock()
+		inflight, active := r.eng.ResyncInflight(l.peer)
+		if !active || r.ctx.Err() != nil {
+			l.resyncRunning = false
+			r.mu.Unlock()
+			return
+		}
+		if inflight >= r.cfg.ResyncWindow {
+			r.mu.Unlock()
+			l.waitResync(50 * time.Millisecond)
+			continue
+		}
+		off, n, link, ok := r.eng.NextResync(l.peer, r.cfg.ResyncChunk)
+		if !ok {
+			r.execLocked(r.eng.ResyncIdle(l.peer))
+			r.mu.Unlock()
+			l.waitResync(200 * time.Millisecond)
+			continue
+		}
+		r.mu.Unlock()
+		bucket.take(n, r.ctx.Done())
+		r.ranges.lock(off, n)
+		data := make([]byte, n)
+		err := r.vol.ReadAt(r.ctx, data, off)
+		r.mu.Lock()
+		r.execLocked(r.eng.ResyncRead(l.peer, link, off, data, err))
+		r.mu.Unlock()
+		r.ranges.unlock(off, n)
+	}
+}
+
+func (l *link) waitResync(d time.Duration) {
+	t := l.r.cfg.Clock.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-l.resyncKick:
+	case <-t.C():
+	case <-l.r.ctx.Done():
+	}
+}
+
+// tokenBucket paces the resync to rate bytes/s (0: unlimited), allowing a
+// burst of one second.
+type tokenBucket struct {
+	rate   int64
+	clock  clock.Clock
+	tokens float64
+	last   time.Time
+}
+
+func (b *tokenBucket) take(n int64, done <-chan struct{}) {
+	if b.rate <= 0 {
+		return
+	}
+	now := b.clock.Now()
+	if b.last.IsZero() {
+		b.last, b.tokens = now, float64(b.rate)
+	}
+	b.tokens = min(float64(b.rate), b.tokens+now.Sub(b.last).Seconds()*float64(b.rate))
+	b.last = now
+	b.tokens -= float64(n)
+	if b.tokens < 0 {
+		wait := time.Duration(-b.tokens / float64(b.rate) * float64(time.Second))
+		clock.Sleep(b.clock, wait, done)
+	}
+}

@@ -1,0 +1,421 @@
+package replication
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"sync"
+	"time"
+
+	"github.com/replicad/replicad/internal/clock"
+	"github.com/replicad/replicad/replication/engine"
+	"github.com/replicad/replicad/replication/uuid"
+)
+
+// ReplicatorConfig configures one volume's replication.
+type ReplicatorConfig struct {
+	NodeID            uint32
+	Peers             []uint32
+	Protocol          byte
+	Policies          uuid.Policies
+	AllowTwoPrimaries bool
+	// PingInterval is how often an idle link is pinged; a link that stays
+	// silent for PingInterval+PingTimeout is dead.
+	PingInterval, PingTimeout time.Duration
+	// ConnectInterval is the pause between connection attempts.
+	ConnectInterval time.Duration
+	// ResyncChunk is the largest resync request; ResyncWindow bounds the
+	// bytes in flight; ResyncRate caps the rate (bytes/s, 0: no cap).
+	ResyncChunk, ResyncWindow, ResyncRate int64
+	// SplitBrainHandler, if set, is run (with REPLICAD_* variables) when a
+	// split brain is detected and not resolved automatically.
+	SplitBrainHandler string
+	Clock             clock.Clock
+	Logger            *slog.Logger
+}
+
+// DefaultReplicatorConfig returns DRBD-like defaults.
+func DefaultReplicatorConfig() ReplicatorConfig {
+	return ReplicatorConfig{
+		Protocol: 'C', Policies: uuid.DefaultPolicies(),
+		PingInterval: 2 * time.Second, PingTimeout: 2 * time.Second, ConnectInterval: time.Second,
+		ResyncChunk: 1 << 20, ResyncWindow: 16 << 20,
+	}
+}
+
+// Replicator runs a volume's replication: it is the volume's I/O path
+// (WriteAt, Flush, ...) when peers are configured, and it keeps one link
+// per peer.
+type Replicator struct {
+	cfg    ReplicatorConfig
+	vol    *Volume
+	tr     *Transport
+	log    *slog.Logger
+	ranges *rangeLock
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	// mu guards the engine and everything below; the engine's output is
+	// performed under it where order matters (queueing messages).
+	mu      sync.Mutex
+	eng     *engine.Engine
+	links   map[uint32]*link
+	waiters map[uint64]chan error
+	subs    map[chan engine.Event]struct{}
+	rates   map[uint32]*rateMeter
+}
+
+// NewReplicator starts the engine for vol (the volume starts secondary).
+func NewReplicator(name string, vol *Volume, tr *Transport, cfg ReplicatorConfig) (*Replicator, error) {
+	if cfg.Clock == nil {
+		cfg.Clock = clock.Real()
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	eng, err := engine.New(engine.Config{
+		NodeID: cfg.NodeID, Volume: name, Peers: cfg.Peers, Protocol: cfg.Protocol,
+		Policies: cfg.Policies, AllowTwoPrimaries: cfg.AllowTwoPrimaries, NewUUID: rand.Uint64,
+	}, vol)
+	if err != nil {
+		return nil, err
+	}
+	r := &Replicator{cfg: cfg, vol: vol, tr: tr, log: cfg.Logger.With("volume", name), ranges: newRangeLock(),
+		eng: eng, links: make(map[uint32]*link), waiters: make(map[uint64]chan error),
+		subs: make(map[chan engine.Event]struct{}), rates: make(map[uint32]*rateMeter)}
+	r.ctx, r.cancel = context.WithCancel(context.Background())
+	for _, p := range cfg.Peers {
+		l := &link{r: r, peer: p, kick: make(chan struct{}, 1), resyncKick: make(chan struct{}, 1), stats: newLinkStats()}
+		l.accepted = tr.register(name, p)
+		r.links[p] = l
+		r.rates[p] = &rateMeter{}
+	}
+	return r, nil
+}
+
+// Start runs the links.
+func (r *Replicator) Start() {
+	for _, l := range r.links {
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			l.run()
+		}()
+	}
+}
+
+// Close disconnects every peer and waits for the links. The volume is not
+// closed.
+func (r *Replicator) Close() error {
+	r.cancel()
+	r.mu.Lock()
+	for _, l := range r.links {
+		l.killLocked("volume going down", false)
+	}
+	r.mu.Unlock()
+	r.wg.Wait()
+	for name := range r.links {
+		r.tr.unregister(r.name(), name)
+	}
+	return nil
+}
+
+func (r *Replicator) name() string { return r.vol.Name() }
+
+// exec performs an engine output; r.mu is held. It returns the Applies,
+// which the caller (a link's reader) performs in order.
+func (r *Replicator) execLocked(o engine.Output) []engine.Apply {
+	for _, s := range o.Sends {
+		if l := r.links[s.Peer]; l != nil {
+			l.sendLocked(s.Msg)
+		}
+	}
+	for _, c := range o.Completions {
+		if ch, ok := r.waiters[c.ID]; ok {
+			delete(r.waiters, c.ID)
+			ch <- c.Err
+		}
+	}
+	for _, d := range o.Disconnects {
+		if l := r.links[d.Peer]; l != nil {
+			r.log.Warn("disconnecting peer", "peer", d.Peer, "reason", d.Reason)
+			l.killLocked(d.Reason, d.StandAlone)
+		}
+	}
+	for _, p := range o.Resyncs {
+		if l := r.links[p]; l != nil {
+			l.startResyncLocked()
+		}
+	}
+	for _, ev := range o.Events {
+		attrs := []any{"what", ev.What, "from", ev.Old, "to", ev.New}
+		if ev.PeerSet {
+			attrs = append(attrs, "peer", ev.Peer)
+		}
+		if ev.Reason != "" {
+			attrs = append(attrs, "reason", ev.Reason)
+		}
+		r.log.Info("state change", attrs...)
+		for ch := range r.subs {
+			select {
+			case ch <- ev:
+			default: // a slow subscriber misses events rather than stalling I/O
+			}
+		}
+	}
+	for _, h := range o.Handlers {
+		r.runHandler(h)
+	}
+	return o.Applies
+}
+
+func (r *Replicator) runHandler(h engine.Handler) {
+	r.log.Error("handler", "name", h.Name, "peer", h.Peer, "detail", h.Detail)
+	if h.Name != "split-brain" || r.cfg.SplitBrainHandler == "" {
+		return
+	}
+	cmd := exec.Command("/bin/sh", "-c", r.cfg.SplitBrainHandler)
+	cmd.Env = append(os.Environ(),
+		"REPLICAD_HANDLER="+h.Name, "REPLICAD_VOLUME="+r.name(),
+		fmt.Sprintf("REPLICAD_NODE_ID=%d", r.cfg.NodeID), fmt.Sprintf("REPLICAD_PEER_NODE_ID=%d", h.Peer),
+		"REPLICAD_DETAIL="+h.Detail)
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		out, err := cmd.CombinedOutput()
+		r.log.Info("split-brain handler finished", "command", r.cfg.SplitBrainHandler, "err", err, "output", string(out))
+	}()
+}
+
+// wait blocks until a write or flush completes. It does not give up on
+// ctx: the caller's buffer may still be queued to a peer until then (a
+// stuck peer is cut off by the ping timeout).
+func (r *Replicator) waiterLocked(id uint64) chan error {
+	ch := make(chan error, 1)
+	r.waiters[id] = ch
+	return ch
+}
+
+// ErrNotReadable is returned by ReadAt when the local data is Inconsistent
+// (mid-resync as a target) or failed.
+var ErrNotReadable = errors.New("local data is not readable (Inconsistent or failed)")
+
+// Size is the data size.
+func (r *Replicator) Size() int64 { return r.vol.Size() }
+
+// ReadAt reads local data, which must be consistent.
+func (r *Replicator) ReadAt(ctx context.Context, p []byte, off int64) error {
+	r.mu.Lock()
+	d := r.eng.Disk()
+	r.mu.Unlock()
+	if d == engine.Inconsistent || d == engine.Failed {
+		return fmt.Errorf("%w: disk is %v", ErrNotReadable, d)
+	}
+	return r.vol.ReadAt(ctx, p, off)
+}
+
+// blockRange rounds [off, off+n) out to bitmap blocks, the unit the range
+// lock must cover (bits and resync reads are per block).
+func (r *Replicator) blockRange(off, n int64) (int64, int64) {
+	g := r.vol.Granularity()
+	start := off &^ (g - 1)
+	end := (off + n + g - 1) &^ (g - 1)
+	return start, end - start
+}
+
+// WriteAt replicates a write: queued to the peers, written locally, and
+// complete per the protocol.
+func (r *Replicator) WriteAt(ctx context.Context, p []byte, off int64, fua bool) error {
+	if err := r.vol.checkRange(off, int64(len(p)), true); err != nil {
+		return err
+	}
+	lo, ln := r.blockRange(off, int64(len(p)))
+	r.ranges.lock(lo, ln)
+	r.mu.Lock()
+	id, out, err := r.eng.StartWrite(off, p, fua)
+	if err != nil {
+		r.mu.Unlock()
+		r.ranges.unlock(lo, ln)
+		return err
+	}
+	done := r.waiterLocked(id)
+	r.execLocked(out)
+	r.mu.Unlock()
+	err = r.vol.WriteAt(ctx, p, off, fua)
+	r.ranges.unlock(lo, ln)
+	r.mu.Lock()
+	r.execLocked(r.eng.LocalWriteDone(id, err))
+	r.mu.Unlock()
+	return <-done
+}
+
+// WriteZeroes replicates a zeroing (WRITE_ZEROES or TRIM).
+func (r *Replicator) WriteZeroes(ctx context.Context, off, n int64, deallocate, fua bool) error {
+	if err := r.vol.checkRange(off, n, true); err != nil {
+		return err
+	}
+	lo, ln := r.blockRange(off, n)
+	r.ranges.lock(lo, ln)
+	r.mu.Lock()
+	id, out, err := r.eng.StartZero(off, n, deallocate, fua)
+	if err != nil {
+		r.mu.Unlock()
+		r.ranges.unlock(lo, ln)
+		return err
+	}
+	done := r.waiterLocked(id)
+	r.execLocked(out)
+	r.mu.Unlock()
+	err = r.vol.WriteZeroes(ctx, off, n, deallocate, fua)
+	r.ranges.unlock(lo, ln)
+	r.mu.Lock()
+	r.execLocked(r.eng.LocalWriteDone(id, err))
+	r.mu.Unlock()
+	return <-done
+}
+
+// Flush makes every completed write durable locally and on protocol-C peers.
+func (r *Replicator) Flush(ctx context.Context) error {
+	r.mu.Lock()
+	id, out := r.eng.StartFlush()
+	done := r.waiterLocked(id)
+	r.execLocked(out)
+	r.mu.Unlock()
+	err := r.vol.Flush(ctx)
+	r.mu.Lock()
+	r.execLocked(r.eng.LocalFlushDone(id, err))
+	r.mu.Unlock()
+	return <-done
+}
+
+// Role is this node's role.
+func (r *Replicator) Role() engine.Role {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.eng.Role()
+}
+
+// Promote makes this node primary (see engine.Promote).
+func (r *Replicator) Promote(force bool) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out, err := r.eng.Promote(force)
+	r.execLocked(out)
+	return err
+}
+
+// Demote makes this node secondary; the caller has stopped writers.
+func (r *Replicator) Demote() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out, err := r.eng.Demote()
+	r.execLocked(out)
+	return err
+}
+
+// Connect lets a StandAlone peer connect again; discardMyData resolves a
+// pending split brain by discarding this node's changes.
+func (r *Replicator) Connect(peer uint32, discardMyData bool) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out, err := r.eng.Configure(peer, false, discardMyData)
+	r.execLocked(out)
+	if l := r.links[peer]; l != nil {
+		l.wake()
+	}
+	return err
+}
+
+// Disconnect closes a peer's connection and keeps it StandAlone.
+func (r *Replicator) Disconnect(peer uint32) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out, err := r.eng.Configure(peer, true, false)
+	r.execLocked(out)
+	return err
+}
+
+// ReplicationStatus is the engine's status plus resync rates.
+type ReplicationStatus struct {
+	engine.Status
+	// ResyncRate is bytes/s per peer over the last few seconds.
+	ResyncRate map[uint32]float64
+	// LinkError is, per peer, why the last connection attempt failed.
+	LinkError map[uint32]string
+	// Traffic is, per peer, the bytes sent and received by message kind.
+	Traffic map[uint32]Traffic
+}
+
+// Traffic is a link's byte counts by message kind ("write", "resync",
+// "other").
+type Traffic struct {
+	Sent, Received map[string]int64
+}
+
+// Status reports the replication state.
+func (r *Replicator) Status() ReplicationStatus {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	st := ReplicationStatus{Status: r.eng.Status(), ResyncRate: map[uint32]float64{}, LinkError: map[uint32]string{}}
+	st.Traffic = map[uint32]Traffic{}
+	for p, l := range r.links {
+		if l.lastDialErr != "" {
+			st.LinkError[p] = l.lastDialErr
+		}
+		t := Traffic{Sent: map[string]int64{}, Received: map[string]int64{}}
+		for k, c := range l.stats.SentBytes {
+			t.Sent[k] = c.Load()
+		}
+		for k, c := range l.stats.ReceivedBytes {
+			t.Received[k] = c.Load()
+		}
+		st.Traffic[p] = t
+	}
+	now := r.cfg.Clock.Now()
+	for i, p := range st.Peers {
+		m := r.rates[p.Node]
+		st.ResyncRate[p.Node] = m.sample(now, p.ResyncDone)
+		st.Peers[i] = p
+	}
+	return st
+}
+
+// Subscribe returns a channel of state changes; cancel with Unsubscribe.
+func (r *Replicator) Subscribe() chan engine.Event {
+	ch := make(chan engine.Event, 256)
+	r.mu.Lock()
+	r.subs[ch] = struct{}{}
+	r.mu.Unlock()
+	return ch
+}
+
+// Unsubscribe stops delivering to ch.
+func (r *Replicator) Unsubscribe(ch chan engine.Event) {
+	r.mu.Lock()
+	delete(r.subs, ch)
+	r.mu.Unlock()
+}
+
+// rateMeter turns resync progress samples into a rate.
+type rateMeter struct {
+	at   time.Time
+	done int64
+	rate float64
+}
+
+func (m *rateMeter) sample(now time.Time, done int64) float64 {
+	if m.at.IsZero() || done < m.done {
+		m.at, m.done, m.rate = now, done, 0
+		return 0
+	}
+	if dt := now.Sub(m.at).Seconds(); dt >= 1 {
+		m.rate = float64(done-m.done) / dt
+		m.at, m.done = now, done
+	}
+	return m.rate
+}
