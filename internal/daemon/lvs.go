@@ -121,8 +121,8 @@ func lvsError(err error) error {
 		return control.WithStatus(http.StatusServiceUnavailable, "replicad is stopping", err)
 	}
 	return control.WithStatus(http.StatusInternalServerError,
-		"the change was accepted and is kept; replicad retries the kernel update every resync-interval (`repctl lvs list` shows the last error)",
-		fmt.Errorf("updating the kernel tables: %w", err))
+		"the configuration (with any change just accepted) is kept; replicad retries every resync-interval (`repctl lvs list` shows the last error)",
+		fmt.Errorf("kernel load-balancing tables: %w", err))
 }
 
 // LVSStatus reports the load balancer.

@@ -188,6 +188,33 @@ func TestLVSRuntimeEdits(t *testing.T) {
 	}
 }
 
+// A kernel that refuses an accepted change: 500 with the error, the change
+// stays the desired state, and the next reconcile applies it.
+func TestLVSKernelFailureKeepsTheChange(t *testing.T) {
+	r, b := startLVSDaemon(t)
+	ctx, c := context.Background(), r.client
+	b.FailApply(errors.New("netlink: operation not permitted"))
+	w := 0
+	status, msg := apiError(t, c.Do(ctx, http.MethodPut, "/v1/lvs/services/web/real-servers/10.0.1.1", lvs.RealServerConfig{Address: "10.0.1.1", Weight: &w}, nil))
+	if status != http.StatusInternalServerError || !strings.Contains(msg, "operation not permitted") || !strings.Contains(msg, "is kept") {
+		t.Fatalf("%d %q", status, msg)
+	}
+	if st := lvsStatus(t, c); !strings.Contains(st.LastError, "operation not permitted") || st.Services[0].RealServers[0].Weight != 0 {
+		t.Fatalf("status after the failure: last error %q, %+v", st.LastError, st.Services[0].RealServers[0])
+	}
+	if got, _ := kernelWeight(t, b, "tcp/10.0.0.1:80", "10.0.1.1:80"); got != 1 {
+		t.Fatalf("the refused update reached the table: weight %d", got)
+	}
+	b.FailApply(nil)
+	var res control.LVSReconcileResult
+	if err := c.Do(ctx, http.MethodPost, "/v1/lvs/reconcile", nil, &res); err != nil || len(res.Ops) != 1 {
+		t.Fatalf("reconcile: %+v, %v; want the pending change", res, err)
+	}
+	if got, _ := kernelWeight(t, b, "tcp/10.0.0.1:80", "10.0.1.1:80"); got != 0 {
+		t.Fatalf("after reconcile: weight %d; want 0", got)
+	}
+}
+
 // save returns the section in the config file's format; restore applies
 // such a document (or a whole config file) and refuses what it cannot do.
 func TestLVSSaveAndRestore(t *testing.T) {

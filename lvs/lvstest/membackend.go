@@ -24,6 +24,7 @@ type MemBackend struct {
 		table   map[model.Key]model.Observed
 		applied []string
 		closed  bool
+		failErr error
 	}
 }
 
@@ -57,6 +58,9 @@ func (b *MemBackend) Observe(context.Context) ([]model.Observed, error) {
 func (b *MemBackend) Apply(_ context.Context, desired []model.Service, ops []plan.Op) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.mu.failErr != nil {
+		return b.mu.failErr
+	}
 	want := map[model.Key]bool{}
 	for _, s := range desired {
 		want[s.Key] = true
@@ -88,6 +92,14 @@ func (b *MemBackend) Closed() bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.mu.closed
+}
+
+// FailApply makes every Apply fail with err, changing nothing, until it
+// is called with nil (a kernel that refuses the update).
+func (b *MemBackend) FailApply(err error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.mu.failErr = err
 }
 
 // AddForeign puts a service that replicad does not own into the table.
