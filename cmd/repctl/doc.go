@@ -10,6 +10,11 @@
 //	repctl fence history [NODE] [--since 1h|RFC3339] [--limit N] [-v]
 //	repctl fence confirm NODE --reason TEXT [--yes]
 //	repctl fence peer    (fence-peer handler: environment in, DRBD exit code out)
+//	repctl lvs list [SERVICE]
+//	repctl lvs add-service NAME --address VIP:PORT [--rs ADDR[,weight=W] ...] [flags]
+//	repctl lvs edit-service NAME [flags] / delete-service NAME
+//	repctl lvs add-rs SERVICE ADDR [flags] / edit-rs SERVICE ADDR [flags] / delete-rs SERVICE ADDR
+//	repctl lvs save [-o FILE] / restore FILE|- / reconcile / vips
 //
 // The socket is --socket, else $REPLICAD_SOCKET, else
 // /run/replicad/control.sock. Output is for people by default and JSON with

@@ -68,6 +68,9 @@ func loadConfig(path string, doc io.Reader, flags *pflag.FlagSet) (daemon.Config
 		}
 		cfg.Fence = &f
 	}
+	if cfg.LVS, err = decodeLVS(v, fc.LVS); err != nil {
+		return cfg, err
+	}
 	for i := range cfg.Volumes {
 		cfg.Volumes[i] = withVolumeDefaults(cfg.Volumes[i])
 	}
@@ -82,6 +85,7 @@ func loadConfig(path string, doc io.Reader, flags *pflag.FlagSet) (daemon.Config
 type fileConfig struct {
 	daemon.Config `mapstructure:",squash"`
 	Fence         any `mapstructure:"fence"`
+	LVS           any `mapstructure:"lvs"`
 }
 
 // fenceDecodeError lists fence.Decode's problems the way Validate lists

@@ -11,6 +11,7 @@ import (
 	"github.com/replicad/replicad/fence"
 	"github.com/replicad/replicad/internal/bytesize"
 	"github.com/replicad/replicad/internal/control"
+	"github.com/replicad/replicad/lvs"
 	"github.com/replicad/replicad/nbd"
 	"github.com/replicad/replicad/replication"
 	"github.com/replicad/replicad/replication/meta"
@@ -31,6 +32,10 @@ type Config struct {
 	// file, so that each device starts from fence.DefaultDevice and
 	// durations need units (hence no mapstructure key here).
 	Fence *fence.Config `mapstructure:"-"`
+	// LVS is the load balancer (docs/lvs.md); nil (no lvs section)
+	// disables it. The loader decodes it with lvs.DecodeConfig, like
+	// `repctl lvs restore` does.
+	LVS *lvs.Config `mapstructure:"-"`
 }
 
 // ClusterConfig lists the nodes volumes replicate between.
@@ -268,6 +273,7 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
+	p = append(p, c.lvsProblems()...)
 	if len(p) > 0 {
 		return fmt.Errorf("invalid configuration:\n  %s", strings.Join(p, "\n  "))
 	}
