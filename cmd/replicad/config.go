@@ -129,6 +129,9 @@ func withVolumeDefaults(v daemon.VolumeConfig) daemon.VolumeConfig {
 	if r.Protocol == "" {
 		r.Protocol = dr.Protocol
 	}
+	if r.Fencing == "" {
+		r.Fencing = dr.Fencing
+	}
 	r.Protocol = strings.ToUpper(r.Protocol)
 	if r.After0Pri == "" {
 		r.After0Pri = dr.After0Pri

@@ -42,6 +42,10 @@ type Peer struct {
 	LastVerify *VerifyResult `json:"last_verify,omitempty"`
 	// LastError says why the peer last disconnected or could not connect.
 	LastError string `json:"last_error,omitempty"`
+	// Fencing: the fence-peer handler is running for it. Outdated: its data
+	// is known outdated (fenced), so this node may be primary without it.
+	Fencing  bool `json:"fencing,omitempty"`
+	Outdated bool `json:"outdated,omitempty"`
 	// SentBytes and ReceivedBytes count the link's traffic since the volume
 	// came up, by message kind: write, resync, other.
 	SentBytes     map[string]int64 `json:"sent_bytes,omitempty"`
@@ -110,8 +114,11 @@ type Volume struct {
 	Error string `json:"error,omitempty"`
 	Hint  string `json:"hint,omitempty"`
 
-	Role        string   `json:"role,omitempty"`
-	Disk        string   `json:"disk,omitempty"`
+	Role string `json:"role,omitempty"`
+	Disk string `json:"disk,omitempty"`
+	// Suspended: I/O is frozen until fencing of a lost peer settles
+	// (fencing resource-and-stonith); repctl resume-io overrides.
+	Suspended   bool     `json:"suspended,omitempty"`
 	DiskError   string   `json:"disk_error,omitempty"`
 	Size        int64    `json:"size,omitempty"`
 	Device      string   `json:"device"`

@@ -14,6 +14,7 @@ import (
 	"github.com/replicad/replicad/lvs"
 	"github.com/replicad/replicad/nbd"
 	"github.com/replicad/replicad/replication"
+	"github.com/replicad/replicad/replication/engine"
 	"github.com/replicad/replicad/replication/meta"
 	"github.com/replicad/replicad/replication/uuid"
 )
@@ -74,6 +75,13 @@ type ReplicationConfig struct {
 	AllowTwoPrimaries bool `mapstructure:"allow-two-primaries"`
 	// SplitBrainHandler is a shell command run on an unresolved split brain.
 	SplitBrainHandler string `mapstructure:"split-brain-handler"`
+	// Fencing is dont-care (default), resource-only or
+	// resource-and-stonith (I/O freezes until the lost peer is fenced).
+	Fencing string `mapstructure:"fencing"`
+	// FencePeerHandler is the command that outdates or fences a lost peer
+	// (DRBD's fence-peer exit codes); default `repctl fence peer`, which
+	// fences through this node's fence devices.
+	FencePeerHandler string `mapstructure:"fence-peer-handler"`
 	// ResyncRate caps the resync in bytes per second (0: no cap).
 	ResyncRate int64 `mapstructure:"resync-rate"`
 	// ResyncChecksums makes resyncs compare block digests first and send
@@ -182,7 +190,7 @@ func DefaultVolume() VolumeConfig {
 func DefaultReplication() ReplicationConfig {
 	d := replication.DefaultReplicatorConfig()
 	return ReplicationConfig{
-		Protocol: "C", After0Pri: d.Policies.After0Pri, After1Pri: d.Policies.After1Pri, After2Pri: d.Policies.After2Pri,
+		Protocol: "C", Fencing: "dont-care", After0Pri: d.Policies.After0Pri, After1Pri: d.Policies.After1Pri, After2Pri: d.Policies.After2Pri,
 		PingInterval: d.PingInterval, PingTimeout: d.PingTimeout, ConnectInterval: d.ConnectInterval,
 	}
 }
@@ -397,6 +405,9 @@ func (c *Config) validateReplication(f string, v VolumeConfig) []string {
 	}
 	if r.PingInterval <= 0 || r.PingTimeout <= 0 || r.ConnectInterval <= 0 {
 		p = append(p, fmt.Sprintf("%s: ping-interval, ping-timeout and connect-interval must be positive durations", f))
+	}
+	if _, err := engine.ParseFencePolicy(r.Fencing); err != nil {
+		p = append(p, fmt.Sprintf("%s.%v", f, err))
 	}
 	if r.ResyncRate < 0 {
 		p = append(p, fmt.Sprintf("%s.resync-rate: %d; want bytes per second, 0 for no cap", f, r.ResyncRate))

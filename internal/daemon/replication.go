@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -55,6 +56,22 @@ func (d *Daemon) replicationListen() string {
 	return ""
 }
 
+// defaultFencePeerHandler is `repctl fence peer`, found beside the running
+// replicad if it is there (packages install both together), else on PATH.
+func defaultFencePeerHandler() string {
+	if exe, err := os.Executable(); err == nil {
+		if p := filepath.Join(filepath.Dir(exe), "repctl"); fileExists(p) {
+			return p + " fence peer"
+		}
+	}
+	return "repctl fence peer"
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
+
 func (d *Daemon) nodeID(name string) (uint32, bool) {
 	for _, n := range d.cfg.Cluster.Nodes {
 		if n.Name == name {
@@ -86,6 +103,16 @@ func (d *Daemon) replicatorConfig(v VolumeConfig) replication.ReplicatorConfig {
 	c.Policies = uuid.Policies{After0Pri: r.After0Pri, After1Pri: r.After1Pri, After2Pri: r.After2Pri}
 	c.AllowTwoPrimaries = r.AllowTwoPrimaries
 	c.SplitBrainHandler = r.SplitBrainHandler
+	c.Fencing, _ = engine.ParseFencePolicy(r.Fencing)
+	c.FencePeerHandler = r.FencePeerHandler
+	if c.FencePeerHandler == "" && c.Fencing != engine.DontCare {
+		c.FencePeerHandler = defaultFencePeerHandler()
+	}
+	c.NodeNames = map[uint32]string{}
+	for _, n := range d.cfg.Cluster.Nodes {
+		c.NodeNames[n.ID] = n.Name
+	}
+	c.LocalName, c.ControlSocket = d.cfg.Node.Name, d.cfg.Control.Socket
 	c.ResyncRate = r.ResyncRate
 	c.PingInterval, c.PingTimeout, c.ConnectInterval = r.PingInterval, r.PingTimeout, r.ConnectInterval
 	c.Logger = d.log
@@ -122,11 +149,12 @@ func (d *Daemon) stopReplication(v *volume, rep *replication.Replicator) {
 // peersStatus fills a volume's role, disk and peers from its replicator.
 func (d *Daemon) peersStatus(out *control.Volume, rep *replication.Replicator) {
 	st := rep.Status()
-	out.Role, out.Disk = st.Role.String(), st.Disk.String()
+	out.Role, out.Disk, out.Suspended = st.Role.String(), st.Disk.String(), st.Suspended
 	for _, p := range st.Peers {
 		cp := control.Peer{
 			Node: d.nodeName(p.Node), NodeID: int32(p.Node), Connection: p.Conn.String(), Replication: p.Repl.String(),
 			Role: p.Role.String(), Disk: p.Disk.String(), OutOfSyncBytes: p.OutOfSyncBytes, LastError: p.LastError,
+			Fencing: p.Fencing, Outdated: p.Outdated,
 		}
 		if cp.LastError == "" {
 			cp.LastError = st.LinkError[p.Node]
@@ -186,6 +214,8 @@ func (d *Daemon) Promote(name string, force bool) (control.Volume, error) {
 			hint = "use `repctl primary --force " + name + "` only if this node's data is the copy to keep"
 		case errors.Is(err, engine.ErrPeerPrimary):
 			hint = "demote the other node first (`repctl secondary " + name + "` there)"
+		case errors.Is(err, engine.ErrNeedsFencing):
+			hint = "fence the other node (`repctl fence node NODE`), or if you verified it is down: `repctl fence confirm NODE`, then retry; `repctl primary --force` skips fencing at your own risk"
 		}
 		return control.Volume{}, control.WithStatus(http.StatusConflict, hint, err)
 	}
@@ -303,6 +333,14 @@ func (d *Daemon) replicationRoutes() {
 			return nil, err
 		}
 		return d.Verify(r.PathValue("name"), req.Peer)
+	}))
+	d.mux.Handle("POST /v1/volumes/{name}/resume-io", h(func(r *http.Request) (any, error) {
+		v, rep, err := d.replicator(r.PathValue("name"))
+		if err != nil {
+			return nil, err
+		}
+		rep.ResumeIO()
+		return d.volumeStatus(v), nil
 	}))
 	d.mux.HandleFunc("GET /v1/events", d.serveEvents)
 }

@@ -25,6 +25,8 @@ type Config struct {
 	Policies uuid.Policies
 	// AllowTwoPrimaries permits dual-primary operation.
 	AllowTwoPrimaries bool
+	// Fencing is the fencing policy.
+	Fencing FencePolicy
 	// NewUUID returns a fresh random generation UUID (injected so the
 	// simulation is deterministic).
 	NewUUID func() uint64
@@ -138,6 +140,8 @@ type Engine struct {
 	flushes map[uint64]*flush
 	epoch   uint64
 	failed  error // local disk failed
+	// suspended: I/O frozen until fencing settles (resource-and-stonith).
+	suspended bool
 }
 
 // New returns an engine for a volume whose persistent state is in store.
@@ -251,7 +255,9 @@ type Status struct {
 	Role    Role
 	Disk    DiskState
 	Current uint64
-	Peers   []PeerStatus
+	// Suspended: I/O is frozen waiting for fencing.
+	Suspended bool
+	Peers     []PeerStatus
 }
 
 // PeerStatus is one peer's view.
@@ -271,15 +277,19 @@ type PeerStatus struct {
 	LastVerify VerifyResult
 	// LastError is why the peer last disconnected or was refused.
 	LastError string
+	// Fencing: the fence-peer handler runs for this peer. Outdated: the
+	// peer's data is known to be outdated (fenced or told so).
+	Fencing, Outdated bool
 }
 
 // Status reports the engine's state.
 func (e *Engine) Status() Status {
-	st := Status{Role: e.role, Disk: e.Disk(), Current: e.gen.Current}
+	st := Status{Role: e.role, Disk: e.Disk(), Current: e.gen.Current, Suspended: e.suspended}
 	for _, id := range e.cfg.Peers {
 		p := e.peers[id]
 		ps := PeerStatus{Node: id, Conn: p.conn, Repl: p.repl, Role: p.role, Disk: p.disk,
-			OutOfSyncBytes: e.store.OutOfSyncBytes(p.slot), LastError: p.lastErr}
+			OutOfSyncBytes: e.store.OutOfSyncBytes(p.slot), LastError: p.lastErr,
+			Fencing: p.fencing, Outdated: e.gen.Slots[p.slot].Outdated}
 		if p.repl == SyncSource || p.repl == SyncTarget {
 			ps.ResyncTotal = p.rs.total
 			ps.ResyncDone = max(0, p.rs.total-ps.OutOfSyncBytes)

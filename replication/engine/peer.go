@@ -18,6 +18,7 @@ type peer struct {
 	disk DiskState
 
 	standAlone    bool // do not reconnect (admin, split brain)
+	fencing       bool // the fence-peer handler runs for this peer
 	discardMyData bool // one-shot: resolve a split brain by discarding our data
 	lastErr       string
 
@@ -158,6 +159,9 @@ func (e *Engine) Disconnected(peerID uint32, reason string) Output {
 		}
 		if err := e.persist(); err != nil {
 			e.diskFailed(&o, err)
+		}
+		if oldDisk == UpToDate || oldDisk == Consistent {
+			e.startFencing(&o, p, "lost the connection while primary: "+reason)
 		}
 	}
 	return o
