@@ -15,6 +15,7 @@ import (
 	"github.com/replicad/replicad/internal/clock"
 	"github.com/replicad/replicad/replication/engine"
 	"github.com/replicad/replicad/replication/uuid"
+	"github.com/replicad/replicad/replication/wire"
 )
 
 // ReplicatorConfig configures one volume's replication.
@@ -32,6 +33,13 @@ type ReplicatorConfig struct {
 	PingInterval, PingTimeout time.Duration
 	// ConnectInterval is the pause between connection attempts.
 	ConnectInterval time.Duration
+	// Timeout and KoCount: a peer that leaves a write unacknowledged for
+	// KoCount*Timeout is disconnected (0 disables).
+	Timeout time.Duration
+	KoCount int
+	// Compression is "none", "s2" or "zstd" for data frames.
+	Compression string
+	compression wire.Compression
 	// ResyncChunk is the largest resync request; ResyncWindow bounds the
 	// bytes in flight; ResyncRate caps the rate (bytes/s, 0: no cap).
 	ResyncChunk, ResyncWindow, ResyncRate int64
@@ -58,6 +66,7 @@ func DefaultReplicatorConfig() ReplicatorConfig {
 	return ReplicatorConfig{
 		Protocol: 'C', Policies: uuid.DefaultPolicies(),
 		PingInterval: 2 * time.Second, PingTimeout: 2 * time.Second, ConnectInterval: time.Second,
+		Timeout: 6 * time.Second, KoCount: 7,
 		ResyncChunk: 1 << 20, ResyncWindow: 16 << 20,
 	}
 }
@@ -94,6 +103,10 @@ func NewReplicator(name string, vol *Volume, tr *Transport, cfg ReplicatorConfig
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	var err error
+	if cfg.compression, err = wire.ParseCompression(cfg.Compression); err != nil {
+		return nil, err
 	}
 	eng, err := engine.New(engine.Config{
 		NodeID: cfg.NodeID, Volume: name, Peers: cfg.Peers, Protocol: cfg.Protocol, Checksums: cfg.Checksums, Fencing: cfg.Fencing,

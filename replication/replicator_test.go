@@ -37,6 +37,16 @@ func twoNodes(t *testing.T, proto byte, secrets ...string) [2]*testNode {
 
 func twoNodesWith(t *testing.T, proto byte, tune func(*ReplicatorConfig), secrets ...string) [2]*testNode {
 	t.Helper()
+	return twoNodesFull(t, proto, tune, nil, secrets...)
+}
+
+func twoNodesTransport(t *testing.T, tuneTr func(uint32, *TransportConfig)) [2]*testNode {
+	t.Helper()
+	return twoNodesFull(t, 'C', nil, tuneTr)
+}
+
+func twoNodesFull(t *testing.T, proto byte, tune func(*ReplicatorConfig), tuneTr func(uint32, *TransportConfig), secrets ...string) [2]*testNode {
+	t.Helper()
 	if len(secrets) == 0 {
 		secrets = []string{"a shared secret of some length", "a shared secret of some length"}
 	}
@@ -61,7 +71,11 @@ func twoNodesWith(t *testing.T, proto byte, tune func(*ReplicatorConfig), secret
 			t.Fatal(err)
 		}
 		n.vol = vol
-		n.tr, err = NewTransport(TransportConfig{NodeID: n.id, Secret: []byte(secrets[i]), Peers: map[uint32]string{other.id: other.l.Addr().String()}, Logger: quiet, DialTimeout: 2 * time.Second})
+		tcfg := TransportConfig{NodeID: n.id, Secret: []byte(secrets[i]), Peers: map[uint32]string{other.id: other.l.Addr().String()}, Logger: quiet, DialTimeout: 2 * time.Second}
+		if tuneTr != nil {
+			tuneTr(n.id, &tcfg)
+		}
+		n.tr, err = NewTransport(tcfg)
 		if err != nil {
 			t.Fatal(err)
 		}

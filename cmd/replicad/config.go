@@ -132,6 +132,12 @@ func withVolumeDefaults(v daemon.VolumeConfig) daemon.VolumeConfig {
 	if r.Fencing == "" {
 		r.Fencing = dr.Fencing
 	}
+	if r.Compression == "" {
+		r.Compression = dr.Compression
+	}
+	if r.Timeout == 0 {
+		r.Timeout = dr.Timeout
+	}
 	r.Protocol = strings.ToUpper(r.Protocol)
 	if r.After0Pri == "" {
 		r.After0Pri = dr.After0Pri

@@ -17,6 +17,7 @@ import (
 	"github.com/replicad/replicad/replication/engine"
 	"github.com/replicad/replicad/replication/meta"
 	"github.com/replicad/replicad/replication/uuid"
+	"github.com/replicad/replicad/replication/wire"
 )
 
 // Config is replicad's whole configuration.
@@ -50,6 +51,17 @@ type ClusterConfig struct {
 	Listen string `mapstructure:"listen"`
 	// Nodes are every node of the cluster, this one included.
 	Nodes []ClusterNode `mapstructure:"nodes"`
+	// TLS wraps peer connections in mutual TLS (the shared-secret
+	// handshake still runs inside): each node's certificate must be issued
+	// by CA and valid for the node's name.
+	TLS ClusterTLS `mapstructure:"tls"`
+}
+
+// ClusterTLS is the certificate, key and CA for mutual TLS between nodes.
+type ClusterTLS struct {
+	Cert string `mapstructure:"cert"`
+	Key  string `mapstructure:"key"`
+	CA   string `mapstructure:"ca"`
 }
 
 // ClusterNode is one node of the cluster.
@@ -88,6 +100,13 @@ type ReplicationConfig struct {
 	// only blocks that differ (good after a crash, when most AL extents are
 	// equal; costs a read on both sides).
 	ResyncChecksums bool `mapstructure:"resync-checksums"`
+	// Compression of data on the link: none (default), s2 (fast links) or
+	// zstd (slow links).
+	Compression string `mapstructure:"compression"`
+	// Timeout and KoCount: a peer that leaves a write unacknowledged for
+	// ko-count × timeout is disconnected (defaults 6s and 7; 0 disables).
+	Timeout time.Duration `mapstructure:"timeout"`
+	KoCount int           `mapstructure:"ko-count"`
 	// PingInterval, PingTimeout and ConnectInterval tune the link.
 	PingInterval    time.Duration `mapstructure:"ping-interval"`
 	PingTimeout     time.Duration `mapstructure:"ping-timeout"`
@@ -192,6 +211,7 @@ func DefaultReplication() ReplicationConfig {
 	return ReplicationConfig{
 		Protocol: "C", Fencing: "dont-care", After0Pri: d.Policies.After0Pri, After1Pri: d.Policies.After1Pri, After2Pri: d.Policies.After2Pri,
 		PingInterval: d.PingInterval, PingTimeout: d.PingTimeout, ConnectInterval: d.ConnectInterval,
+		Compression: "none", Timeout: d.Timeout, KoCount: d.KoCount,
 	}
 }
 
@@ -362,6 +382,11 @@ func (c *Config) validateCluster() []string {
 	if cl.Secret != "" && len(cl.Secret) < 16 {
 		p = append(p, fmt.Sprintf("cluster.secret: %d bytes; want at least 16", len(cl.Secret)))
 	}
+	if t := cl.TLS; t.Cert != "" || t.Key != "" || t.CA != "" {
+		if t.Cert == "" || t.Key == "" || t.CA == "" {
+			p = append(p, "cluster.tls: cert, key and ca are needed together")
+		}
+	}
 	if cl.Listen != "" {
 		if network, _, err := ParseListen(cl.Listen); err != nil || network != "tcp" {
 			p = append(p, fmt.Sprintf("cluster.listen: %q: want tcp://HOST:PORT", cl.Listen))
@@ -408,6 +433,12 @@ func (c *Config) validateReplication(f string, v VolumeConfig) []string {
 	}
 	if _, err := engine.ParseFencePolicy(r.Fencing); err != nil {
 		p = append(p, fmt.Sprintf("%s.%v", f, err))
+	}
+	if _, err := wire.ParseCompression(r.Compression); err != nil {
+		p = append(p, fmt.Sprintf("%s.%v", f, err))
+	}
+	if r.KoCount < 0 || r.Timeout < 0 {
+		p = append(p, fmt.Sprintf("%s: timeout and ko-count must not be negative", f))
 	}
 	if r.ResyncRate < 0 {
 		p = append(p, fmt.Sprintf("%s.resync-rate: %d; want bytes per second, 0 for no cap", f, r.ResyncRate))

@@ -2,6 +2,8 @@ package daemon
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -33,13 +35,30 @@ func (d *Daemon) newTransport() (*replication.Transport, error) {
 		}
 		secret = []byte(strings.TrimSpace(string(b)))
 	}
-	peers := map[uint32]string{}
+	peers, names := map[uint32]string{}, map[uint32]string{}
 	for _, n := range cl.Nodes {
 		if n.Name != d.cfg.Node.Name {
-			peers[n.ID] = n.Address
+			peers[n.ID], names[n.ID] = n.Address, n.Name
 		}
 	}
-	return replication.NewTransport(replication.TransportConfig{NodeID: d.cfg.Node.ID, Secret: secret, Peers: peers, Logger: d.log})
+	tc := replication.TransportConfig{NodeID: d.cfg.Node.ID, Secret: secret, Peers: peers, PeerNames: names, Logger: d.log}
+	if t := cl.TLS; t.Cert != "" {
+		cert, err := tls.LoadX509KeyPair(t.Cert, t.Key)
+		if err != nil {
+			return nil, fmt.Errorf("cluster.tls: %w", err)
+		}
+		pem, err := os.ReadFile(t.CA)
+		if err != nil {
+			return nil, fmt.Errorf("cluster.tls.ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("cluster.tls.ca: no PEM certificates in %s", t.CA)
+		}
+		tc.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: pool, ClientCAs: pool,
+			ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS13}
+	}
+	return replication.NewTransport(tc)
 }
 
 // replicationListen is where this node accepts peers.
@@ -113,6 +132,7 @@ func (d *Daemon) replicatorConfig(v VolumeConfig) replication.ReplicatorConfig {
 		c.NodeNames[n.ID] = n.Name
 	}
 	c.LocalName, c.ControlSocket = d.cfg.Node.Name, d.cfg.Control.Socket
+	c.Compression, c.Timeout, c.KoCount = r.Compression, r.Timeout, r.KoCount
 	c.ResyncRate = r.ResyncRate
 	c.PingInterval, c.PingTimeout, c.ConnectInterval = r.PingInterval, r.PingTimeout, r.ConnectInterval
 	c.Logger = d.log

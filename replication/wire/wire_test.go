@@ -58,22 +58,31 @@ func normalize(m Message) Message {
 }
 
 func TestCompressedFrame(t *testing.T) {
-	m := &Bitmap{Words: make([]uint64, 4096)}
-	payload := m.Append(nil)
-	c, ok := Compress(payload)
-	if !ok {
-		t.Fatal("a zero bitmap did not compress")
+	for _, c := range []Compression{S2, Zstd} {
+		m := &Bitmap{Words: make([]uint64, 4096)}
+		payload := m.Append(nil)
+		out, flag, ok := Compress(c, payload)
+		if !ok {
+			t.Fatalf("compression %d: a zero bitmap did not compress", c)
+		}
+		frame := make([]byte, HeaderSize, HeaderSize+len(out))
+		PutHeader(frame, TypeBitmap, flag, len(out))
+		frame = append(frame, out...)
+		f, err := ReadFrame(bytes.NewReader(frame), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := Decode(f)
+		if err != nil || len(got.(*Bitmap).Words) != 4096 {
+			t.Fatalf("compression %d: bitmap: %v", c, err)
+		}
 	}
-	frame := make([]byte, HeaderSize, HeaderSize+len(c))
-	PutHeader(frame, TypeBitmap, FlagS2, len(c))
-	frame = append(frame, c...)
-	f, err := ReadFrame(bytes.NewReader(frame), nil)
-	if err != nil {
-		t.Fatal(err)
+	random := make([]byte, 4096)
+	for i := range random {
+		random[i] = byte(i*7919 + i*i*31)
 	}
-	got, err := Decode(f)
-	if err != nil || len(got.(*Bitmap).Words) != 4096 {
-		t.Fatalf("compressed bitmap: %v", err)
+	if _, _, ok := Compress(NoCompression, random); ok {
+		t.Fatal("NoCompression compressed")
 	}
 }
 
