@@ -45,7 +45,8 @@ var (
 	// resource is held in another mode (the kernel's -EAGAIN).
 	ErrOrphanMode = errors.New("dlm: orphan lock held in another mode")
 	// ErrNotFailed is returned by Static.ConfirmFenced for a node with no
-	// failure to confirm.
+	// failure to confirm, and by Node.ConfirmFenced when neither the
+	// membership nor the ledger learned from peers knows one.
 	ErrNotFailed = errors.New("dlm: node has no unconfirmed failure")
 	// ErrUnknownNode is returned by Static.ConfirmFenced for a node that is
 	// not configured.
