@@ -225,6 +225,23 @@ func (n *Node) ConfirmFenced(node NodeID) error {
 	return nil
 }
 
+// RecordFenced passes the result of a fence operation to the membership:
+// node was switched off, or confirmed down, by an operation that began at
+// at. Every incarnation of node started before at counts as fenced, so a
+// fence that completes before this node notices the failure is not lost.
+func (n *Node) RecordFenced(node NodeID, at time.Time) error {
+	fr, ok := n.ms.(FenceRecorder)
+	if !ok {
+		return fmt.Errorf("dlm: the membership (%T) does not take fence results; it learns them from the cluster manager", n.ms)
+	}
+	if err := fr.RecordFenced(node, at); err != nil {
+		return err
+	}
+	n.log.Info("fence recorded", "fenced", node, "through", at)
+	n.applyCluster()
+	return nil
+}
+
 // confirmLedgerFailure records a fence through the failure of node that the
 // merged ledger knows and that is not fenced yet; it reports whether there
 // was one.

@@ -312,6 +312,41 @@ func TestFenceConfirmationOfFailureLearnedFromPeer(t *testing.T) {
 	}
 }
 
+// A fence recorded by the fencing subsystem before the survivors notice
+// the failure covers it: recovery goes ahead without a confirmation.
+func TestFenceRecordedBeforeFailureIsNoticed(t *testing.T) {
+	// a dead timeout long enough that the fence is recorded first
+	tc := startTunedCluster(t, 3, nil, func(_ NodeID, c *Config) { c.DeadTimeout = 2 * time.Second })
+	ls := tc.joinAll("ls")
+	if _, _, err := ls[1].Lock(ctx(t), Request{Name: "busy", Mode: locktable.EX}); err != nil {
+		t.Fatal(err)
+	}
+	granted := make(chan Completion, 1)
+	if _, err := ls[2].LockAsync(Request{Name: "busy", Mode: locktable.PR, OnComplete: func(_ *Lock, c Completion) { granted <- c }}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the waiter queued on the master", func() bool {
+		d := ls[1].Dump()
+		return len(d.Resources) == 1 && len(d.Resources[0].Waiting) == 1
+	})
+	fenceStart := time.Now()
+	tc.nodes[1].Close() // switched off by the fence
+	if cs := tc.nodes[2].Membership().State(); cs.Failed[1] != 0 {
+		t.Fatalf("the failure was noticed before the test recorded the fence: %+v", cs)
+	}
+	if err := tc.nodes[2].RecordFenced(1, fenceStart); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case c := <-granted:
+		if c.Result != locktable.ResultGranted {
+			t.Fatalf("after the fence: %+v", c)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("not granted after the fence was recorded: %+v", ls[2].Status())
+	}
+}
+
 func TestOwnerCloseReleasesAndOrphansPersistent(t *testing.T) {
 	tc := startCluster(t, 2, nil)
 	ls := tc.joinAll("ls")
