@@ -132,6 +132,11 @@ func (n *Node) Close() error {
 	return err
 }
 
+// Cluster returns the cluster as this node's lockspaces see it: the
+// membership's state merged with the failures and fences learned from
+// peers.
+func (n *Node) Cluster() ClusterState { return n.clusterState() }
+
 // clusterState is the membership's state merged with what this node's
 // lockspaces learned from their peers.
 func (n *Node) clusterState() ClusterState {
