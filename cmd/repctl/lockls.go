@@ -34,13 +34,13 @@ func (o *lockLsOptions) run(cmd *cobra.Command) error {
 	}
 	fmt.Fprintf(g.out, "DLM on %s (node id %d), %s; peers on %s, clients on %s\n\n", info.Node, info.NodeID, quorum, info.Listen, info.Socket)
 	tw := tabwriter.NewWriter(g.out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NODE\tID\tSTATE\tDLM ADDRESS\t")
+	fmt.Fprintln(tw, "NODE\tID\tSTATE\tDLM ADDRESS")
 	for _, n := range info.Nodes {
-		note := ""
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s", n.Name, n.ID, n.State, n.Address)
 		if n.NeedsFence {
-			note = fmt.Sprintf("needs fencing: 'repctl fence node %s', or once you verified it is down 'repctl lock fence-confirm %s'", n.Name, n.Name)
+			fmt.Fprintf(tw, "\tneeds fencing: 'repctl fence node %s', or once you verified it is down 'repctl lock fence-confirm %s'", n.Name, n.Name)
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\n", n.Name, n.ID, n.State, n.Address, note)
+		fmt.Fprintln(tw)
 	}
 	tw.Flush()
 	fmt.Fprintln(g.out)
