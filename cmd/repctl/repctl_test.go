@@ -22,6 +22,14 @@ func startDaemon(t *testing.T) string {
 // startDaemonWith runs a daemon in dir; mod adjusts its configuration.
 func startDaemonWith(t *testing.T, dir string, mod func(*daemon.Config), opt ...func(*daemon.Options)) string {
 	t.Helper()
+	sock, _ := startStoppableDaemon(t, dir, mod, opt...)
+	return sock
+}
+
+// startStoppableDaemon is startDaemonWith that also returns a function
+// stopping the daemon (idempotent; cleanup calls it too).
+func startStoppableDaemon(t *testing.T, dir string, mod func(*daemon.Config), opt ...func(*daemon.Options)) (string, func()) {
+	t.Helper()
 	cfg := daemon.DefaultConfig()
 	cfg.Node.Name = "n1"
 	cfg.Control.Socket = filepath.Join(dir, "control.sock")
@@ -51,8 +59,9 @@ func startDaemonWith(t *testing.T, dir string, mod func(*daemon.Config), opt ...
 	case <-done:
 		t.Fatalf("daemon exited before ready: %v", runErr)
 	}
-	t.Cleanup(func() { cancel(); <-done })
-	return cfg.Control.Socket
+	stop := func() { cancel(); <-done }
+	t.Cleanup(stop)
+	return cfg.Control.Socket, stop
 }
 
 func run(args ...string) (int, string, string) {

@@ -47,7 +47,7 @@ func newRootCmd(g *globals) *cobra.Command {
 	root.PersistentFlags().BoolVar(&g.json, "json", false, "print JSON for scripts")
 	root.AddCommand(newStatusCmd(g), newCreateMDCmd(g), newUpCmd(g), newDownCmd(g),
 		newPrimaryCmd(g), newSecondaryCmd(g), newConnectCmd(g), newDisconnectCmd(g), newEventsCmd(g), newWaitSyncCmd(g), newVerifyCmd(g), newResumeIOCmd(g),
-		newFenceCmd(g), newLVSCmd(g))
+		newFenceCmd(g), newLVSCmd(g), newLockCmd(g))
 	return root
 }
 

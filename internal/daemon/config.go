@@ -28,6 +28,7 @@ type Config struct {
 	Log     LogConfig      `mapstructure:"log"`
 	NBD     NBDConfig      `mapstructure:"nbd"`
 	Cluster ClusterConfig  `mapstructure:"cluster"`
+	DLM     DLMConfig      `mapstructure:"dlm"`
 	Volumes []VolumeConfig `mapstructure:"volumes"`
 	// Fence is the fence section; nil means fencing is not configured.
 	// The loader decodes it with fence.Decode, not with the rest of the
@@ -70,6 +71,9 @@ type ClusterNode struct {
 	ID   uint32 `mapstructure:"id"`
 	// Address is host:port of the node's replication endpoint.
 	Address string `mapstructure:"address"`
+	// DLMAddress is host:port of the node's DLM peer endpoint (required
+	// for every node when dlm.enabled is set).
+	DLMAddress string `mapstructure:"dlm-address"`
 }
 
 // ReplicationConfig is a volume's replication.
@@ -197,6 +201,7 @@ func DefaultConfig() Config {
 			MaxInflight:      nc.MaxInflight,
 			HandshakeTimeout: nc.HandshakeTimeout,
 		},
+		DLM: DefaultDLM(),
 	}
 }
 
@@ -261,6 +266,7 @@ func (c *Config) Validate() error {
 		add("nbd.tls.client-ca", "set but nbd.tls.cert and nbd.tls.key are not")
 	}
 	p = append(p, c.validateCluster()...)
+	p = append(p, c.validateDLM()...)
 	seen := map[string]int{}
 	devices := map[string]int{}
 	for i, v := range c.Volumes {

@@ -78,6 +78,7 @@ type Daemon struct {
 	bus       *eventBus
 	fence     fencing
 	lvs       lvsState
+	dlm       dlmService
 
 	mu struct {
 		sync.Mutex
@@ -182,6 +183,16 @@ func (d *Daemon) Run(ctx context.Context) error {
 		return err
 	}
 	closers = append(closers, closeFencing)
+	// The DLM is up before the control API answers; it stops after the
+	// volumes are down (closers run in reverse), so no NBD client still
+	// writes when its locks go.
+	closeDLM, err := d.startDLM(ctx)
+	if err != nil {
+		ctl.Close()
+		os.Remove(d.cfg.Control.Socket)
+		return err
+	}
+	closers = append(closers, closeDLM)
 	// ConnContext: the fence history names who asked (SO_PEERCRED).
 	ctlSrv := &http.Server{Handler: d.mux, ReadHeaderTimeout: 10 * time.Second, ConnContext: withPeerCred}
 	wg.Add(1)
@@ -389,6 +400,7 @@ func (d *Daemon) routes() {
 	d.mux.Handle("POST /v1/volumes/{name}/down", h(func(r *http.Request) (any, error) { return d.Down(r.PathValue("name")) }))
 	d.fenceRoutes()
 	d.lvsRoutes()
+	d.dlmRoutes()
 	d.mux.Handle("/", h(func(r *http.Request) (any, error) {
 		return nil, control.Errorf(http.StatusNotFound, "repctl and replicad may be different versions", "no endpoint %s %s", r.Method, r.URL.Path)
 	}))
