@@ -131,6 +131,8 @@ func (d *Daemon) startDLM(ctx context.Context) (func(), error) {
 }
 
 // clusterSecret reads cluster.secret or cluster.secret-file.
+// clusterSecret is the shared secret replication and the DLM authenticate
+// peers with: cluster.secret, or the trimmed contents of cluster.secret-file.
 func (d *Daemon) clusterSecret() ([]byte, error) {
 	cl := d.cfg.Cluster
 	if cl.SecretFile == "" {

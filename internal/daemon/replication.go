@@ -27,13 +27,9 @@ func (d *Daemon) newTransport() (*replication.Transport, error) {
 	if len(cl.Nodes) == 0 {
 		return nil, nil
 	}
-	secret := []byte(cl.Secret)
-	if cl.SecretFile != "" {
-		b, err := os.ReadFile(cl.SecretFile)
-		if err != nil {
-			return nil, fmt.Errorf("cluster.secret-file: %w", err)
-		}
-		secret = []byte(strings.TrimSpace(string(b)))
+	secret, err := d.clusterSecret()
+	if err != nil {
+		return nil, err
 	}
 	peers, names := map[uint32]string{}, map[uint32]string{}
 	for _, n := range cl.Nodes {
