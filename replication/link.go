@@ -30,6 +30,8 @@ type link struct {
 
 	// Byte counters (frames including headers), for metrics and tests.
 	stats LinkStats
+	// ctl sizes the resync window; guarded by r.mu.
+	ctl *resyncController
 }
 
 // LinkStats counts a link's traffic since the replicator started.
@@ -147,6 +149,9 @@ func (l *link) runSession(pc *peerConn) {
 	s := &session{conn: pc, signal: make(chan struct{}, 1), done: make(chan struct{})}
 	r.mu.Lock()
 	l.sess = s
+	// A new connection measures afresh (and forgets ranges the last one
+	// never acknowledged).
+	l.ctl = newResyncController(r.cfg.ResyncChunk, r.cfg.ResyncWindow, r.cfg.ResyncDelayTarget)
 	out, err := r.eng.Connected(l.peer)
 	if err != nil {
 		l.sess = nil
@@ -276,6 +281,9 @@ func (l *link) reader(s *session, pending []engine.Apply) string {
 		}
 		switch m := m.(type) {
 		case *wire.ResyncAck:
+			r.mu.Lock()
+			l.ctl.Acked(int64(m.Offset), r.cfg.Clock.Now())
+			r.mu.Unlock()
 			select {
 			case l.resyncKick <- struct{}{}:
 			default:
@@ -476,7 +484,7 @@ func (l *link) resync() {
 			r.mu.Unlock()
 			return
 		}
-		if inflight >= r.cfg.ResyncWindow {
+		if inflight >= l.ctl.Window() {
 			r.mu.Unlock()
 			l.waitResync(50 * time.Millisecond)
 			continue
@@ -494,6 +502,7 @@ func (l *link) resync() {
 		data := make([]byte, n)
 		err := r.vol.ReadAt(r.ctx, data, off)
 		r.mu.Lock()
+		l.ctl.Sent(off, r.cfg.Clock.Now())
 		r.execLocked(r.eng.ResyncRead(l.peer, link, off, data, err))
 		r.mu.Unlock()
 		r.ranges.unlock(off, n)

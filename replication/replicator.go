@@ -40,9 +40,11 @@ type ReplicatorConfig struct {
 	// Compression is "none", "s2" or "zstd" for data frames.
 	Compression string
 	compression wire.Compression
-	// ResyncChunk is the largest resync request; ResyncWindow bounds the
-	// bytes in flight; ResyncRate caps the rate (bytes/s, 0: no cap).
+	// ResyncChunk is the largest resync request; ResyncWindow is the most
+	// bytes in flight, the dynamic controller keeping acknowledgements
+	// within ResyncDelayTarget; ResyncRate caps the rate (bytes/s, 0: no cap).
 	ResyncChunk, ResyncWindow, ResyncRate int64
+	ResyncDelayTarget                     time.Duration
 	// SplitBrainHandler, if set, is run (with REPLICAD_* variables) when a
 	// split brain is detected and not resolved automatically.
 	SplitBrainHandler string
@@ -67,7 +69,7 @@ func DefaultReplicatorConfig() ReplicatorConfig {
 		Protocol: 'C', Policies: uuid.DefaultPolicies(),
 		PingInterval: 2 * time.Second, PingTimeout: 2 * time.Second, ConnectInterval: time.Second,
 		Timeout: 6 * time.Second, KoCount: 7,
-		ResyncChunk: 1 << 20, ResyncWindow: 16 << 20,
+		ResyncChunk: 1 << 20, ResyncWindow: 32 << 20, ResyncDelayTarget: 50 * time.Millisecond,
 	}
 }
 
@@ -124,7 +126,8 @@ func NewReplicator(name string, vol *Volume, tr *Transport, cfg ReplicatorConfig
 		r.cfg.FenceTimeout = 5 * time.Minute
 	}
 	for _, p := range cfg.Peers {
-		l := &link{r: r, peer: p, kick: make(chan struct{}, 1), resyncKick: make(chan struct{}, 1), stats: newLinkStats()}
+		l := &link{r: r, peer: p, kick: make(chan struct{}, 1), resyncKick: make(chan struct{}, 1), stats: newLinkStats(),
+			ctl: newResyncController(cfg.ResyncChunk, cfg.ResyncWindow, cfg.ResyncDelayTarget)}
 		l.accepted = tr.register(name, p)
 		r.links[p] = l
 		r.rates[p] = &rateMeter{}

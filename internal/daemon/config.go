@@ -100,6 +100,10 @@ type ReplicationConfig struct {
 	FencePeerHandler string `mapstructure:"fence-peer-handler"`
 	// ResyncRate caps the resync in bytes per second (0: no cap).
 	ResyncRate int64 `mapstructure:"resync-rate"`
+	// ResyncDelayTarget: the resync window grows while resync data is
+	// acknowledged within this, and shrinks when application I/O slows it
+	// (default 50ms).
+	ResyncDelayTarget time.Duration `mapstructure:"resync-delay-target"`
 	// ResyncChecksums makes resyncs compare block digests first and send
 	// only blocks that differ (good after a crash, when most AL extents are
 	// equal; costs a read on both sides).

@@ -130,6 +130,9 @@ func (d *Daemon) replicatorConfig(v VolumeConfig) replication.ReplicatorConfig {
 	c.LocalName, c.ControlSocket = d.cfg.Node.Name, d.cfg.Control.Socket
 	c.Compression, c.Timeout, c.KoCount = r.Compression, r.Timeout, r.KoCount
 	c.ResyncRate = r.ResyncRate
+	if r.ResyncDelayTarget > 0 {
+		c.ResyncDelayTarget = r.ResyncDelayTarget
+	}
 	c.PingInterval, c.PingTimeout, c.ConnectInterval = r.PingInterval, r.PingTimeout, r.ConnectInterval
 	c.Logger = d.log
 	return c
