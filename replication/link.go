@@ -309,10 +309,8 @@ func (l *link) applyAll(as []engine.Apply) string {
 	for _, a := range as {
 		var err error
 		switch a.Kind {
-		case engine.ApplyWrite:
-			err = r.vol.WriteAt(r.ctx, a.Data, a.Offset, a.FUA)
-		case engine.ApplyZero:
-			err = r.vol.WriteZeroes(r.ctx, a.Offset, a.Length, a.Deallocate, a.FUA)
+		case engine.ApplyWrite, engine.ApplyZero:
+			err = r.applyWrite(a)
 		case engine.ApplyResync:
 			err = r.vol.WriteAt(r.ctx, a.Data, a.Offset, false)
 		case engine.ApplyFlush, engine.ApplySyncDone:
@@ -326,6 +324,35 @@ func (l *link) applyAll(as []engine.Apply) string {
 		r.mu.Unlock()
 	}
 	return ""
+}
+
+// applyWrite applies a peer's write or zeroing under the range lock, so it
+// lands after any local write of the same blocks in progress (with two
+// primaries, the order that decides who wins), and without the parts the
+// engine says to skip.
+func (r *Replicator) applyWrite(a engine.Apply) error {
+	n := a.Length
+	if a.Kind == engine.ApplyWrite {
+		n = int64(len(a.Data))
+	}
+	lo, ln := r.blockRange(a.Offset, n)
+	r.ranges.lock(lo, ln)
+	defer r.ranges.unlock(lo, ln)
+	r.mu.Lock()
+	skip := r.eng.BeginApply(a)
+	r.mu.Unlock()
+	for _, p := range engine.Pieces(a.Offset, n, skip) {
+		var err error
+		if a.Kind == engine.ApplyWrite {
+			err = r.vol.WriteAt(r.ctx, a.Data[p.Off-a.Offset:p.Off-a.Offset+p.N], p.Off, a.FUA)
+		} else {
+			err = r.vol.WriteZeroes(r.ctx, p.Off, p.N, a.Deallocate, a.FUA)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // sender writes queued messages, coalescing cumulative acknowledgements,

@@ -184,6 +184,13 @@ volumes:
 			t.Errorf("error does not mention %q:\n%v", want, err)
 		}
 	}
+	dual := strings.Replace(doc, "protocol: a", "protocol: a\n      allow-two-primaries: true", 1)
+	_, err = loadConfig("", strings.NewReader(dual), nil)
+	for _, want := range []string{`allow-two-primaries needs protocol C (protocol is "A")`} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not mention %q:\n%v", want, err)
+		}
+	}
 }
 
 const fenceSample = `

@@ -434,6 +434,9 @@ func (c *Config) validateReplication(f string, v VolumeConfig) []string {
 	default:
 		p = append(p, fmt.Sprintf("%s.protocol: %q; want A, B or C", f, r.Protocol))
 	}
+	if r.AllowTwoPrimaries && r.Protocol != "C" {
+		p = append(p, fmt.Sprintf("%s.allow-two-primaries needs protocol C (protocol is %q)", f, r.Protocol))
+	}
 	pol := uuid.Policies{After0Pri: r.After0Pri, After1Pri: r.After1Pri, After2Pri: r.After2Pri}
 	if err := pol.Validate(); err != nil {
 		p = append(p, fmt.Sprintf("%s.%v", f, err))

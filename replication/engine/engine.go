@@ -98,6 +98,9 @@ type Apply struct {
 	DigestKind uint8
 }
 
+// Span is a byte range.
+type Span struct{ Off, N int64 }
+
 // Disconnect asks the caller to close a peer's connection.
 type Disconnect struct {
 	Peer   uint32
@@ -151,6 +154,12 @@ func New(cfg Config, store Store) (*Engine, error) {
 	case 'A', 'B', 'C':
 	default:
 		return nil, fmt.Errorf("protocol %q: want A, B or C", cfg.Protocol)
+	}
+	if cfg.AllowTwoPrimaries && cfg.Protocol != 'C' {
+		// As DRBD: with A or B a write completes before the other primary
+		// has it, so a reader there (after taking the DLM lock the writer
+		// released) could see old data.
+		return nil, fmt.Errorf("allow-two-primaries needs protocol C (with %c a completed write may not be on the other primary yet)", cfg.Protocol)
 	}
 	if err := cfg.Policies.Validate(); err != nil {
 		return nil, err

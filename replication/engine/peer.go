@@ -38,6 +38,12 @@ type peer struct {
 
 	// Receiving side.
 	rxSeq uint64
+	// appliedSeq is the last of the peer's writes whose apply began here
+	// (they apply in order); local writes carry it to the peer.
+	appliedSeq uint64
+	// incoming are the peer's received writes whose apply has not begun,
+	// when this node resolves conflicts with it (see conflict.go).
+	incoming []incoming
 
 	// link counts connections, so results of work started on an earlier
 	// connection (Applied, resync reads) are recognised and dropped.
@@ -106,7 +112,8 @@ func (e *Engine) resetLink(p *peer) {
 	p.link++
 	p.repl, p.role, p.disk = ReplOff, RoleUnknown, DUnknown
 	p.helloSent, p.hello, p.decision, p.decided, p.bmSent, p.bmRecv = false, nil, 0, false, false, false
-	p.seq, p.sent, p.recvAck, p.writeAck, p.rxSeq = 0, 0, 0, 0, 0
+	p.seq, p.sent, p.recvAck, p.writeAck, p.rxSeq, p.appliedSeq = 0, 0, 0, 0, 0, 0
+	p.incoming = nil
 	p.tl = nil
 	p.rs = resync{}
 	p.verify = verify{}

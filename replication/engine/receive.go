@@ -84,6 +84,7 @@ func (e *Engine) onWrite(o *Output, p *peer, w *wire.Write) error {
 	if p.proto == 'B' {
 		o.Sends = append(o.Sends, Send{p.id, &wire.RecvAck{Seq: w.Seq}})
 	}
+	e.noteIncoming(p, w.Seq, int64(w.Offset), int64(len(w.Data)), w.Applied)
 	o.Applies = append(o.Applies, Apply{Peer: p.id, Link: p.link, Kind: ApplyWrite, Seq: w.Seq, Offset: int64(w.Offset), Data: w.Data, FUA: w.FUA})
 	return nil
 }
@@ -103,6 +104,7 @@ func (e *Engine) onZero(o *Output, p *peer, z *wire.Zero) error {
 	if p.proto == 'B' {
 		o.Sends = append(o.Sends, Send{p.id, &wire.RecvAck{Seq: z.Seq}})
 	}
+	e.noteIncoming(p, z.Seq, int64(z.Offset), int64(z.Length), z.Applied)
 	o.Applies = append(o.Applies, Apply{Peer: p.id, Link: p.link, Kind: ApplyZero, Seq: z.Seq, Offset: int64(z.Offset),
 		Length: int64(z.Length), Deallocate: z.Deallocate, FUA: z.FUA})
 	return nil
@@ -142,6 +144,7 @@ func (e *Engine) Applied(a Apply, err error) Output {
 	}
 	switch a.Kind {
 	case ApplyWrite, ApplyZero:
+		e.endApply(p, a.Seq)
 		o.Sends = append(o.Sends, Send{p.id, &wire.WriteAck{Seq: a.Seq, Err: msg}})
 	case ApplyFlush:
 		o.Sends = append(o.Sends, Send{p.id, &wire.FlushAck{Epoch: a.Epoch, Err: msg}})

@@ -38,6 +38,7 @@ func (e *Engine) StartWrite(off int64, data []byte, fua bool) (uint64, Output, e
 	if e.role != Primary {
 		return 0, o, ErrNotPrimary
 	}
+	e.overtakeIncoming(off, int64(len(data)))
 	e.nextID++
 	w := &write{id: e.nextID, off: off, n: int64(len(data))}
 	crc := wire.Checksum(data)
@@ -50,7 +51,7 @@ func (e *Engine) StartWrite(off int64, data []byte, fua bool) (uint64, Output, e
 		p.seq++
 		p.tl = append(p.tl, tlEntry{seq: p.seq, off: off, n: w.n, w: w})
 		w.waiting |= bit(id)
-		o.Sends = append(o.Sends, Send{id, &wire.Write{Seq: p.seq, Offset: uint64(off), FUA: fua, CRC: crc, Data: data}})
+		o.Sends = append(o.Sends, Send{id, &wire.Write{Seq: p.seq, Offset: uint64(off), FUA: fua, CRC: crc, Applied: p.appliedSeq, Data: data}})
 	}
 	e.writes[w.id] = w
 	return w.id, o, nil
@@ -63,6 +64,7 @@ func (e *Engine) StartZero(off, n int64, deallocate, fua bool) (uint64, Output, 
 	if e.role != Primary {
 		return 0, o, ErrNotPrimary
 	}
+	e.overtakeIncoming(off, n)
 	e.nextID++
 	w := &write{id: e.nextID, off: off, n: n}
 	for _, id := range e.cfg.Peers {
@@ -74,7 +76,7 @@ func (e *Engine) StartZero(off, n int64, deallocate, fua bool) (uint64, Output, 
 		p.seq++
 		p.tl = append(p.tl, tlEntry{seq: p.seq, off: off, n: n, w: w})
 		w.waiting |= bit(id)
-		o.Sends = append(o.Sends, Send{id, &wire.Zero{Seq: p.seq, Offset: uint64(off), Length: uint64(n), Deallocate: deallocate, FUA: fua}})
+		o.Sends = append(o.Sends, Send{id, &wire.Zero{Seq: p.seq, Offset: uint64(off), Length: uint64(n), Deallocate: deallocate, FUA: fua, Applied: p.appliedSeq}})
 	}
 	e.writes[w.id] = w
 	return w.id, o, nil

@@ -32,6 +32,10 @@ type Options struct {
 	Policies uuid.Policies
 	// Checksums makes resyncs send digests first (csums).
 	Checksums bool
+	// DualPrimary makes every node primary (allow-two-primaries) and
+	// writes come from all of them; links do not break and nodes do not
+	// crash (that makes a split brain by design).
+	DualPrimary bool
 	// UnsafeResync lets resync reads run while an application write to the
 	// same range is between queueing and its local write: one of the races
 	// the range lock exists for (the other: overlapping application writes,
@@ -67,7 +71,7 @@ type Cluster struct {
 
 // Stats are counts of simulated events.
 type Stats struct {
-	Writes, Acked, Crashes, LinkBreaks, Failovers, CheckedFailovers, ResyncRanges, Verifies, RacyReads int
+	Writes, Acked, Crashes, LinkBreaks, Failovers, CheckedFailovers, ResyncRanges, Verifies, RacyReads, Conflicts int
 	// InterleavedResync counts resync reads made by random steps (not by
 	// Drain), i.e. interleaved with client writes.
 	InterleavedResync int
@@ -174,6 +178,16 @@ func New(r *rand.Rand, opts Options) (*Cluster, error) {
 	n0.exec(o)
 	c.connectAll()
 	c.Drain()
+	if opts.DualPrimary {
+		for _, n := range c.Nodes[1:] {
+			o, err := n.Eng.Promote(false)
+			if err != nil {
+				return nil, fmt.Errorf("node %d: second primary: %w", n.ID, err)
+			}
+			n.exec(o)
+		}
+		c.Drain()
+	}
 	return c, nil
 }
 
@@ -219,7 +233,8 @@ func (n *Node) start() error {
 	}
 	eng, err := engine.New(engine.Config{
 		NodeID: n.ID, Volume: "r0", Peers: peers, Protocol: n.c.opts.Protocol, Checksums: n.c.opts.Checksums,
-		Policies: n.c.opts.Policies, NewUUID: n.c.r.Uint64,
+		AllowTwoPrimaries: n.c.opts.DualPrimary,
+		Policies:          n.c.opts.Policies, NewUUID: n.c.r.Uint64,
 	}, vol)
 	if err != nil {
 		return fmt.Errorf("node %d engine: %w", n.ID, err)
@@ -291,13 +306,21 @@ func (n *Node) exec(o engine.Output) {
 	}
 }
 
+// primary returns a primary (a random one with two primaries).
 func (c *Cluster) primary() *Node {
+	var ps []*Node
 	for _, n := range c.Nodes {
 		if n.Up && n.Eng.Role() == engine.Primary {
-			return n
+			ps = append(ps, n)
 		}
 	}
-	return nil
+	if len(ps) == 0 {
+		return nil
+	}
+	if c.opts.DualPrimary {
+		return ps[c.r.IntN(len(ps))]
+	}
+	return ps[0]
 }
 
 func (c *Cluster) breakLink(a, b uint32) {

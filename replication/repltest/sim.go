@@ -27,15 +27,21 @@ func (c *Cluster) Step() error {
 	case x < 93:
 		c.resyncStep()
 	case x < 94:
-		c.breakRandomLink()
+		if !c.opts.DualPrimary {
+			c.breakRandomLink()
+		}
 	case x < 95:
 		c.connectAll()
 	case x < 96:
 		c.startVerify()
 	case x < 97:
-		return c.crashOrRestart()
+		if !c.opts.DualPrimary {
+			return c.crashOrRestart()
+		}
 	default:
-		return c.failover()
+		if !c.opts.DualPrimary {
+			return c.failover()
+		}
 	}
 	return nil
 }
@@ -172,30 +178,69 @@ func (c *Cluster) apply() {
 	n.applyNext(peers[c.r.IntN(len(peers))])
 }
 
-func (n *Node) applyNext(peer uint32) {
+// applyBlocked: the range lock makes a peer write wait for a local write
+// of the same blocks that has not finished.
+func (n *Node) applyBlocked(a engine.Apply) bool {
+	if a.Kind != engine.ApplyWrite && a.Kind != engine.ApplyZero {
+		return false
+	}
+	ln := a.Length
+	if a.Kind == engine.ApplyWrite {
+		ln = int64(len(a.Data))
+	}
+	for _, op := range n.pending {
+		if !op.flush && op.block*Block < a.Offset+ln && a.Offset < (op.block+1)*Block {
+			return true
+		}
+	}
+	return false
+}
+
+func (n *Node) applyNext(peer uint32) bool {
 	q := n.applies[peer]
 	a := q[0]
+	if n.applyBlocked(a) {
+		return false
+	}
 	if len(q) == 1 {
 		delete(n.applies, peer)
 	} else {
 		n.applies[peer] = q[1:]
 	}
 	var err error
+	var skip []engine.Span
+	if a.Kind == engine.ApplyWrite || a.Kind == engine.ApplyZero {
+		if skip = n.Eng.BeginApply(a); len(skip) > 0 {
+			n.c.Stats.Conflicts++
+			n.c.logf("node %d: resolves a conflict with %d: skips %v of its write at block %d", n.ID, peer, skip, a.Offset/Block)
+		}
+	}
 	if a.Kind == engine.ApplyWrite || a.Kind == engine.ApplyResync {
 		n.c.logf("node %d: applies %v from %d at block %d (write #%d) seq %d", n.ID, a.Kind, peer, a.Offset/Block, binaryID(a.Data), a.Seq)
 	}
 	switch a.Kind {
-	case engine.ApplyWrite, engine.ApplyResync:
+	case engine.ApplyWrite:
+		for _, p := range engine.Pieces(a.Offset, int64(len(a.Data)), skip) {
+			if err = n.Vol.WriteAt(n.c.ctx, a.Data[p.Off-a.Offset:p.Off-a.Offset+p.N], p.Off, a.FUA); err != nil {
+				break
+			}
+		}
+	case engine.ApplyResync:
 		err = n.Vol.WriteAt(n.c.ctx, a.Data, a.Offset, a.FUA)
 	case engine.ApplyFlush, engine.ApplySyncDone:
 		err = n.Vol.Flush(n.c.ctx)
 	case engine.ApplyZero:
-		err = n.Vol.WriteZeroes(n.c.ctx, a.Offset, a.Length, a.Deallocate, a.FUA)
+		for _, p := range engine.Pieces(a.Offset, a.Length, skip) {
+			if err = n.Vol.WriteZeroes(n.c.ctx, p.Off, p.N, a.Deallocate, a.FUA); err != nil {
+				break
+			}
+		}
 	case engine.ApplyDigest:
 		a.Data = make([]byte, a.Length)
 		err = n.Vol.ReadAt(n.c.ctx, a.Data, a.Offset)
 	}
 	n.exec(n.Eng.Applied(a, err))
+	return true
 }
 
 // resyncStep lets one sync source hand out or read a range.
@@ -457,9 +502,10 @@ func (c *Cluster) Drain() {
 				n.doLocal(op)
 				progress = true
 			}
-			for len(n.applies) > 0 {
-				n.applyNext(sortedKeys(n.applies)[0])
-				progress = true
+			for _, peer := range sortedKeys(n.applies) {
+				for len(n.applies[peer]) > 0 && n.applyNext(peer) {
+					progress = true
+				}
 			}
 			for i := 0; i < len(n.reads); {
 				if n.tryRead(i) {

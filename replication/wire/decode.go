@@ -121,7 +121,7 @@ func Decode(f Frame) (Message, error) {
 	case TypeState:
 		m = &State{Role: r.u8("role"), Disk: r.u8("disk"), Current: r.u64("current")}
 	case TypeWrite:
-		w := &Write{Seq: r.u64("seq"), Offset: r.u64("offset"), FUA: r.bool("fua"), CRC: r.u32("crc")}
+		w := &Write{Seq: r.u64("seq"), Offset: r.u64("offset"), FUA: r.bool("fua"), CRC: r.u32("crc"), Applied: r.u64("applied")}
 		if r.err != nil {
 			return nil, r.err
 		}
@@ -137,6 +137,7 @@ func Decode(f Frame) (Message, error) {
 			return nil, fmt.Errorf("%w: zero flags %#x", ErrBadFrame, f)
 		}
 		z.Deallocate, z.FUA = f&1 != 0, f&2 != 0
+		z.Applied = r.u64("applied")
 		m = z
 	case TypeRecvAck:
 		m = &RecvAck{Seq: r.u64("seq")}

@@ -92,7 +92,12 @@ type Write struct {
 	Offset uint64
 	FUA    bool
 	CRC    uint32
-	Data   []byte
+	// Applied is the last of the receiver's own writes whose apply had
+	// begun on the sender when it issued this one (they apply in order):
+	// with two primaries, the receiver's writes above it that overlap this
+	// one land after it on the sender (see engine/conflict.go).
+	Applied uint64
+	Data    []byte
 }
 
 // Zero is a replicated WRITE_ZEROES or TRIM: the range must read as zeroes.
@@ -103,6 +108,7 @@ type Zero struct {
 	Length     uint64
 	Deallocate bool
 	FUA        bool
+	Applied    uint64 // as in Write
 }
 
 // RecvAck: every Write up to Seq was received (protocol B).
@@ -250,7 +256,7 @@ func (m *State) Append(b []byte) []byte {
 }
 
 // WriteFixed is the length of a Write payload before its data.
-const WriteFixed = 8 + 8 + 1 + 4
+const WriteFixed = 8 + 8 + 1 + 4 + 8
 
 // AppendFixed appends the part of a Write before the data (senders write
 // the data from the caller's buffer without copying it).
@@ -262,7 +268,8 @@ func (m *Write) AppendFixed(b []byte) []byte {
 		f = 1
 	}
 	b = append(b, f)
-	return be.AppendUint32(b, m.CRC)
+	b = be.AppendUint32(b, m.CRC)
+	return be.AppendUint64(b, m.Applied)
 }
 
 func (m *Write) Append(b []byte) []byte { return append(m.AppendFixed(b), m.Data...) }
@@ -278,7 +285,7 @@ func (m *Zero) Append(b []byte) []byte {
 	if m.FUA {
 		f |= 2
 	}
-	return append(b, f)
+	return be.AppendUint64(append(b, f), m.Applied)
 }
 
 func (m *RecvAck) Append(b []byte) []byte { return be.AppendUint64(b, m.Seq) }

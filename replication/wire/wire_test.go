@@ -13,7 +13,7 @@ func samples() []Message {
 		&Hello{Version: Version, Volume: "r0", NodeID: 3, DataSize: 1 << 30, Granularity: 4096, Protocol: 'C', Role: 1, Disk: 7,
 			Flags: HelloCrashedPrimary | HelloDiscardMyData, Current: 0xabc, Bitmap: 0xdef, History: []uint64{1, 2, 3}, ChangedBits: 99},
 		&State{Role: 1, Disk: 2, Current: 77},
-		&Write{Seq: 5, Offset: 4096, FUA: true, CRC: Checksum(data), Data: data},
+		&Write{Seq: 5, Offset: 4096, FUA: true, CRC: Checksum(data), Applied: 3, Data: data},
 		&RecvAck{Seq: 9}, &WriteAck{Seq: 10}, &WriteAck{Seq: 11, Err: "disk failed"},
 		&Flush{Epoch: 3}, &FlushAck{Epoch: 3}, &FlushAck{Epoch: 4, Err: "EIO"},
 		&Bitmap{StartWord: 100, Last: true, Words: []uint64{0, 1, ^uint64(0)}},
@@ -23,7 +23,7 @@ func samples() []Message {
 		&DigestReply{Kind: DigestResync, Offset: 8192, Length: 4096, Unequal: []uint64{5}},
 		&VerifyStart{}, &VerifyDone{Checked: 1 << 30, Differences: 3},
 		&Ping{}, &PingAck{}, &Goodbye{Reason: "both sides are primary"},
-		&Zero{Seq: 7, Offset: 1 << 30, Length: 1 << 31, Deallocate: true, FUA: true},
+		&Zero{Seq: 7, Offset: 1 << 30, Length: 1 << 31, Deallocate: true, FUA: true, Applied: 2},
 	}
 }
 
@@ -113,7 +113,7 @@ func TestBadFrames(t *testing.T) {
 		"unknown type":   {Type: 200},
 		"trailing bytes": {Type: TypeFlush, Payload: make([]byte, 9)},
 		"short hello":    {Type: TypeHello, Payload: []byte{0, 1}},
-		"bool of 2":      {Type: TypeWrite, Payload: append(make([]byte, 16), 2, 0, 0, 0, 0)},
+		"bool of 2":      {Type: TypeWrite, Payload: append(make([]byte, 16), 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)},
 		"ragged sums":    {Type: TypeDigest, Payload: append([]byte{DigestVerify}, make([]byte, 12+5)...)},
 		"odd bitmap":     {Type: TypeBitmap, Payload: make([]byte, 12)},
 		"long history":   {Type: TypeHello, Payload: append((&Hello{}).Append(nil)[:len((&Hello{}).Append(nil))-1], 33)},
