@@ -1,0 +1,178 @@
+package integration
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/replicad/replicad/internal/control"
+	"github.com/replicad/replicad/nbd"
+)
+
+// Helpers shared by the replication tests (split brain, link faults,
+// partitions, the multi-node demo).
+
+const blockSize = 4096
+
+// startPair starts a two-node cluster, creates and brings up the volume on
+// both, forces the first node primary and waits for the initial sync.
+func startPair(t *testing.T, s clusterSpec) (primary, secondary *node) {
+	t.Helper()
+	s.Nodes = 2
+	nodes := newCluster(t, s)
+	a, b := nodes[0], nodes[1]
+	a.start()
+	b.start()
+	a.create(s.Volume)
+	b.create(s.Volume)
+	a.mustRepctl("primary", "--force", s.Volume)
+	a.waitSync(s.Volume)
+	return a, b
+}
+
+// peer returns the volume's only peer as this node sees it.
+func (n *node) peer(volume string) control.Peer {
+	n.t.Helper()
+	v := n.volume(volume)
+	if len(v.Peers) != 1 {
+		n.t.Fatalf("volume %s has %d peers, want 1: %+v", volume, len(v.Peers), v.Peers)
+	}
+	return v.Peers[0]
+}
+
+// waitFor polls cond until it holds; on timeout the test fails with what
+// cond last said.
+func waitFor(t *testing.T, what string, timeout time.Duration, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		ok, state := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("waited %v for %s; last state: %s", timeout, what, state)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// waitPeer waits until the node's peer for volume satisfies cond.
+func (n *node) waitPeer(volume, what string, cond func(control.Peer) bool) control.Peer {
+	n.t.Helper()
+	var p control.Peer
+	waitFor(n.t, n.name()+": "+what, 30*time.Second, func() (bool, string) {
+		p = n.peer(volume)
+		return cond(p), fmt.Sprintf("%+v", p)
+	})
+	return p
+}
+
+func (n *node) name() string {
+	st, err := n.status()
+	if err != nil {
+		return n.dir
+	}
+	return st.Node.Name
+}
+
+// dial opens an NBD connection to the node's TCP export of volume.
+func (n *node) dial(volume string) *nbd.Client {
+	n.t.Helper()
+	c, err := nbd.Dial(context.Background(), "tcp", hostport(n.t, n.uri(volume), volume), volume, nil)
+	if err != nil {
+		n.t.Fatalf("nbd connect to %s: %v", n.uri(volume), err)
+	}
+	n.t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// block is 4 KiB that names its writer and block number, so a reader can
+// tell whose write a block holds.
+func block(tag byte, blk int64) []byte {
+	b := bytes.Repeat([]byte{tag}, blockSize)
+	binary.LittleEndian.PutUint64(b[8:], uint64(blk))
+	return b
+}
+
+// writeBlocks writes block(tag, blk) at each block number and flushes.
+func (n *node) writeBlocks(volume string, tag byte, blocks ...int64) {
+	n.t.Helper()
+	c := n.dial(volume)
+	ctx := context.Background()
+	for _, blk := range blocks {
+		if err := c.WriteAt(ctx, block(tag, blk), blk*blockSize, false); err != nil {
+			n.t.Fatalf("write block %d on %s: %v", blk, n.uri(volume), err)
+		}
+	}
+	if err := c.Flush(ctx); err != nil {
+		n.t.Fatal(err)
+	}
+	c.Close()
+}
+
+// tagOf reads a block and returns the tag of the write it holds (0 for a
+// block no test wrote).
+func (n *node) tagOf(volume string, blk int64) byte {
+	n.t.Helper()
+	c := n.dial(volume)
+	defer c.Close()
+	buf := make([]byte, blockSize)
+	if err := c.ReadAt(context.Background(), buf, blk*blockSize); err != nil {
+		n.t.Fatalf("read block %d on %s: %v", blk, n.uri(volume), err)
+	}
+	if !bytes.Equal(buf, block(buf[0], blk)) && !bytes.Equal(buf, make([]byte, blockSize)) {
+		n.t.Fatalf("block %d on %s holds neither a test write nor zeroes: %x…", blk, n.uri(volume), buf[:16])
+	}
+	return buf[0]
+}
+
+// exportSum reads the whole export and returns its sha256.
+func (n *node) exportSum(volume string) [sha256.Size]byte {
+	n.t.Helper()
+	c := n.dial(volume)
+	defer c.Close()
+	h := sha256.New()
+	buf := make([]byte, 4<<20)
+	for off := int64(0); off < c.Size(); off += int64(len(buf)) {
+		p := buf[:min(int64(len(buf)), c.Size()-off)]
+		if err := c.ReadAt(context.Background(), p, off); err != nil {
+			n.t.Fatalf("read %s at %d: %v", n.uri(volume), off, err)
+		}
+		h.Write(p)
+	}
+	return [sha256.Size]byte(h.Sum(nil))
+}
+
+// sameData fails the test unless every node's export of volume reads the same.
+func sameData(t *testing.T, volume string, nodes ...*node) {
+	t.Helper()
+	want := nodes[0].exportSum(volume)
+	for _, n := range nodes[1:] {
+		if got := n.exportSum(volume); got != want {
+			t.Fatalf("volume %s differs: %s has sha256 %x, %s has %x", volume, nodes[0].name(), want[:8], n.name(), got[:8])
+		}
+	}
+}
+
+// statusJSON is `repctl status --json` decoded.
+func (n *node) statusJSON() control.Status {
+	n.t.Helper()
+	var st control.Status
+	jsonUnmarshal(n.t, n.mustRepctl("--json", "status"), &st)
+	return st
+}
+
+func hasAll(s string, subs ...string) bool {
+	for _, sub := range subs {
+		if !strings.Contains(s, sub) {
+			return false
+		}
+	}
+	return true
+}
