@@ -1,12 +1,16 @@
 package integration
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
+	"os/exec"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -175,4 +179,74 @@ func hasAll(s string, subs ...string) bool {
 		}
 	}
 	return true
+}
+
+// eventStream is `repctl --json events` running against a node.
+type eventStream struct {
+	t    *testing.T
+	cmd  *exec.Cmd
+	mu   sync.Mutex
+	evs  []control.Event
+	done chan struct{}
+}
+
+func (n *node) events(args ...string) *eventStream {
+	n.t.Helper()
+	argv := append(append(append([]string{}, n.wrap...), bin("repctl"), "--socket", n.socket, "--json", "events"), args...)
+	s := &eventStream{t: n.t, cmd: exec.Command(argv[0], argv[1:]...), done: make(chan struct{})}
+	out, err := s.cmd.StdoutPipe()
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	if err := s.cmd.Start(); err != nil {
+		n.t.Fatal(err)
+	}
+	n.t.Cleanup(s.stop)
+	go func() {
+		defer close(s.done)
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			var e control.Event
+			if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
+				s.t.Errorf("repctl events printed %q: %v", sc.Text(), err)
+				continue
+			}
+			s.mu.Lock()
+			s.evs = append(s.evs, e)
+			s.mu.Unlock()
+		}
+	}()
+	// The stream is open once the daemon answered; give it a moment.
+	time.Sleep(200 * time.Millisecond)
+	return s
+}
+
+func (s *eventStream) stop() {
+	s.cmd.Process.Kill()
+	<-s.done
+	s.cmd.Wait()
+}
+
+// all returns the events received so far.
+func (s *eventStream) all() []control.Event {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]control.Event(nil), s.evs...)
+}
+
+// wait waits for an event that match accepts and returns it.
+func (s *eventStream) wait(what string, match func(control.Event) bool) control.Event {
+	s.t.Helper()
+	var found control.Event
+	waitFor(s.t, "event: "+what, 30*time.Second, func() (bool, string) {
+		evs := s.all()
+		for _, e := range evs {
+			if match(e) {
+				found = e
+				return true, ""
+			}
+		}
+		return false, fmt.Sprintf("%d events: %+v", len(evs), evs)
+	})
+	return found
 }
