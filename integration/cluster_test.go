@@ -36,16 +36,27 @@ type clusterSpec struct {
 	Protocol string
 	// Extra is appended to the volume's replication section.
 	Extra string
+	// Addrs, if set, are the nodes' replication addresses (host:port);
+	// default: free ports on 127.0.0.1.
+	Addrs []string
+	// UnixNBD serves NBD on a unix socket in the node's directory instead
+	// of TCP on 127.0.0.1 (for nodes in network namespaces).
+	UnixNBD bool
 }
 
 // newCluster writes one config per node and returns the (not started) nodes.
 func newCluster(t *testing.T, s clusterSpec) []*node {
 	t.Helper()
-	ports := freePorts(t, s.Nodes)
+	addrs := s.Addrs
+	if addrs == nil {
+		for _, p := range freePorts(t, s.Nodes) {
+			addrs = append(addrs, fmt.Sprintf("127.0.0.1:%d", p))
+		}
+	}
 	var nodes []*node
 	var nodeList strings.Builder
 	for i := 0; i < s.Nodes; i++ {
-		fmt.Fprintf(&nodeList, "    - {name: n%d, id: %d, address: \"127.0.0.1:%d\"}\n", i, i, ports[i])
+		fmt.Fprintf(&nodeList, "    - {name: n%d, id: %d, address: \"%s\"}\n", i, i, addrs[i])
 	}
 	for i := 0; i < s.Nodes; i++ {
 		dir := t.TempDir()
@@ -56,12 +67,16 @@ func newCluster(t *testing.T, s clusterSpec) []*node {
 				peers = append(peers, fmt.Sprintf("n%d", j))
 			}
 		}
+		listen := "tcp://127.0.0.1:0"
+		if s.UnixNBD {
+			listen = "unix://" + filepath.Join(dir, "nbd.sock")
+		}
 		cfg := fmt.Sprintf(`node: {name: n%d, id: %d}
 control: {socket: %s}
 metrics: {listen: "127.0.0.1:0"}
 log: {level: debug}
 nbd:
-  listen: ["tcp://127.0.0.1:0"]
+  listen: ["%s"]
 cluster:
   secret: "integration-test-secret-0123456789"
   nodes:
@@ -76,7 +91,7 @@ cluster:
       ping-interval: 500ms
       ping-timeout: 1s
       connect-interval: 200ms
-%s`, i, i, n.socket, nodeList.String(), s.Volume, dir, s.Volume, s.Size, strings.Join(peers, ", "), s.Protocol, s.Extra)
+%s`, i, i, n.socket, listen, nodeList.String(), s.Volume, dir, s.Volume, s.Size, strings.Join(peers, ", "), s.Protocol, s.Extra)
 		if err := os.WriteFile(n.config, []byte(cfg), 0o644); err != nil {
 			t.Fatal(err)
 		}

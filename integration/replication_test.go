@@ -8,6 +8,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"net/url"
 	"os/exec"
 	"strings"
 	"sync"
@@ -85,12 +86,25 @@ func (n *node) name() string {
 	return st.Node.Name
 }
 
-// dial opens an NBD connection to the node's TCP export of volume.
+// dial opens an NBD connection to the node's TCP export of volume, or its
+// unix-socket export if it has no TCP one.
 func (n *node) dial(volume string) *nbd.Client {
 	n.t.Helper()
-	c, err := nbd.Dial(context.Background(), "tcp", hostport(n.t, n.uri(volume), volume), volume, nil)
+	network, addr := "", ""
+	for _, e := range n.volume(volume).Exports {
+		if strings.HasPrefix(e, "nbd://") && network == "" {
+			network, addr = "tcp", hostport(n.t, e, volume)
+		}
+		if u, err := url.Parse(e); err == nil && u.Scheme == "nbd+unix" && network == "" {
+			network, addr = "unix", u.Query().Get("socket")
+		}
+	}
+	if network == "" {
+		n.t.Fatalf("volume %s has no export: %+v", volume, n.volume(volume))
+	}
+	c, err := nbd.Dial(context.Background(), network, addr, volume, nil)
 	if err != nil {
-		n.t.Fatalf("nbd connect to %s: %v", n.uri(volume), err)
+		n.t.Fatalf("nbd connect to %s %s: %v", network, addr, err)
 	}
 	n.t.Cleanup(func() { c.Close() })
 	return c
@@ -111,7 +125,7 @@ func (n *node) writeBlocks(volume string, tag byte, blocks ...int64) {
 	ctx := context.Background()
 	for _, blk := range blocks {
 		if err := c.WriteAt(ctx, block(tag, blk), blk*blockSize, false); err != nil {
-			n.t.Fatalf("write block %d on %s: %v", blk, n.uri(volume), err)
+			n.t.Fatalf("write block %d on %s: %v", blk, n.name(), err)
 		}
 	}
 	if err := c.Flush(ctx); err != nil {
@@ -128,10 +142,10 @@ func (n *node) tagOf(volume string, blk int64) byte {
 	defer c.Close()
 	buf := make([]byte, blockSize)
 	if err := c.ReadAt(context.Background(), buf, blk*blockSize); err != nil {
-		n.t.Fatalf("read block %d on %s: %v", blk, n.uri(volume), err)
+		n.t.Fatalf("read block %d on %s: %v", blk, n.name(), err)
 	}
 	if !bytes.Equal(buf, block(buf[0], blk)) && !bytes.Equal(buf, make([]byte, blockSize)) {
-		n.t.Fatalf("block %d on %s holds neither a test write nor zeroes: %x…", blk, n.uri(volume), buf[:16])
+		n.t.Fatalf("block %d on %s holds neither a test write nor zeroes: %x…", blk, n.name(), buf[:16])
 	}
 	return buf[0]
 }
@@ -146,7 +160,7 @@ func (n *node) exportSum(volume string) [sha256.Size]byte {
 	for off := int64(0); off < c.Size(); off += int64(len(buf)) {
 		p := buf[:min(int64(len(buf)), c.Size()-off)]
 		if err := c.ReadAt(context.Background(), p, off); err != nil {
-			n.t.Fatalf("read %s at %d: %v", n.uri(volume), off, err)
+			n.t.Fatalf("read %s on %s at %d: %v", volume, n.name(), off, err)
 		}
 		h.Write(p)
 	}
