@@ -101,20 +101,39 @@ func run(rounds int, runtime time.Duration, size, dir string, scattered int, onl
 		}
 		fmt.Printf("\n%-26s %12s %12s %12s %8s %8s\n", "workload", "standalone", "protocol C", "protocol A", "C/std", "A/std")
 		for _, w := range workloads {
-			results := map[string][]float64{}
+			results, cpu := map[string][]float64{}, map[string][]float64{}
 			for r := 0; r < rounds; r++ {
 				for i := range setups {
 					s := setups[(i+r)%len(setups)]
+					cpu0, err := s.cpuSeconds()
+					if err != nil {
+						return err
+					}
+					start := time.Now()
 					v, err := runFio(fio, s.primary().uri(), w, runtime)
 					if err != nil {
 						return err
 					}
+					cpu1, err := s.cpuSeconds()
+					if err != nil {
+						return err
+					}
 					results[s.name] = append(results[s.name], v)
+					// replicad CPU per operation (4k) or per MB (1M), all of
+					// the setup's processes, over the whole fio run.
+					cpu[s.name] = append(cpu[s.name], 1e6*(cpu1-cpu0)/time.Since(start).Seconds()/v)
 				}
 			}
 			std, c, a := median(results["standalone"]), median(results["protocol C"]), median(results["protocol A"])
 			fmt.Printf("%-26s %12.0f %12.0f %12.0f %7.2fx %7.2fx   (%s; rounds: std %v, C %v, A %v)\n",
 				w.name, std, c, a, c/std, a/std, w.unit, rounded(results["standalone"]), rounded(results["protocol C"]), rounded(results["protocol A"]))
+			per := "op"
+			if w.unit == "MB/s" {
+				per = "MB"
+			}
+			fmt.Printf("%-26s %12.0f %12.0f %12.0f %7.2fx %7.2fx   (replicad CPU µs per %s, all nodes)\n", "",
+				median(cpu["standalone"]), median(cpu["protocol C"]), median(cpu["protocol A"]),
+				median(cpu["protocol C"])/median(cpu["standalone"]), median(cpu["protocol A"])/median(cpu["standalone"]), per)
 		}
 	}
 	if only == "fio" {
@@ -132,34 +151,47 @@ func run(rounds int, runtime time.Duration, size, dir string, scattered int, onl
 		return err
 	}
 	fmt.Printf("\nfull resync of %s (protocol C pair) vs one loopback TCP stream\n", bytesize.Format(v.Size))
-	var tcp, rs []float64
+	var tcp, rs, rsTotal []float64
 	for r := 0; r < rounds; r++ {
 		t, err := tcpProbe(v.Size)
 		if err != nil {
 			return err
 		}
-		mbps, sent, d, err := fullResync(pair)
+		cpu0, err := pair.cpuSeconds()
 		if err != nil {
 			return err
 		}
-		tcp, rs = append(tcp, t), append(rs, mbps)
-		fmt.Printf("  round %d: TCP %.0f MB/s; resync %.0f MB/s (%.2fs, %s sent)\n", r+1, t, mbps, d.Seconds(), bytesize.Format(sent))
+		res, err := fullResync(pair)
+		if err != nil {
+			return err
+		}
+		cpu1, err := pair.cpuSeconds()
+		if err != nil {
+			return err
+		}
+		mbps, mbpsTotal := float64(res.sent)/res.resync.Seconds()/1e6, float64(v.Size)/res.total.Seconds()/1e6
+		tcp, rs, rsTotal = append(tcp, t), append(rs, mbps), append(rsTotal, mbpsTotal)
+		fmt.Printf("  round %d: TCP %.0f MB/s; resync %.0f MB/s (%s sent in %.2fs; %.2fs and %.0f MB/s from new metadata to in sync; %.1f CPU-seconds in both nodes)\n",
+			r+1, t, mbps, bytesize.Format(res.sent), res.resync.Seconds(), res.total.Seconds(), mbpsTotal, cpu1-cpu0)
 	}
-	fmt.Printf("  median: TCP %.0f MB/s, resync %.0f MB/s: %.2fx\n", median(tcp), median(rs), median(rs)/median(tcp))
+	fmt.Printf("  median: TCP %.0f MB/s, resync %.0f MB/s: %.2fx (end to end %.0f MB/s: %.2fx)\n",
+		median(tcp), median(rs), median(rs)/median(tcp), median(rsTotal), median(rsTotal)/median(tcp))
 
 	dirty := int64(scattered) * 4096
 	fmt.Printf("\nresync of %d scattered 4 KiB blocks (%s dirty) on %s (seed %d)\n", scattered, bytesize.Format(dirty), bytesize.Format(v.Size), seed)
 	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
-	var secs, sentRatio []float64
+	var secs, resyncSecs, sentRatio []float64
 	for r := 0; r < rounds; r++ {
-		sent, d, err := scatteredResync(pair, scattered, rng)
+		res, err := scatteredResync(pair, scattered, rng)
 		if err != nil {
 			return err
 		}
-		secs, sentRatio = append(secs, d.Seconds()), append(sentRatio, float64(sent)/float64(dirty))
-		fmt.Printf("  round %d: %d bytes sent for %d dirty (%.4fx) in %.3fs\n", r+1, sent, dirty, float64(sent)/float64(dirty), d.Seconds())
+		ratio := float64(res.sent) / float64(dirty)
+		secs, resyncSecs, sentRatio = append(secs, res.total.Seconds()), append(resyncSecs, res.resync.Seconds()), append(sentRatio, ratio)
+		fmt.Printf("  round %d: %d bytes sent for %d dirty (%.4fx); connect to in sync %.3fs, of which the resync (SyncSource to Established) %.3fs\n",
+			r+1, res.sent, dirty, ratio, res.total.Seconds(), res.resync.Seconds())
 	}
-	fmt.Printf("  median: %.4fx of the dirty bytes sent, %.3fs from connect to in sync\n", median(sentRatio), median(secs))
+	fmt.Printf("  median: %.4fx of the dirty bytes sent; %.3fs from connect to in sync, %.3fs resyncing\n", median(sentRatio), median(secs), median(resyncSecs))
 	return nil
 }
 

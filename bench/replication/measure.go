@@ -10,6 +10,7 @@ import (
 	"net"
 	"os/exec"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/replicad/replicad/internal/control"
@@ -111,46 +112,61 @@ func tcpProbe(total int64) (float64, error) {
 	return float64(total) / time.Since(start).Seconds() / 1e6, nil
 }
 
+// full is one full resync: the resync bytes the primary sent, the time
+// from the new metadata to in sync, and the resync proper (SyncSource to
+// Established on the primary).
+type full struct {
+	sent          int64
+	total, resync time.Duration
+}
+
 // fullResync makes the pair's secondary a fresh, empty replica (new
-// metadata) and times the full sync from the primary. It returns MB/s of
-// volume data and the resync bytes the primary sent.
-func fullResync(s *setup) (mbps float64, sent int64, d time.Duration, err error) {
+// metadata) and times the full sync from the primary.
+func fullResync(s *setup) (res full, err error) {
 	a, b := s.nodes[0], s.nodes[1]
 	if err := b.do("POST", "/v1/volumes/"+volume+"/down", nil, nil); err != nil {
-		return 0, 0, 0, err
+		return res, err
 	}
 	before, err := a.peer()
 	if err != nil {
-		return 0, 0, 0, err
+		return res, err
 	}
+	watch := watchReplication(a)
 	start := time.Now()
 	if err := b.createUp(true); err != nil {
-		return 0, 0, 0, err
+		return res, err
 	}
 	after, err := a.waitSync(30 * time.Minute)
 	if err != nil {
-		return 0, 0, 0, err
+		return res, err
 	}
-	d = time.Since(start)
-	v, err := a.volume()
-	if err != nil {
-		return 0, 0, 0, err
+	res.total = time.Since(start)
+	if res.resync, err = watch(); err != nil {
+		return res, err
 	}
-	return float64(v.Size) / d.Seconds() / 1e6, after.SentBytes["resync"] - before.SentBytes["resync"], d, nil
+	res.sent = after.SentBytes["resync"] - before.SentBytes["resync"]
+	return res, nil
+}
+
+// scattered is one scattered resync: the resync bytes the primary sent,
+// the time from connect to in sync, and the part of it between the
+// primary's SyncSource and Established events.
+type scattered struct {
+	sent          int64
+	total, resync time.Duration
 }
 
 // scatteredResync disconnects the primary, writes count random distinct
-// 4 KiB blocks on it, reconnects and times the resync. It returns the
-// resync bytes sent and the time from connect to in sync.
-func scatteredResync(s *setup, count int, rng *rand.Rand) (sent int64, d time.Duration, err error) {
+// 4 KiB blocks on it, reconnects and times the resync.
+func scatteredResync(s *setup, count int, rng *rand.Rand) (res scattered, err error) {
 	a := s.primary()
 	if err := a.do("POST", "/v1/volumes/"+volume+"/disconnect", control.ConnectRequest{}, nil); err != nil {
-		return 0, 0, err
+		return res, err
 	}
 	ctx := context.Background()
 	c, err := nbd.Dial(ctx, "tcp", fmt.Sprintf("127.0.0.1:%d", a.nbdPort), volume, nil)
 	if err != nil {
-		return 0, 0, err
+		return res, err
 	}
 	defer c.Close()
 	blocks := map[int64]bool{}
@@ -165,28 +181,68 @@ func scatteredResync(s *setup, count int, rng *rand.Rand) (sent int64, d time.Du
 			buf[i] = byte(rng.Uint32())
 		}
 		if err := c.WriteAt(ctx, buf, blk*4096, false); err != nil {
-			return 0, 0, err
+			return res, err
 		}
 	}
 	if err := c.Flush(ctx); err != nil {
-		return 0, 0, err
+		return res, err
 	}
 	before, err := a.peer()
 	if err != nil {
-		return 0, 0, err
+		return res, err
 	}
 	if want := int64(count) * 4096; before.OutOfSyncBytes != want {
-		return 0, 0, fmt.Errorf("%d bytes out of sync after %d scattered writes, want %d", before.OutOfSyncBytes, count, want)
+		return res, fmt.Errorf("%d bytes out of sync after %d scattered writes, want %d", before.OutOfSyncBytes, count, want)
 	}
+	watch := watchReplication(a)
 	start := time.Now()
 	if err := a.do("POST", "/v1/volumes/"+volume+"/connect", control.ConnectRequest{}, nil); err != nil {
-		return 0, 0, err
+		return res, err
 	}
 	after, err := a.waitSync(5 * time.Minute)
 	if err != nil {
-		return 0, 0, err
+		return res, err
 	}
-	return after.SentBytes["resync"] - before.SentBytes["resync"], time.Since(start), nil
+	res.total = time.Since(start)
+	if res.resync, err = watch(); err != nil {
+		return res, err
+	}
+	res.sent = after.SentBytes["resync"] - before.SentBytes["resync"]
+	return res, nil
+}
+
+// watchReplication follows a node's events; the function it returns stops
+// and gives the time between the node's SyncSource and Established
+// events: the resync proper, without the reconnection before it.
+func watchReplication(n *node) func() (time.Duration, error) {
+	ctx, stop := context.WithCancel(context.Background())
+	var mu sync.Mutex
+	times := map[string]time.Time{}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		n.client().Stream(ctx, "/v1/events?volume="+volume, func(raw json.RawMessage) error {
+			var e control.Event
+			if json.Unmarshal(raw, &e) == nil && e.What == "replication" {
+				mu.Lock()
+				times[e.New] = e.Time
+				mu.Unlock()
+			}
+			return nil
+		})
+	}()
+	time.Sleep(100 * time.Millisecond) // let the stream subscribe
+	return func() (time.Duration, error) {
+		time.Sleep(100 * time.Millisecond) // the last events
+		stop()
+		<-done
+		mu.Lock()
+		defer mu.Unlock()
+		if times["SyncSource"].IsZero() || times["Established"].IsZero() {
+			return 0, fmt.Errorf("%s: no SyncSource and Established events: %v", n.name, times)
+		}
+		return times["Established"].Sub(times["SyncSource"]), nil
+	}
 }
 
 func median(v []float64) float64 {

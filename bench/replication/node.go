@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -235,4 +237,30 @@ func startSetup(s *setup, replicad string) error {
 	}
 	_, err := s.primary().waitSync(30 * time.Minute)
 	return err
+}
+
+// cpuSeconds is the user+system CPU time the setup's replicad processes
+// used so far (from /proc/PID/stat; USER_HZ is 100 on Linux).
+func (s *setup) cpuSeconds() (float64, error) {
+	var total float64
+	for _, n := range s.nodes {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", n.cmd.Process.Pid))
+		if err != nil {
+			return 0, err
+		}
+		// Fields after the command name (which may hold spaces) start at
+		// the state, field 3; utime and stime are fields 14 and 15.
+		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+		if len(f) < 13 {
+			return 0, fmt.Errorf("/proc/%d/stat: %d fields", n.cmd.Process.Pid, len(f))
+		}
+		for _, x := range f[11:13] {
+			v, err := strconv.ParseFloat(x, 64)
+			if err != nil {
+				return 0, err
+			}
+			total += v / 100
+		}
+	}
+	return total, nil
 }
