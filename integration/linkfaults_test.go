@@ -142,7 +142,9 @@ func TestCorruptedWriteDetected(t *testing.T) {
 func TestEventsStream(t *testing.T) {
 	a, _ := startPair(t, clusterSpec{Volume: "r0", Size: "16MiB", Protocol: "C"})
 	evs := a.events()
-	a.mustRepctl("disconnect", "r0")
+	if out := a.mustRepctl("disconnect", "r0"); !strings.Contains(out, "peer n1 StandAlone") {
+		t.Errorf("repctl disconnect printed %q; want the peer StandAlone", out)
+	}
 	a.writeBlocks("r0", 'e', 10, 20, 30)
 	a.mustRepctl("connect", "r0")
 	a.waitSync("r0")
