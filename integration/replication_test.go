@@ -186,15 +186,6 @@ func (n *node) statusJSON() control.Status {
 	return st
 }
 
-func hasAll(s string, subs ...string) bool {
-	for _, sub := range subs {
-		if !strings.Contains(s, sub) {
-			return false
-		}
-	}
-	return true
-}
-
 // eventStream is `repctl --json events` running against a node.
 type eventStream struct {
 	t    *testing.T
