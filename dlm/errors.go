@@ -21,7 +21,8 @@ var (
 	// released the lock while the request was pending.
 	ErrUnlocked = errors.New("dlm: lock was unlocked")
 	// ErrInvalid is returned for a malformed request: a bad mode, flag
-	// combination, name or LVB length (the kernel's -EINVAL).
+	// combination, name or LVB length (the kernel's -EINVAL); and by
+	// RecordFenced for this node itself.
 	ErrInvalid = locktable.ErrInvalid
 	// ErrBusy is returned by Convert, Unlock and Cancel while another
 	// operation on the lock is pending (the kernel's -EBUSY), and by Leave
@@ -45,10 +46,11 @@ var (
 	// resource is held in another mode (the kernel's -EAGAIN).
 	ErrOrphanMode = errors.New("dlm: orphan lock held in another mode")
 	// ErrNotFailed is returned by Static.ConfirmFenced for a node with no
-	// failure to confirm.
+	// failure to confirm, and by Node.ConfirmFenced when neither the
+	// membership nor the ledger learned from peers knows one.
 	ErrNotFailed = errors.New("dlm: node has no unconfirmed failure")
-	// ErrUnknownNode is returned by Static.ConfirmFenced for a node that is
-	// not configured.
+	// ErrUnknownNode is returned by ConfirmFenced and RecordFenced for a
+	// node that is not configured.
 	ErrUnknownNode = errors.New("dlm: unknown node")
 	// ErrClosed is returned by operations on a closed Node.
 	ErrClosed = errors.New("dlm: node closed")

@@ -5,6 +5,7 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/replicad/replicad/dlm/engine"
 	"github.com/replicad/replicad/internal/clock"
@@ -41,6 +42,16 @@ type FenceConfirmer interface {
 	ConfirmFenced(node NodeID) error
 }
 
+// FenceRecorder is implemented by memberships that take the results of a
+// fencing subsystem: node was switched off (or an operator confirmed it
+// down) by an operation that began at the given time, so every process
+// incarnation it started before then is fenced, whether or not its failure
+// is known yet. Incarnations are start times, which is what makes a time
+// comparable with them.
+type FenceRecorder interface {
+	RecordFenced(node NodeID, at time.Time) error
+}
+
 // Static is a membership over a fixed list of nodes. A node is alive from
 // the moment it authenticates to this node until the transport reports it
 // silent; a node that goes silent, or comes back with a new process
@@ -54,6 +65,7 @@ type Static struct {
 	nodes   []NodeID
 	twoNode bool
 	clk     clock.Clock
+	started time.Time
 	changes chan struct{}
 
 	mu struct {
@@ -70,6 +82,7 @@ var (
 	_ Membership     = (*Static)(nil)
 	_ PeerObserver   = (*Static)(nil)
 	_ FenceConfirmer = (*Static)(nil)
+	_ FenceRecorder  = (*Static)(nil)
 )
 
 // NewStatic returns a static membership of nodes (which must include
@@ -83,6 +96,7 @@ func NewStatic(self NodeID, nodes []NodeID, twoNode bool, clk clock.Clock) (*Sta
 		clk = clock.Real()
 	}
 	s := &Static{self: self, nodes: slices.Sorted(slices.Values(nodes)), twoNode: twoNode, clk: clk, changes: make(chan struct{}, 1)}
+	s.started = clk.Now()
 	s.mu.alive = map[NodeID]bool{self: true}
 	s.mu.inc = map[NodeID]uint64{}
 	s.mu.failed = map[NodeID]uint64{}
@@ -173,5 +187,33 @@ func (s *Static) ConfirmFenced(node NodeID) error {
 	s.mu.fenced[node] = max(s.mu.fenced[node], through)
 	delete(s.mu.unknown, node)
 	s.notify()
+	return nil
+}
+
+// RecordFenced implements FenceRecorder. A fence that began after this
+// membership started also accounts for the node under startup fencing:
+// whatever it held is gone. An older one does not (the node may have come
+// back since).
+func (s *Static) RecordFenced(node NodeID, at time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !slices.Contains(s.nodes, node) {
+		return fmt.Errorf("%w: %d (configured: %v)", ErrUnknownNode, node, s.nodes)
+	}
+	if node == s.self {
+		return fmt.Errorf("%w: node %d is this node", ErrInvalid, node)
+	}
+	changed := false
+	if through := uint64(max(at.UnixNano(), 0)); through > s.mu.fenced[node] {
+		s.mu.fenced[node] = through
+		changed = true
+	}
+	if s.mu.unknown[node] && !at.Before(s.started) {
+		delete(s.mu.unknown, node)
+		changed = true
+	}
+	if changed {
+		s.notify()
+	}
 	return nil
 }

@@ -2,6 +2,7 @@ package dlm
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -131,6 +132,11 @@ func (n *Node) Close() error {
 	return err
 }
 
+// Cluster returns the cluster as this node's lockspaces see it: the
+// membership's state merged with the failures and fences learned from
+// peers.
+func (n *Node) Cluster() ClusterState { return n.clusterState() }
+
 // clusterState is the membership's state merged with what this node's
 // lockspaces learned from their peers.
 func (n *Node) clusterState() ClusterState {
@@ -202,17 +208,56 @@ func (n *Node) tickLoop() {
 }
 
 // ConfirmFenced passes an operator's fence confirmation to the membership.
+//
+// A failure may be known here only from a peer's ledger: a peer noticed the
+// node die before this node's membership did, and this node's lockspaces
+// already wait for that fence (a failed incarnation leaves the view even
+// while the local membership still counts the node alive). The confirmation
+// then covers the failure the ledger knows and travels in the ledger like
+// any other, so it succeeds whenever a lockspace here waits for the node.
 func (n *Node) ConfirmFenced(node NodeID) error {
 	fc, ok := n.ms.(FenceConfirmer)
 	if !ok {
 		return fmt.Errorf("dlm: the membership (%T) does not take fence confirmations; confirm through the cluster manager", n.ms)
 	}
 	if err := fc.ConfirmFenced(node); err != nil {
-		return err
+		if !errors.Is(err, ErrNotFailed) || !n.confirmLedgerFailure(node) {
+			return err
+		}
 	}
 	n.log.Info("fence confirmed by operator", "fenced", node)
 	n.applyCluster()
 	return nil
+}
+
+// RecordFenced passes the result of a fence operation to the membership:
+// node was switched off, or confirmed down, by an operation that began at
+// at. Every incarnation of node started before at counts as fenced, so a
+// fence that completes before this node notices the failure is not lost.
+func (n *Node) RecordFenced(node NodeID, at time.Time) error {
+	fr, ok := n.ms.(FenceRecorder)
+	if !ok {
+		return fmt.Errorf("dlm: the membership (%T) does not take fence results; it learns them from the cluster manager", n.ms)
+	}
+	if err := fr.RecordFenced(node, at); err != nil {
+		return err
+	}
+	n.log.Info("fence recorded", "fenced", node, "through", at)
+	n.applyCluster()
+	return nil
+}
+
+// confirmLedgerFailure records a fence through the failure of node that the
+// merged ledger knows and that is not fenced yet; it reports whether there
+// was one.
+func (n *Node) confirmLedgerFailure(node NodeID) bool {
+	cs := n.clusterState()
+	failed := cs.Failed[node]
+	if failed == 0 || failed <= cs.Fenced[node] {
+		return false
+	}
+	n.learnLedger(nil, map[NodeID]uint64{node: failed})
+	return true
 }
 
 // Lockspaces returns the status of every lockspace on this node (the

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -41,13 +42,20 @@ type testCluster struct {
 	nodes map[NodeID]*Node
 	logs  map[NodeID]*syncBuffer
 	addrs map[NodeID]string
+	tune  func(NodeID, *Config) // adjusts a node's config after the defaults; may be nil
 }
 
 // startCluster starts n nodes on loopback with short timers; secrets maps
 // a node to a different secret.
 func startCluster(t *testing.T, n int, secrets map[NodeID][]byte) *testCluster {
 	t.Helper()
-	tc := &testCluster{t: t, nodes: map[NodeID]*Node{}, logs: map[NodeID]*syncBuffer{}, addrs: map[NodeID]string{}}
+	return startTunedCluster(t, n, secrets, nil)
+}
+
+// startTunedCluster is startCluster with tune applied to each node's config.
+func startTunedCluster(t *testing.T, n int, secrets map[NodeID][]byte, tune func(NodeID, *Config)) *testCluster {
+	t.Helper()
+	tc := &testCluster{t: t, nodes: map[NodeID]*Node{}, logs: map[NodeID]*syncBuffer{}, addrs: map[NodeID]string{}, tune: tune}
 	lns := map[NodeID]net.Listener{}
 	for i := 1; i <= n; i++ {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -93,6 +101,9 @@ func (tc *testCluster) start(id NodeID, ln net.Listener, secrets map[NodeID][]by
 	cfg.HeartbeatInterval = 50 * time.Millisecond
 	cfg.DeadTimeout = 500 * time.Millisecond
 	cfg.RedialInterval = 50 * time.Millisecond
+	if tc.tune != nil {
+		tc.tune(id, &cfg)
+	}
 	buf := &syncBuffer{}
 	tc.logs[id] = buf
 	cfg.Logger = slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -260,6 +271,79 @@ func TestKilledMasterWaitsForFenceConfirmation(t *testing.T) {
 	}
 	if err := tc.nodes[2].ConfirmFenced(2); err == nil {
 		t.Fatal("confirming a live node's fence succeeded")
+	}
+}
+
+// A survivor can learn a member's failure from another survivor before its
+// own membership notices it (its dead timeout has not run out): its
+// lockspaces already wait for the fence, so a fence confirmation given on
+// it must be taken and must open recovery. Node 3 never notices by itself
+// here (a dead timeout far longer than the test), which makes the order
+// that raced in TestKilledMasterWaitsForFenceConfirmation certain.
+func TestFenceConfirmationOfFailureLearnedFromPeer(t *testing.T) {
+	tc := startTunedCluster(t, 3, nil, func(id NodeID, c *Config) {
+		if id == 3 {
+			c.DeadTimeout = time.Hour
+		}
+	})
+	ls := tc.joinAll("ls")
+	if _, _, err := ls[1].Lock(ctx(t), Request{Name: "busy", Mode: locktable.EX}); err != nil {
+		t.Fatal(err)
+	}
+	granted := make(chan Completion, 1)
+	if _, err := ls[3].LockAsync(Request{Name: "busy", Mode: locktable.PR, OnComplete: func(_ *Lock, c Completion) { granted <- c }}); err != nil {
+		t.Fatal(err)
+	}
+	tc.nodes[1].Close()
+	eventually(t, "wait fencing on node 3, learned from node 2", func() bool {
+		return ls[3].Status().State == engine.StateWaitFencing
+	})
+	if cs := tc.nodes[3].Membership().State(); !slices.Contains(cs.Alive, 1) || cs.Failed[1] != 0 {
+		t.Fatalf("node 3's own membership noticed the failure; the test does not test the learned-failure order: %+v", cs)
+	}
+	if err := tc.nodes[3].ConfirmFenced(1); err != nil {
+		t.Fatalf("confirming a failure node 3's lockspace waits for: %v", err)
+	}
+	if c := <-granted; c.Result != locktable.ResultGranted {
+		t.Fatalf("after fencing: %+v", c)
+	}
+	if err := tc.nodes[3].ConfirmFenced(1); !errors.Is(err, ErrNotFailed) {
+		t.Fatalf("second confirmation of the same failure: %v, want ErrNotFailed", err)
+	}
+}
+
+// A fence recorded by the fencing subsystem before the survivors notice
+// the failure covers it: recovery goes ahead without a confirmation.
+func TestFenceRecordedBeforeFailureIsNoticed(t *testing.T) {
+	// a dead timeout long enough that the fence is recorded first
+	tc := startTunedCluster(t, 3, nil, func(_ NodeID, c *Config) { c.DeadTimeout = 2 * time.Second })
+	ls := tc.joinAll("ls")
+	if _, _, err := ls[1].Lock(ctx(t), Request{Name: "busy", Mode: locktable.EX}); err != nil {
+		t.Fatal(err)
+	}
+	granted := make(chan Completion, 1)
+	if _, err := ls[2].LockAsync(Request{Name: "busy", Mode: locktable.PR, OnComplete: func(_ *Lock, c Completion) { granted <- c }}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the waiter queued on the master", func() bool {
+		d := ls[1].Dump()
+		return len(d.Resources) == 1 && len(d.Resources[0].Waiting) == 1
+	})
+	fenceStart := time.Now()
+	tc.nodes[1].Close() // switched off by the fence
+	if cs := tc.nodes[2].Membership().State(); cs.Failed[1] != 0 {
+		t.Fatalf("the failure was noticed before the test recorded the fence: %+v", cs)
+	}
+	if err := tc.nodes[2].RecordFenced(1, fenceStart); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case c := <-granted:
+		if c.Result != locktable.ResultGranted {
+			t.Fatalf("after the fence: %+v", c)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("not granted after the fence was recorded: %+v", ls[2].Status())
 	}
 }
 

@@ -36,6 +36,10 @@ type clusterSpec struct {
 	Protocol string
 	// Extra is appended to the volume's replication section.
 	Extra string
+	// DLM, if set, enables the DLM with these further keys of the dlm
+	// section (lines indented by two spaces); node ids then start at 1 and
+	// every node gets a dlm-address. With no Volume there is no volume.
+	DLM string
 	// Addrs, if set, are the nodes' replication addresses (host:port);
 	// default: free ports on 127.0.0.1.
 	Addrs []string
@@ -47,16 +51,25 @@ type clusterSpec struct {
 // newCluster writes one config per node and returns the (not started) nodes.
 func newCluster(t *testing.T, s clusterSpec) []*node {
 	t.Helper()
-	addrs := s.Addrs
-	if addrs == nil {
-		for _, p := range freePorts(t, s.Nodes) {
-			addrs = append(addrs, fmt.Sprintf("127.0.0.1:%d", p))
-		}
+	ports := freePorts(t, 2*s.Nodes)
+	firstID := 0
+	if s.DLM != "" {
+		firstID = 1 // the DLM does not use node id 0
 	}
 	var nodes []*node
 	var nodeList strings.Builder
+	addrs := s.Addrs
+	if addrs == nil {
+		for _, p := range ports[:s.Nodes] {
+			addrs = append(addrs, fmt.Sprintf("127.0.0.1:%d", p))
+		}
+	}
 	for i := 0; i < s.Nodes; i++ {
-		fmt.Fprintf(&nodeList, "    - {name: n%d, id: %d, address: \"%s\"}\n", i, i, addrs[i])
+		fmt.Fprintf(&nodeList, "    - {name: n%d, id: %d, address: \"%s\"", i, firstID+i, addrs[i])
+		if s.DLM != "" {
+			fmt.Fprintf(&nodeList, ", dlm-address: \"127.0.0.1:%d\"", ports[s.Nodes+i])
+		}
+		nodeList.WriteString("}\n")
 	}
 	for i := 0; i < s.Nodes; i++ {
 		dir := t.TempDir()
@@ -80,7 +93,12 @@ nbd:
 cluster:
   secret: "integration-test-secret-0123456789"
   nodes:
-%svolumes:
+%s`, i, firstID+i, n.socket, listen, nodeList.String())
+		if s.DLM != "" {
+			cfg += fmt.Sprintf("dlm:\n  enabled: true\n  socket: %s\n%s", n.dlmSocket(), s.DLM)
+		}
+		if s.Volume != "" {
+			cfg += fmt.Sprintf(`volumes:
   - name: %s
     device: %s/%s.img
     size: %s
@@ -91,7 +109,8 @@ cluster:
       ping-interval: 500ms
       ping-timeout: 1s
       connect-interval: 200ms
-%s`, i, i, n.socket, listen, nodeList.String(), s.Volume, dir, s.Volume, s.Size, strings.Join(peers, ", "), s.Protocol, s.Extra)
+%s`, s.Volume, dir, s.Volume, s.Size, strings.Join(peers, ", "), s.Protocol, s.Extra)
+		}
 		if err := os.WriteFile(n.config, []byte(cfg), 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -105,3 +124,6 @@ func (n *node) waitSync(volume string) {
 	n.t.Helper()
 	n.mustRepctl("wait-sync", "--quiet", volume)
 }
+
+// dlmSocket is the node's DLM client socket (clusters with DLM set).
+func (n *node) dlmSocket() string { return filepath.Join(n.dir, "dlm.sock") }

@@ -156,7 +156,7 @@ func TestEventsStream(t *testing.T) {
 		{"replication", "WFBitmap", "SyncSource", ""},
 		{"replication", "SyncSource", "Established", "resync finished"},
 	}
-	waitFor(t, "the events of the disconnect, connect and resync, in order", 30*time.Second, func() (bool, string) {
+	waitUntil(t, "the events of the disconnect, connect and resync, in order", 30*time.Second, func() (bool, string) {
 		evs := evs.all()
 		i := 0
 		for _, e := range evs {

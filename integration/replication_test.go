@@ -50,9 +50,9 @@ func (n *node) peer(volume string) control.Peer {
 	return v.Peers[0]
 }
 
-// waitFor polls cond until it holds; on timeout the test fails with what
+// waitUntil polls cond until it holds; on timeout the test fails with what
 // cond last said.
-func waitFor(t *testing.T, what string, timeout time.Duration, cond func() (bool, string)) {
+func waitUntil(t *testing.T, what string, timeout time.Duration, cond func() (bool, string)) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
@@ -71,7 +71,7 @@ func waitFor(t *testing.T, what string, timeout time.Duration, cond func() (bool
 func (n *node) waitPeer(volume, what string, cond func(control.Peer) bool) control.Peer {
 	n.t.Helper()
 	var p control.Peer
-	waitFor(n.t, n.name()+": "+what, 30*time.Second, func() (bool, string) {
+	waitUntil(n.t, n.name()+": "+what, 30*time.Second, func() (bool, string) {
 		p = n.peer(volume)
 		return cond(p), fmt.Sprintf("%+v", p)
 	})
@@ -243,7 +243,7 @@ func (s *eventStream) all() []control.Event {
 func (s *eventStream) wait(what string, match func(control.Event) bool) control.Event {
 	s.t.Helper()
 	var found control.Event
-	waitFor(s.t, "event: "+what, 30*time.Second, func() (bool, string) {
+	waitUntil(s.t, "event: "+what, 30*time.Second, func() (bool, string) {
 		evs := s.all()
 		for _, e := range evs {
 			if match(e) {

@@ -214,7 +214,7 @@ func checkHandlerEnv(t *testing.T, dir string, n, other *node) {
 	id, peer := n.statusJSON().Node.ID, other.statusJSON().Node.ID
 	path := filepath.Join(dir, fmt.Sprintf("handler-%d.env", id))
 	var env string
-	waitFor(t, n.name()+" runs the split-brain handler", 10*time.Second, func() (bool, string) {
+	waitUntil(t, n.name()+" runs the split-brain handler", 10*time.Second, func() (bool, string) {
 		b, err := os.ReadFile(path)
 		env = string(b)
 		return err == nil && strings.Contains(env, "REPLICAD_DETAIL="), fmt.Sprint(err)

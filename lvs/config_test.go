@@ -153,6 +153,41 @@ func TestParseConfigRejectsUnknownKeysAndBadYAML(t *testing.T) {
 	}
 }
 
+// Config errors name their field: a typo next to a bad value is still
+// reported (mapstructure alone stops at the struct with the bad value).
+func TestDecodeConfigNamesEveryProblem(t *testing.T) {
+	_, err := ParseConfig([]byte("services:\n - name: a\n   address: 10.0.0.1:80\n   bogus: 1\n   check: {typ: tcp}\n   real-servers: [{address: 10.0.0.2, weight: x}]\nfoo: 2\n"))
+	var ve *ValidationError
+	if !errors.As(err, &ve) || !errors.Is(err, ErrInvalidConfig) {
+		t.Fatalf("want a *ValidationError, got %v", err)
+	}
+	want := []string{
+		"lvs.foo: unknown key",
+		"lvs.services[0].bogus: unknown key",
+		"lvs.services[0].check.typ: unknown key",
+		"lvs.services[0].real-servers[0].weight: expected type 'int'",
+	}
+	_, err = ParseConfig([]byte("services:\n - name: a\n   address: 10.0.0.1:80\n   bogus: 1\n   scheduler: foo\n"))
+	if err == nil || !strings.Contains(err.Error(), "lvs.services[0].bogus: unknown key") || !strings.Contains(err.Error(), `lvs.services[0].scheduler: "foo"`) {
+		t.Errorf("an unknown key and an invalid value: %v; want both", err)
+	}
+	if len(ve.Problems) != len(want) {
+		t.Fatalf("problems %q; want %d", ve.Problems, len(want))
+	}
+	for i, w := range want {
+		if !strings.HasPrefix(ve.Problems[i], w) {
+			t.Errorf("problem %d: %q; want prefix %q", i, ve.Problems[i], w)
+		}
+	}
+	if cfg, err := DecodeConfig(nil); err != nil || cfg.Backend != DefaultBackend {
+		t.Errorf("an empty lvs section: %+v, %v; want the defaults", cfg, err)
+	}
+	var sc ServiceConfig
+	if err := json.Unmarshal([]byte(`{"name":"a","check":{"typ":"tcp"}}`), &sc); err == nil || !strings.Contains(err.Error(), "check.typ: unknown key") {
+		t.Errorf("JSON with a misspelt key: %v", err)
+	}
+}
+
 func TestDefaultConfigIsValid(t *testing.T) {
 	if err := DefaultConfig().Validate(); err != nil {
 		t.Fatal(err)

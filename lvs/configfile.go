@@ -3,8 +3,11 @@ package lvs
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"maps"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -22,22 +25,116 @@ func ParseConfig(data []byte) (Config, error) {
 	if err := yaml.Unmarshal(data, &raw); err != nil {
 		return Config{}, fmt.Errorf("%w: yaml: %v", ErrInvalidConfig, err)
 	}
+	return DecodeConfig(raw)
+}
+
+// DecodeConfig is ParseConfig for a document already read into maps and
+// lists (the daemon's config loader hands it the lvs section): it starts
+// from DefaultConfig, decodes, and validates. Unknown keys and values of
+// the wrong type are a *ValidationError naming each field
+// ("lvs.services[0].check.typ: unknown key").
+func DecodeConfig(raw any) (Config, error) {
 	cfg := DefaultConfig()
-	dec, err := mapstructure.NewDecoder(&mapstructure.DecoderConfig{
-		DecodeHook:  mapstructure.StringToTimeDurationHookFunc(),
-		ErrorUnused: true,
-		Result:      &cfg,
-	})
-	if err != nil {
-		return Config{}, err
+	if raw == nil {
+		return cfg, cfg.Validate()
 	}
-	if err := dec.Decode(raw); err != nil {
-		return Config{}, fmt.Errorf("%w: %v", ErrInvalidConfig, err)
+	unknown, bad := decodeStrict(raw, &cfg, "lvs.")
+	if len(bad) > 0 {
+		// Validating a half-decoded section would report its holes.
+		return Config{}, &ValidationError{Problems: append(unknown, bad...)}
 	}
-	if err := cfg.Validate(); err != nil {
-		return Config{}, err
+	_, problems := cfg.compile()
+	if problems = append(unknown, problems...); len(problems) > 0 {
+		return Config{}, &ValidationError{Problems: problems}
 	}
 	return cfg, nil
+}
+
+// decodeStrict decodes raw onto out and returns its problems, each named
+// by its field with prefix: unknown keys, and values of the wrong type.
+func decodeStrict(raw any, out any, prefix string) (unknown, bad []string) {
+	dec, err := mapstructure.NewDecoder(&mapstructure.DecoderConfig{
+		DecodeHook: mapstructure.StringToTimeDurationHookFunc(),
+		Result:     out,
+	})
+	if err != nil {
+		panic("lvs: invalid mapstructure decoder configuration: " + err.Error())
+	}
+	unknown = unknownKeys(raw, reflect.TypeOf(out).Elem(), prefix, nil)
+	if err := dec.Decode(raw); err != nil {
+		bad = decodeProblems(err, prefix, nil)
+		slices.Sort(bad)
+	}
+	return unknown, bad
+}
+
+// unknownKeys lists the keys of raw that no field of t takes, with their
+// paths. (mapstructure's own check stops at a struct that has another
+// error, so a typo could hide behind a bad value.)
+func unknownKeys(raw any, t reflect.Type, path string, out []string) []string {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch {
+	case t.Kind() == reflect.Struct && t != durationType:
+		m, ok := raw.(map[string]any)
+		if !ok {
+			return out
+		}
+		fields := map[string]reflect.Type{}
+		for i := range t.NumField() {
+			name, _, _ := strings.Cut(t.Field(i).Tag.Get("mapstructure"), ",")
+			if name != "" && name != "-" {
+				fields[name] = t.Field(i).Type
+			}
+		}
+		keys := slices.Sorted(maps.Keys(m))
+		for _, k := range keys {
+			ft, ok := fields[k]
+			if !ok {
+				out = append(out, path+k+": unknown key")
+				continue
+			}
+			out = unknownKeys(m[k], ft, path+k+".", out)
+		}
+	case t.Kind() == reflect.Slice:
+		l, ok := raw.([]any)
+		if !ok {
+			return out
+		}
+		base := strings.TrimSuffix(path, ".")
+		for i, e := range l {
+			out = unknownKeys(e, t.Elem(), fmt.Sprintf("%s[%d].", base, i), out)
+		}
+	}
+	return out
+}
+
+// decodeProblems flattens mapstructure's joined errors into one line per
+// field.
+func decodeProblems(err error, prefix string, out []string) []string {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, e := range j.Unwrap() {
+			out = decodeProblems(e, prefix, out)
+		}
+		return out
+	}
+	var de *mapstructure.DecodeError
+	if errors.As(err, &de) {
+		if inner := de.Unwrap(); inner != nil {
+			if _, nested := inner.(interface{ Unwrap() []error }); nested {
+				return decodeProblems(inner, prefix, out)
+			}
+			name := de.Name()
+			if name == "" {
+				name = "(top level)"
+			} else {
+				name = prefix + name
+			}
+			return append(out, name+": "+inner.Error())
+		}
+	}
+	return append(out, strings.TrimSuffix(prefix, ".")+": "+err.Error())
 }
 
 // EncodeYAML writes c in the format ParseConfig reads, keys in field order,
@@ -87,16 +184,8 @@ func decodeJSON(b []byte, out any) error {
 	if err := json.Unmarshal(b, &raw); err != nil {
 		return fmt.Errorf("%w: json: %v", ErrInvalidConfig, err)
 	}
-	dec, err := mapstructure.NewDecoder(&mapstructure.DecoderConfig{
-		DecodeHook:  mapstructure.StringToTimeDurationHookFunc(),
-		ErrorUnused: true,
-		Result:      out,
-	})
-	if err != nil {
-		return err
-	}
-	if err := dec.Decode(raw); err != nil {
-		return fmt.Errorf("%w: %v", ErrInvalidConfig, err)
+	if unknown, bad := decodeStrict(raw, out, ""); len(unknown)+len(bad) > 0 {
+		return &ValidationError{Problems: append(unknown, bad...)}
 	}
 	return nil
 }

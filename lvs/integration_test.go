@@ -25,30 +25,10 @@ type client struct {
 	w *lvstest.Worker
 }
 
-func (c client) dial(local netip.Addr, addr string) (net.Conn, error) {
-	var conn net.Conn
-	var err error
-	c.w.Do(func() {
-		d := net.Dialer{Timeout: 3 * time.Second}
-		if local.IsValid() {
-			d.LocalAddr = &net.TCPAddr{IP: local.AsSlice()}
-		}
-		conn, err = d.Dial("tcp", addr)
-	})
-	return conn, err
-}
+func (c client) dial(local netip.Addr, addr string) (net.Conn, error) { return c.w.Dial(local, addr) }
 
 // name connects, reads the server's name line and closes.
-func (c client) name(local netip.Addr, addr string) (string, error) {
-	conn, err := c.dial(local, addr)
-	if err != nil {
-		return "", err
-	}
-	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(3 * time.Second))
-	line, err := bufio.NewReader(conn).ReadString('\n')
-	return strings.TrimSpace(line), err
-}
+func (c client) name(local netip.Addr, addr string) (string, error) { return c.w.Name(local, addr) }
 
 func (c client) httpClient() *http.Client {
 	return &http.Client{

@@ -41,13 +41,12 @@ func (v *Volume) WriteAt(ctx context.Context, p []byte, off int64, fua bool) err
 // may be released (TRIM, or WRITE_ZEROES without NO_HOLE); the range still
 // reads as zeroes, so replicas that zero the same range stay identical.
 func (v *Volume) WriteZeroes(ctx context.Context, off, n int64, deallocate, fua bool) error {
-	err := v.modify(ctx, off, n, func() error {
-		return disk.ZeroRange(v.devs.Data, off, n, deallocate)
-	})
-	if err == nil && fua {
-		err = v.Flush(ctx)
+	m, err := v.BeginModify(ctx, off, n)
+	if err != nil || m == nil {
+		return err
 	}
-	return err
+	defer m.End()
+	return m.Zero(deallocate, fua)
 }
 
 // Flush returns when every write that returned before the call is durable.
@@ -93,38 +92,90 @@ func (v *Volume) checkRange(off, n int64, write bool) error {
 	return nil
 }
 
-// modify runs a data-changing operation under the write-ahead rule: its
-// extents are in a committed activity-log transaction before it starts and
-// stay there until it ends, and the bitmaps of peers that do not get the
-// write have its bits set before it starts.
+// modify runs a data-changing operation under the write-ahead rule.
 func (v *Volume) modify(ctx context.Context, off, n int64, op func() error) error {
+	m, err := v.BeginModify(ctx, off, n)
+	if err != nil || m == nil {
+		return err
+	}
+	defer m.End()
+	return m.do(op)
+}
+
+// Modification is a write in progress whose extents are in the activity
+// log (on stable storage) and whose bits are set in every tracked bitmap.
+// A replicated write begins its modification before it sends the data to
+// any peer: if this node then loses power before its own write, the
+// activity log still names the extent, so the block is resynced rather
+// than left different from the peer that got it.
+type Modification struct {
+	v           *Volume
+	off, n      int64
+	first, last uint32
+}
+
+// BeginModify checks the range and brings [off, off+n) into the activity
+// log. A nil Modification with a nil error means n == 0: nothing to do.
+// End must follow.
+func (v *Volume) BeginModify(ctx context.Context, off, n int64) (*Modification, error) {
 	if v.readOnly {
-		return ErrReadOnly
+		return nil, ErrReadOnly
 	}
 	if err := v.checkRange(off, n, true); err != nil {
-		return err
+		return nil, err
 	}
 	if n == 0 {
-		return nil
+		return nil, nil
 	}
 	if !v.enter() {
-		return ErrDetached
+		return nil, ErrDetached
 	}
-	defer v.gate.RUnlock()
 	if err := v.failed.Load(); err != nil {
-		return fmt.Errorf("%w: %v", ErrDiskFailed, *err)
+		v.gate.RUnlock()
+		return nil, fmt.Errorf("%w: %v", ErrDiskFailed, *err)
 	}
-	first, last := uint32(off>>v.extShift), uint32((off+n-1)>>v.extShift)
-	if err := v.acquire(ctx, first, last, off, n); err != nil {
-		return err
+	m := &Modification{v: v, off: off, n: n, first: uint32(off >> v.extShift), last: uint32((off + n - 1) >> v.extShift)}
+	if err := v.acquire(ctx, m.first, m.last, off, n); err != nil {
+		v.gate.RUnlock()
+		return nil, err
 	}
-	err := op()
-	v.release(first, last)
-	if err != nil {
-		v.fail(err)
+	return m, nil
+}
+
+// Write writes p at the modification's offset (len(p) must be its length).
+func (m *Modification) Write(p []byte, fua bool) error {
+	return m.do(func() error {
+		if fua {
+			return disk.WriteSync(m.v.devs.Data, p, m.off)
+		}
+		return disk.WriteFull(m.v.devs.Data, p, m.off)
+	})
+}
+
+// Zero zeroes the modification's range; with fua it is durable on return.
+func (m *Modification) Zero(deallocate, fua bool) error {
+	err := m.do(func() error { return disk.ZeroRange(m.v.devs.Data, m.off, m.n, deallocate) })
+	if err == nil && fua {
+		if err = m.v.flusher.flush(context.Background()); err != nil {
+			m.v.fail(err)
+			err = fmt.Errorf("%w: sync: %v", ErrDiskFailed, err)
+		}
+	}
+	return err
+}
+
+func (m *Modification) do(op func() error) error {
+	if err := op(); err != nil {
+		m.v.fail(err)
 		return fmt.Errorf("%w: %v", ErrIO, err)
 	}
 	return nil
+}
+
+// End takes the modification's extents out of use.
+func (m *Modification) End() {
+	m.v.release(m.first, m.last)
+	m.v.gate.RUnlock()
 }
 
 // fail records the first device error; from then on writes and flushes fail.

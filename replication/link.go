@@ -67,6 +67,14 @@ type session struct {
 	dead   bool   // guarded by r.mu
 	reason string // why it was killed
 	done   chan struct{}
+	// unacked holds (sequence, time sent) of Writes the peer has not yet
+	// acknowledged, oldest first: the ko-count watchdog looks at the head.
+	unacked []sentAt // guarded by r.mu
+}
+
+type sentAt struct {
+	seq uint64
+	at  time.Time
 }
 
 func (l *link) wake() {
@@ -160,6 +168,7 @@ func (l *link) runSession(pc *peerConn) {
 		defer close(senderDone)
 		l.sender(s)
 	}()
+	go l.watchdog(s)
 	reason := "protocol error: " + fmt.Sprint(firstErr)
 	if firstErr == nil {
 		reason = l.reader(s, first)
@@ -265,11 +274,20 @@ func (l *link) reader(s *session, pending []engine.Apply) string {
 		if err != nil {
 			return err.Error()
 		}
-		if _, ok := m.(*wire.ResyncAck); ok {
+		switch m := m.(type) {
+		case *wire.ResyncAck:
 			select {
 			case l.resyncKick <- struct{}{}:
 			default:
 			}
+		case *wire.WriteAck:
+			r.mu.Lock()
+			i := 0
+			for i < len(s.unacked) && s.unacked[i].seq <= m.Seq {
+				i++
+			}
+			s.unacked = s.unacked[i:]
+			r.mu.Unlock()
 		}
 		if reason := l.applyAll(applies); reason != "" {
 			return reason
@@ -291,6 +309,9 @@ func (l *link) applyAll(as []engine.Apply) string {
 			err = r.vol.WriteAt(r.ctx, a.Data, a.Offset, false)
 		case engine.ApplyFlush, engine.ApplySyncDone:
 			err = r.vol.Flush(r.ctx)
+		case engine.ApplyDigest:
+			a.Data = make([]byte, a.Length)
+			err = r.vol.ReadAt(r.ctx, a.Data, a.Offset)
 		}
 		r.mu.Lock()
 		r.execLocked(r.eng.Applied(a, err))
@@ -327,7 +348,7 @@ func (l *link) sender(s *session) {
 		for _, m := range coalesce(batch) {
 			var err error
 			var n int
-			scratch, n, err = writeFrame(w, scratch, m)
+			scratch, n, err = writeFrame(w, scratch, m, r.cfg.compression)
 			l.stats.SentBytes[kind(m.Type())].Add(int64(n))
 			if err != nil {
 				s.conn.Close()
@@ -350,6 +371,7 @@ func (l *link) sender(s *session) {
 		}
 		if sent > 0 {
 			r.mu.Lock()
+			s.unacked = append(s.unacked, sentAt{sent, r.cfg.Clock.Now()})
 			r.execLocked(r.eng.Sent(l.peer, sent))
 			r.mu.Unlock()
 		}
@@ -358,7 +380,9 @@ func (l *link) sender(s *session) {
 
 // writeFrame writes m; data payloads go from the caller's buffer without a
 // copy.
-func writeFrame(w *bufio.Writer, scratch []byte, m wire.Message) ([]byte, int, error) {
+// Bitmaps are mostly zeroes: always worth s2. Data frames are compressed
+// only when the volume asks for it (compression costs CPU on every write).
+func writeFrame(w *bufio.Writer, scratch []byte, m wire.Message, c wire.Compression) ([]byte, int, error) {
 	var data []byte
 	scratch = append(scratch[:0], make([]byte, wire.HeaderSize)...)
 	switch m := m.(type) {
@@ -366,8 +390,21 @@ func writeFrame(w *bufio.Writer, scratch []byte, m wire.Message) ([]byte, int, e
 		scratch, data = m.AppendFixed(scratch), m.Data
 	case *wire.ResyncData:
 		scratch, data = m.AppendFixed(scratch), m.Data
-	default:
+	case *wire.Bitmap:
+		c = wire.S2
 		scratch = m.Append(scratch)
+	default:
+		c = wire.NoCompression
+		scratch = m.Append(scratch)
+	}
+	if c != wire.NoCompression && len(scratch)-wire.HeaderSize+len(data) >= 1024 {
+		payload := append(append([]byte(nil), scratch[wire.HeaderSize:]...), data...)
+		if out, flag, ok := wire.Compress(c, payload); ok {
+			scratch = append(scratch[:wire.HeaderSize], out...)
+			wire.PutHeader(scratch, m.Type(), flag, len(out))
+			_, err := w.Write(scratch)
+			return scratch, len(scratch), err
+		}
 	}
 	wire.PutHeader(scratch, m.Type(), 0, len(scratch)-wire.HeaderSize+len(data))
 	if _, err := w.Write(scratch); err != nil {
@@ -496,5 +533,33 @@ func (b *tokenBucket) take(n int64, done <-chan struct{}) {
 	if b.tokens < 0 {
 		wait := time.Duration(-b.tokens / float64(b.rate) * float64(time.Second))
 		clock.Sleep(b.clock, wait, done)
+	}
+}
+
+// watchdog cuts off a peer that stays connected (it answers pings) but has
+// not acknowledged a write for KoCount*Timeout: a stuck peer must not hold
+// the primary's writes forever (DRBD's ko-count).
+func (l *link) watchdog(s *session) {
+	r := l.r
+	limit := time.Duration(r.cfg.KoCount) * r.cfg.Timeout
+	if limit <= 0 {
+		return
+	}
+	for {
+		t := r.cfg.Clock.NewTimer(r.cfg.Timeout)
+		select {
+		case <-s.done:
+			t.Stop()
+			return
+		case <-t.C():
+		}
+		r.mu.Lock()
+		if len(s.unacked) > 0 && r.cfg.Clock.Now().Sub(s.unacked[0].at) > limit {
+			age := r.cfg.Clock.Now().Sub(s.unacked[0].at).Round(time.Millisecond)
+			l.killLocked(fmt.Sprintf("peer stuck: write %d unacknowledged for %v (ko-count %d × timeout %v)", s.unacked[0].seq, age, r.cfg.KoCount, r.cfg.Timeout), false)
+			r.mu.Unlock()
+			return
+		}
+		r.mu.Unlock()
 	}
 }

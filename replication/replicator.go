@@ -8,19 +8,24 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/replicad/replicad/internal/clock"
 	"github.com/replicad/replicad/replication/engine"
 	"github.com/replicad/replicad/replication/uuid"
+	"github.com/replicad/replicad/replication/wire"
 )
 
 // ReplicatorConfig configures one volume's replication.
 type ReplicatorConfig struct {
-	NodeID            uint32
-	Peers             []uint32
-	Protocol          byte
+	NodeID   uint32
+	Peers    []uint32
+	Protocol byte
+	// Checksums: resyncs compare block digests first and send only the
+	// blocks that differ.
+	Checksums         bool
 	Policies          uuid.Policies
 	AllowTwoPrimaries bool
 	// PingInterval is how often an idle link is pinged; a link that stays
@@ -28,14 +33,32 @@ type ReplicatorConfig struct {
 	PingInterval, PingTimeout time.Duration
 	// ConnectInterval is the pause between connection attempts.
 	ConnectInterval time.Duration
+	// Timeout and KoCount: a peer that leaves a write unacknowledged for
+	// KoCount*Timeout is disconnected (0 disables).
+	Timeout time.Duration
+	KoCount int
+	// Compression is "none", "s2" or "zstd" for data frames.
+	Compression string
+	compression wire.Compression
 	// ResyncChunk is the largest resync request; ResyncWindow bounds the
 	// bytes in flight; ResyncRate caps the rate (bytes/s, 0: no cap).
 	ResyncChunk, ResyncWindow, ResyncRate int64
 	// SplitBrainHandler, if set, is run (with REPLICAD_* variables) when a
 	// split brain is detected and not resolved automatically.
 	SplitBrainHandler string
-	Clock             clock.Clock
-	Logger            *slog.Logger
+	// Fencing is the fencing policy; FencePeerHandler the command run to
+	// outdate or fence a lost peer (exit codes as DRBD's: 3 peer
+	// inconsistent, 4 outdated, 5 unreachable, 6 peer is primary, 7
+	// fenced). FenceTimeout bounds it when run before a promotion.
+	Fencing          engine.FencePolicy
+	FencePeerHandler string
+	FenceTimeout     time.Duration
+	// NodeNames, LocalName and ControlSocket fill the handlers' environment.
+	NodeNames     map[uint32]string
+	LocalName     string
+	ControlSocket string
+	Clock         clock.Clock
+	Logger        *slog.Logger
 }
 
 // DefaultReplicatorConfig returns DRBD-like defaults.
@@ -43,6 +66,7 @@ func DefaultReplicatorConfig() ReplicatorConfig {
 	return ReplicatorConfig{
 		Protocol: 'C', Policies: uuid.DefaultPolicies(),
 		PingInterval: 2 * time.Second, PingTimeout: 2 * time.Second, ConnectInterval: time.Second,
+		Timeout: 6 * time.Second, KoCount: 7,
 		ResyncChunk: 1 << 20, ResyncWindow: 16 << 20,
 	}
 }
@@ -68,6 +92,8 @@ type Replicator struct {
 	waiters map[uint64]chan error
 	subs    map[chan engine.Event]struct{}
 	rates   map[uint32]*rateMeter
+	// thawed is signalled (with r.mu) when frozen I/O may resume.
+	thawed *sync.Cond
 }
 
 // NewReplicator starts the engine for vol (the volume starts secondary).
@@ -78,8 +104,12 @@ func NewReplicator(name string, vol *Volume, tr *Transport, cfg ReplicatorConfig
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	var err error
+	if cfg.compression, err = wire.ParseCompression(cfg.Compression); err != nil {
+		return nil, err
+	}
 	eng, err := engine.New(engine.Config{
-		NodeID: cfg.NodeID, Volume: name, Peers: cfg.Peers, Protocol: cfg.Protocol,
+		NodeID: cfg.NodeID, Volume: name, Peers: cfg.Peers, Protocol: cfg.Protocol, Checksums: cfg.Checksums, Fencing: cfg.Fencing,
 		Policies: cfg.Policies, AllowTwoPrimaries: cfg.AllowTwoPrimaries, NewUUID: rand.Uint64,
 	}, vol)
 	if err != nil {
@@ -89,6 +119,10 @@ func NewReplicator(name string, vol *Volume, tr *Transport, cfg ReplicatorConfig
 		eng: eng, links: make(map[uint32]*link), waiters: make(map[uint64]chan error),
 		subs: make(map[chan engine.Event]struct{}), rates: make(map[uint32]*rateMeter)}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
+	r.thawed = sync.NewCond(&r.mu)
+	if cfg.FenceTimeout <= 0 {
+		r.cfg.FenceTimeout = 5 * time.Minute
+	}
 	for _, p := range cfg.Peers {
 		l := &link{r: r, peer: p, kick: make(chan struct{}, 1), resyncKick: make(chan struct{}, 1), stats: newLinkStats()}
 		l.accepted = tr.register(name, p)
@@ -169,27 +203,77 @@ func (r *Replicator) execLocked(o engine.Output) []engine.Apply {
 		}
 	}
 	for _, h := range o.Handlers {
-		r.runHandler(h)
+		r.runHandlerLocked(h)
+	}
+	if !r.eng.Suspended() {
+		r.thawed.Broadcast()
 	}
 	return o.Applies
 }
 
-func (r *Replicator) runHandler(h engine.Handler) {
-	r.log.Error("handler", "name", h.Name, "peer", h.Peer, "detail", h.Detail)
-	if h.Name != "split-brain" || r.cfg.SplitBrainHandler == "" {
-		return
+// handlerEnv is the environment of the external handlers: replicad's names
+// and DRBD's, so DRBD handlers and `repctl fence peer` both understand it.
+func (r *Replicator) handlerEnv(h engine.Handler, role engine.Role) []string {
+	peerName := r.cfg.NodeNames[h.Peer]
+	env := append(os.Environ(),
+		"REPLICAD_HANDLER="+h.Name, "REPLICAD_RESOURCE="+r.name(), "REPLICAD_VOLUME="+r.name(),
+		fmt.Sprintf("REPLICAD_NODE_ID=%d", r.cfg.NodeID), "REPLICAD_LOCAL_NODE="+r.cfg.LocalName,
+		fmt.Sprintf("REPLICAD_PEER_NODE_ID=%d", h.Peer), "REPLICAD_PEER_NODE="+peerName,
+		"REPLICAD_FENCING="+r.cfg.Fencing.String(), "REPLICAD_PEER_ROLE="+strings.ToLower(role.String()),
+		"REPLICAD_DETAIL="+h.Detail,
+		"DRBD_RESOURCE="+r.name(), fmt.Sprintf("DRBD_PEER_NODE_ID=%d", h.Peer), fmt.Sprintf("DRBD_NODE_ID_%d=%s", h.Peer, peerName))
+	if r.cfg.ControlSocket != "" {
+		env = append(env, "REPLICAD_SOCKET="+r.cfg.ControlSocket)
 	}
-	cmd := exec.Command("/bin/sh", "-c", r.cfg.SplitBrainHandler)
-	cmd.Env = append(os.Environ(),
-		"REPLICAD_HANDLER="+h.Name, "REPLICAD_VOLUME="+r.name(),
-		fmt.Sprintf("REPLICAD_NODE_ID=%d", r.cfg.NodeID), fmt.Sprintf("REPLICAD_PEER_NODE_ID=%d", h.Peer),
-		"REPLICAD_DETAIL="+h.Detail)
-	r.wg.Add(1)
-	go func() {
-		defer r.wg.Done()
-		out, err := cmd.CombinedOutput()
-		r.log.Info("split-brain handler finished", "command", r.cfg.SplitBrainHandler, "err", err, "output", string(out))
-	}()
+	return env
+}
+
+func (r *Replicator) runHandlerLocked(h engine.Handler) {
+	r.log.Warn("handler", "name", h.Name, "peer", h.Peer, "detail", h.Detail)
+	switch {
+	case h.Name == "split-brain" && r.cfg.SplitBrainHandler != "":
+		cmd := exec.Command("/bin/sh", "-c", r.cfg.SplitBrainHandler)
+		cmd.Env = r.handlerEnv(h, engine.RoleUnknown)
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			out, err := cmd.CombinedOutput()
+			r.log.Info("split-brain handler finished", "command", r.cfg.SplitBrainHandler, "err", err, "output", string(out))
+		}()
+	case h.Name == "fence-peer":
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			code := r.fencePeer(h)
+			r.mu.Lock()
+			r.execLocked(r.eng.FenceResult(h.Peer, code))
+			r.mu.Unlock()
+		}()
+	}
+}
+
+// fencePeer runs the fence-peer handler and returns its exit code (1 when
+// it could not run or was killed).
+func (r *Replicator) fencePeer(h engine.Handler) int {
+	if r.cfg.FencePeerHandler == "" {
+		r.log.Error("fencing is configured but no fence-peer handler is set", "peer", h.Peer)
+		return 1
+	}
+	ctx, cancel := context.WithTimeout(r.ctx, r.cfg.FenceTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "/bin/sh", "-c", r.cfg.FencePeerHandler)
+	cmd.Env = r.handlerEnv(h, engine.RoleUnknown)
+	out, err := cmd.CombinedOutput()
+	code := 0
+	var ee *exec.ExitError
+	switch {
+	case errors.As(err, &ee) && ee.Exited():
+		code = ee.ExitCode()
+	case err != nil:
+		code = 1
+	}
+	r.log.Info("fence-peer handler finished", "peer", h.Peer, "exit", code, "err", err, "output", strings.TrimSpace(string(out)))
+	return code
 }
 
 // wait blocks until a write or flush completes. It does not give up on
@@ -228,50 +312,45 @@ func (r *Replicator) blockRange(off, n int64) (int64, int64) {
 	return start, end - start
 }
 
-// WriteAt replicates a write: queued to the peers, written locally, and
-// complete per the protocol.
+// WriteAt replicates a write: its extents enter the activity log, it is
+// queued to the peers, written locally, and complete per the protocol.
 func (r *Replicator) WriteAt(ctx context.Context, p []byte, off int64, fua bool) error {
-	if err := r.vol.checkRange(off, int64(len(p)), true); err != nil {
-		return err
-	}
-	lo, ln := r.blockRange(off, int64(len(p)))
-	r.ranges.lock(lo, ln)
-	r.mu.Lock()
-	id, out, err := r.eng.StartWrite(off, p, fua)
-	if err != nil {
-		r.mu.Unlock()
-		r.ranges.unlock(lo, ln)
-		return err
-	}
-	done := r.waiterLocked(id)
-	r.execLocked(out)
-	r.mu.Unlock()
-	err = r.vol.WriteAt(ctx, p, off, fua)
-	r.ranges.unlock(lo, ln)
-	r.mu.Lock()
-	r.execLocked(r.eng.LocalWriteDone(id, err))
-	r.mu.Unlock()
-	return <-done
+	return r.modify(ctx, off, int64(len(p)), func(m *Modification) error { return m.Write(p, fua) },
+		func() (uint64, engine.Output, error) { return r.eng.StartWrite(off, p, fua) })
 }
 
 // WriteZeroes replicates a zeroing (WRITE_ZEROES or TRIM).
 func (r *Replicator) WriteZeroes(ctx context.Context, off, n int64, deallocate, fua bool) error {
-	if err := r.vol.checkRange(off, n, true); err != nil {
+	return r.modify(ctx, off, n, func(m *Modification) error { return m.Zero(deallocate, fua) },
+		func() (uint64, engine.Output, error) { return r.eng.StartZero(off, n, deallocate, fua) })
+}
+
+// modify is the replicated write path: range lock, activity log, queue to
+// the peers (start), local write (local), wait for the protocol.
+func (r *Replicator) modify(ctx context.Context, off, n int64, local func(*Modification) error, start func() (uint64, engine.Output, error)) error {
+	if err := r.waitThawed(ctx); err != nil {
 		return err
 	}
 	lo, ln := r.blockRange(off, n)
 	r.ranges.lock(lo, ln)
+	m, err := r.vol.BeginModify(ctx, off, n)
+	if err != nil || m == nil {
+		r.ranges.unlock(lo, ln)
+		return err
+	}
 	r.mu.Lock()
-	id, out, err := r.eng.StartZero(off, n, deallocate, fua)
+	id, out, err := start()
 	if err != nil {
 		r.mu.Unlock()
+		m.End()
 		r.ranges.unlock(lo, ln)
 		return err
 	}
 	done := r.waiterLocked(id)
 	r.execLocked(out)
 	r.mu.Unlock()
-	err = r.vol.WriteZeroes(ctx, off, n, deallocate, fua)
+	err = local(m)
+	m.End()
 	r.ranges.unlock(lo, ln)
 	r.mu.Lock()
 	r.execLocked(r.eng.LocalWriteDone(id, err))
@@ -279,8 +358,40 @@ func (r *Replicator) WriteZeroes(ctx context.Context, off, n int64, deallocate, 
 	return <-done
 }
 
+// waitThawed blocks while I/O is frozen for fencing (resource-and-stonith).
+func (r *Replicator) waitThawed(ctx context.Context) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.eng.Suspended() {
+		return nil
+	}
+	stop := context.AfterFunc(ctx, func() {
+		r.mu.Lock()
+		r.thawed.Broadcast()
+		r.mu.Unlock()
+	})
+	defer stop()
+	for r.eng.Suspended() {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		r.thawed.Wait()
+	}
+	return nil
+}
+
+// ResumeIO unfreezes I/O whatever the fencing outcome (operator override).
+func (r *Replicator) ResumeIO() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.execLocked(r.eng.ResumeIO())
+}
+
 // Flush makes every completed write durable locally and on protocol-C peers.
 func (r *Replicator) Flush(ctx context.Context) error {
+	if err := r.waitThawed(ctx); err != nil {
+		return err
+	}
 	r.mu.Lock()
 	id, out := r.eng.StartFlush()
 	done := r.waiterLocked(id)
@@ -300,12 +411,32 @@ func (r *Replicator) Role() engine.Role {
 	return r.eng.Role()
 }
 
-// Promote makes this node primary (see engine.Promote).
+// Promote makes this node primary (see engine.Promote). With fencing
+// configured, peers that are not connected and not known to be outdated
+// are fenced first through the fence-peer handler; promotion fails if that
+// does not settle them.
 func (r *Replicator) Promote(force bool) error {
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	out, err := r.eng.Promote(force)
 	r.execLocked(out)
+	r.mu.Unlock()
+	var nf *engine.NeedsFencingError
+	if !errors.As(err, &nf) {
+		return err
+	}
+	for _, p := range nf.Peers {
+		code := r.fencePeer(engine.Handler{Name: "fence-peer", Peer: p, Detail: "promotion while the peer is unreachable"})
+		r.mu.Lock()
+		r.execLocked(r.eng.FenceResult(p, code))
+		r.mu.Unlock()
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out, err = r.eng.Promote(force)
+	r.execLocked(out)
+	if errors.Is(err, engine.ErrNeedsFencing) {
+		return fmt.Errorf("%w (the fence-peer handler did not report them outdated or fenced)", err)
+	}
 	return err
 }
 
@@ -328,6 +459,15 @@ func (r *Replicator) Connect(peer uint32, discardMyData bool) error {
 	if l := r.links[peer]; l != nil {
 		l.wake()
 	}
+	return err
+}
+
+// StartVerify starts an online verify with an Established peer.
+func (r *Replicator) StartVerify(peer uint32) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out, err := r.eng.StartVerify(peer)
+	r.execLocked(out)
 	return err
 }
 

@@ -6,6 +6,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -29,6 +31,21 @@ type testNode struct {
 // twoNodes builds two replicating nodes over loopback TCP with fresh
 // metadata (both Inconsistent, just created).
 func twoNodes(t *testing.T, proto byte, secrets ...string) [2]*testNode {
+	t.Helper()
+	return twoNodesWith(t, proto, nil, secrets...)
+}
+
+func twoNodesWith(t *testing.T, proto byte, tune func(*ReplicatorConfig), secrets ...string) [2]*testNode {
+	t.Helper()
+	return twoNodesFull(t, proto, tune, nil, secrets...)
+}
+
+func twoNodesTransport(t *testing.T, tuneTr func(uint32, *TransportConfig)) [2]*testNode {
+	t.Helper()
+	return twoNodesFull(t, 'C', nil, tuneTr)
+}
+
+func twoNodesFull(t *testing.T, proto byte, tune func(*ReplicatorConfig), tuneTr func(uint32, *TransportConfig), secrets ...string) [2]*testNode {
 	t.Helper()
 	if len(secrets) == 0 {
 		secrets = []string{"a shared secret of some length", "a shared secret of some length"}
@@ -54,7 +71,11 @@ func twoNodes(t *testing.T, proto byte, secrets ...string) [2]*testNode {
 			t.Fatal(err)
 		}
 		n.vol = vol
-		n.tr, err = NewTransport(TransportConfig{NodeID: n.id, Secret: []byte(secrets[i]), Peers: map[uint32]string{other.id: other.l.Addr().String()}, Logger: quiet, DialTimeout: 2 * time.Second})
+		tcfg := TransportConfig{NodeID: n.id, Secret: []byte(secrets[i]), Peers: map[uint32]string{other.id: other.l.Addr().String()}, Logger: quiet, DialTimeout: 2 * time.Second}
+		if tuneTr != nil {
+			tuneTr(n.id, &tcfg)
+		}
+		n.tr, err = NewTransport(tcfg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -62,6 +83,9 @@ func twoNodes(t *testing.T, proto byte, secrets ...string) [2]*testNode {
 		cfg.NodeID, cfg.Peers, cfg.Protocol, cfg.Logger = n.id, []uint32{other.id}, proto, quiet
 		cfg.ConnectInterval, cfg.PingInterval, cfg.PingTimeout = 50*time.Millisecond, 500*time.Millisecond, time.Second
 		cfg.ResyncChunk = 256 << 10
+		if tune != nil {
+			tune(&cfg)
+		}
 		n.rep, err = NewReplicator("r0", vol, n.tr, cfg)
 		if err != nil {
 			t.Fatal(err)
@@ -179,5 +203,118 @@ func TestWrongSecretIsRefused(t *testing.T) {
 		if c := peerState(n).Conn; c == engine.Connected {
 			t.Fatalf("node %d connected with a wrong secret", n.id)
 		}
+	}
+}
+
+// TestOnlineVerify: verify over real links finds blocks changed behind
+// replication's back (exactly those), and the resync it triggers repairs
+// them; with checksum resync the repair sends only those blocks as data.
+func TestOnlineVerify(t *testing.T) {
+	nodes := twoNodes(t, 'C')
+	a, b := nodes[0], nodes[1]
+	waitFor(t, "connect", func() bool { return peerState(a).Repl == engine.Established })
+	if err := a.rep.Promote(true); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "initial sync", func() bool { return inSync(a) && inSync(b) })
+	for i := int64(0); i < 64; i++ {
+		if err := a.rep.WriteAt(ctx, bytes.Repeat([]byte{byte(i + 1)}, 4096), i*(512<<10), false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a.rep.Flush(ctx)
+	// Corrupt three blocks on the secondary's disk, bypassing replication.
+	for _, off := range []int64{0, 5 * (512 << 10), 40 * (512 << 10)} {
+		b.mem.WriteAt(bytes.Repeat([]byte{0xee}, 4096), off)
+	}
+	if err := a.rep.StartVerify(1); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the verify to finish", func() bool { return peerState(a).LastVerify.Checked == a.vol.Size() })
+	if d := peerState(a).LastVerify.Differences; d != 3 {
+		t.Fatalf("verify found %d differing blocks, want 3", d)
+	}
+	waitFor(t, "the repair", func() bool { return inSync(a) && inSync(b) && peerState(a).OutOfSyncBytes == 0 })
+	got, want := make([]byte, 4096), bytes.Repeat([]byte{6}, 4096)
+	b.vol.ReadAt(ctx, got, 5*(512<<10))
+	if !bytes.Equal(got, want) {
+		t.Fatal("the corrupted block was not repaired")
+	}
+	// A second verify finds nothing.
+	if err := a.rep.StartVerify(1); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the second verify", func() bool {
+		v := peerState(a).LastVerify
+		return peerState(a).Repl == engine.Established && v.Checked == a.vol.Size() && v.Differences == 0
+	})
+}
+
+// TestFencingFreezesIO: under resource-and-stonith a primary that loses its
+// peer freezes I/O until the fence-peer handler reports the peer fenced
+// (exit 7); the handler gets DRBD's and replicad's environment. A failing
+// handler leaves I/O frozen until an operator resumes it. A promotion with
+// the peer unreachable fences it first, and is refused if that fails.
+func TestFencingFreezesIO(t *testing.T) {
+	dir := t.TempDir()
+	code := filepath.Join(dir, "code")
+	os.WriteFile(code, []byte("7"), 0o644)
+	handler := fmt.Sprintf(`echo "$REPLICAD_PEER_NODE_ID $REPLICAD_PEER_NODE $REPLICAD_FENCING $REPLICAD_RESOURCE $DRBD_PEER_NODE_ID" >> %s/ran; sleep 0.2; exit $(cat %s)`, dir, code)
+	nodes := twoNodesWith(t, 'C', func(c *ReplicatorConfig) {
+		c.Fencing = engine.ResourceAndStonith
+		c.FencePeerHandler = handler
+		c.NodeNames = map[uint32]string{0: "alpha", 1: "beta"}
+	})
+	a, b := nodes[0], nodes[1]
+	waitFor(t, "connect", func() bool { return peerState(a).Repl == engine.Established })
+	if err := a.rep.Promote(true); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "initial sync", func() bool { return inSync(a) && inSync(b) })
+
+	// The peer goes away: fence-peer runs, I/O waits for it.
+	b.rep.Disconnect(0)
+	waitFor(t, "the primary to notice", func() bool { return peerState(a).Conn != engine.Connected })
+	done := make(chan error, 1)
+	go func() { done <- a.rep.WriteAt(ctx, make([]byte, 4096), 0, false) }()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	ran, _ := os.ReadFile(filepath.Join(dir, "ran"))
+	if string(ran) != "1 beta resource-and-stonith r0 1\n" {
+		t.Fatalf("the write completed, but the handler ran as %q", ran)
+	}
+
+	// Reconnect, then lose the peer again with a failing handler.
+	os.WriteFile(code, []byte("1"), 0o644)
+	b.rep.Connect(0, false)
+	waitFor(t, "resync", func() bool { return inSync(a) && inSync(b) })
+	b.rep.Disconnect(0)
+	waitFor(t, "the primary to notice", func() bool { return peerState(a).Conn != engine.Connected })
+	go func() { done <- a.rep.WriteAt(ctx, make([]byte, 4096), 4096, false) }()
+	waitFor(t, "the failed fencing", func() bool {
+		b, _ := os.ReadFile(filepath.Join(dir, "ran"))
+		a.rep.mu.Lock()
+		defer a.rep.mu.Unlock()
+		return strings.Count(string(b), "\n") == 2 && !a.rep.eng.Status().Peers[0].Fencing && a.rep.eng.Suspended()
+	})
+	select {
+	case err := <-done:
+		t.Fatalf("a write completed while I/O was frozen by a failed fencing: %v", err)
+	default:
+	}
+	a.rep.ResumeIO()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+
+	// Promotion of the secondary while the primary is unreachable.
+	a.rep.Demote()
+	if err := b.rep.Promote(false); err == nil {
+		t.Fatal("promoted although fence-peer failed")
+	}
+	os.WriteFile(code, []byte("7"), 0o644)
+	if err := b.rep.Promote(false); err != nil {
+		t.Fatalf("promotion after a successful fence-peer: %v", err)
 	}
 }

@@ -28,6 +28,9 @@ type TransportConfig struct {
 	Secret []byte
 	// Peers maps node ids to their replication addresses (host:port).
 	Peers map[uint32]string
+	// PeerNames maps node ids to names; with TLS, a peer's certificate must
+	// be valid for its name.
+	PeerNames map[uint32]string
 	// TLS, if set, wraps every connection (both directions verify
 	// certificates: set ClientAuth and RootCAs accordingly).
 	TLS *tls.Config
@@ -213,7 +216,11 @@ func (t *Transport) dial(ctx context.Context, peer uint32) (*peerConn, error) {
 		c.SetDeadline(dl)
 	}
 	if t.cfg.TLS != nil {
-		tc := tls.Client(c, t.cfg.TLS)
+		tcfg := t.cfg.TLS.Clone()
+		if n, ok := t.cfg.PeerNames[peer]; ok {
+			tcfg.ServerName = n
+		}
+		tc := tls.Client(c, tcfg)
 		if err := tc.HandshakeContext(ctx); err != nil {
 			c.Close()
 			return nil, fmt.Errorf("TLS handshake with node %d: %w", peer, err)

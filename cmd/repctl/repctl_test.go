@@ -20,7 +20,15 @@ func startDaemon(t *testing.T) string {
 }
 
 // startDaemonWith runs a daemon in dir; mod adjusts its configuration.
-func startDaemonWith(t *testing.T, dir string, mod func(*daemon.Config)) string {
+func startDaemonWith(t *testing.T, dir string, mod func(*daemon.Config), opt ...func(*daemon.Options)) string {
+	t.Helper()
+	sock, _ := startStoppableDaemon(t, dir, mod, opt...)
+	return sock
+}
+
+// startStoppableDaemon is startDaemonWith that also returns a function
+// stopping the daemon (idempotent; cleanup calls it too).
+func startStoppableDaemon(t *testing.T, dir string, mod func(*daemon.Config), opt ...func(*daemon.Options)) (string, func()) {
 	t.Helper()
 	cfg := daemon.DefaultConfig()
 	cfg.Node.Name = "n1"
@@ -34,7 +42,11 @@ func startDaemonWith(t *testing.T, dir string, mod func(*daemon.Config)) string 
 		mod(&cfg)
 	}
 	ready := make(chan daemon.Info, 1)
-	d, err := daemon.New(cfg, daemon.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Ready: func(i daemon.Info) { ready <- i }})
+	opts := daemon.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Ready: func(i daemon.Info) { ready <- i }}
+	for _, f := range opt {
+		f(&opts)
+	}
+	d, err := daemon.New(cfg, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,8 +59,9 @@ func startDaemonWith(t *testing.T, dir string, mod func(*daemon.Config)) string 
 	case <-done:
 		t.Fatalf("daemon exited before ready: %v", runErr)
 	}
-	t.Cleanup(func() { cancel(); <-done })
-	return cfg.Control.Socket
+	stop := func() { cancel(); <-done }
+	t.Cleanup(stop)
+	return cfg.Control.Socket, stop
 }
 
 func run(args ...string) (int, string, string) {

@@ -46,8 +46,8 @@ func newRootCmd(g *globals) *cobra.Command {
 	root.PersistentFlags().StringVar(&g.socket, "socket", def, "replicad control socket (env "+control.SocketEnv+")")
 	root.PersistentFlags().BoolVar(&g.json, "json", false, "print JSON for scripts")
 	root.AddCommand(newStatusCmd(g), newCreateMDCmd(g), newUpCmd(g), newDownCmd(g),
-		newPrimaryCmd(g), newSecondaryCmd(g), newConnectCmd(g), newDisconnectCmd(g), newEventsCmd(g), newWaitSyncCmd(g),
-		newFenceCmd(g))
+		newPrimaryCmd(g), newSecondaryCmd(g), newConnectCmd(g), newDisconnectCmd(g), newEventsCmd(g), newWaitSyncCmd(g), newVerifyCmd(g), newResumeIOCmd(g),
+		newFenceCmd(g), newLVSCmd(g), newLockCmd(g))
 	return root
 }
 

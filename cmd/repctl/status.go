@@ -80,6 +80,12 @@ func (o *statusOptions) run(cmd *cobra.Command, args []string) error {
 					line += fmt.Sprintf(", %s left", (time.Duration(r.ETASeconds) * time.Second).String())
 				}
 			}
+			if p.Fencing {
+				line += ", fencing"
+			}
+			if p.Outdated {
+				line += ", outdated"
+			}
 			if p.LastError != "" && p.Connection != "Connected" {
 				line += " (" + p.LastError + ")"
 			}
@@ -93,6 +99,9 @@ func (o *statusOptions) run(cmd *cobra.Command, args []string) error {
 		}
 		if v.DiskError != "" {
 			notes = append(notes, "disk error: "+v.DiskError)
+		}
+		if v.Suspended {
+			notes = append(notes, "I/O SUSPENDED until fencing of a lost peer settles (repctl resume-io to override)")
 		}
 		if v.Hint != "" {
 			notes = append(notes, "hint: "+v.Hint)

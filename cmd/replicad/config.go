@@ -68,6 +68,9 @@ func loadConfig(path string, doc io.Reader, flags *pflag.FlagSet) (daemon.Config
 		}
 		cfg.Fence = &f
 	}
+	if cfg.LVS, err = decodeLVS(v, fc.LVS); err != nil {
+		return cfg, err
+	}
 	for i := range cfg.Volumes {
 		cfg.Volumes[i] = withVolumeDefaults(cfg.Volumes[i])
 	}
@@ -82,6 +85,7 @@ func loadConfig(path string, doc io.Reader, flags *pflag.FlagSet) (daemon.Config
 type fileConfig struct {
 	daemon.Config `mapstructure:",squash"`
 	Fence         any `mapstructure:"fence"`
+	LVS           any `mapstructure:"lvs"`
 }
 
 // fenceDecodeError lists fence.Decode's problems the way Validate lists
@@ -124,6 +128,15 @@ func withVolumeDefaults(v daemon.VolumeConfig) daemon.VolumeConfig {
 	r, dr := &v.Replication, d.Replication
 	if r.Protocol == "" {
 		r.Protocol = dr.Protocol
+	}
+	if r.Fencing == "" {
+		r.Fencing = dr.Fencing
+	}
+	if r.Compression == "" {
+		r.Compression = dr.Compression
+	}
+	if r.Timeout == 0 {
+		r.Timeout = dr.Timeout
 	}
 	r.Protocol = strings.ToUpper(r.Protocol)
 	if r.After0Pri == "" {

@@ -298,3 +298,58 @@ func TestShippedFenceExampleIsValid(t *testing.T) {
 		t.Fatalf("fence example: %+v", cfg.Fence)
 	}
 }
+
+// The commented-out cluster and DLM example in dist/replicad.yaml must load
+// and validate once uncommented.
+func TestShippedDLMExampleIsValid(t *testing.T) {
+	b, err := os.ReadFile("../../dist/replicad.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, rest, ok := strings.Cut(string(b), "# cluster:\n")
+	if !ok {
+		t.Fatal("dist/replicad.yaml has no commented-out cluster section")
+	}
+	doc += "cluster:\n"
+	for _, l := range strings.Split(rest, "\n") {
+		if !strings.HasPrefix(l, "#") {
+			break
+		}
+		doc += strings.TrimPrefix(strings.TrimPrefix(l, "#"), " ") + "\n"
+	}
+	cfg, err := loadConfig("", strings.NewReader(doc), nil)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, doc)
+	}
+	d := cfg.DLM
+	if !d.Enabled || !d.TwoNode || d.DeadTimeout != 3*time.Second || len(d.Lockspaces) != 1 || d.Lockspaces[0].LVBLen != 32 ||
+		cfg.Cluster.Nodes[1].DLMAddress != "10.0.0.2:7790" {
+		t.Fatalf("dlm example: %+v %+v", d, cfg.Cluster)
+	}
+}
+
+func TestDLMConfigErrors(t *testing.T) {
+	base := `
+node: {name: alpha, id: 1}
+cluster:
+  secret: "0123456789abcdef0123"
+  nodes:
+    - {name: alpha, id: 1, address: "127.0.0.1:7789", dlm-address: "127.0.0.1:7790"}
+`
+	for _, tc := range []struct{ doc, want string }{
+		{base + "dlm: {enabled: true, bogus: 1}\n", "bogus"},
+		{base + "dlm: {enabled: true, dead-timeout: 3}\n", "dlm.dead-timeout"},
+		{base + "dlm: {enabled: true, lockspaces: [{name: x, lvb: 32}]}\n", "lvb"},
+		{strings.Replace(base, `, dlm-address: "127.0.0.1:7790"`, "", 1) + "dlm: {enabled: true}\n", "cluster.nodes[0].dlm-address: required"},
+	} {
+		_, err := loadConfig("", strings.NewReader(tc.doc), nil)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v; want %q", tc.doc, err, tc.want)
+		}
+	}
+	t.Setenv("REPLICAD_DLM_ENABLED", "true")
+	cfg, err := loadConfig("", strings.NewReader(base), nil)
+	if err != nil || !cfg.DLM.Enabled || cfg.DLM.Socket != "/run/replicad/dlm.sock" {
+		t.Fatalf("dlm from the environment: %+v %v", cfg.DLM, err)
+	}
+}

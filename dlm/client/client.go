@@ -91,6 +91,10 @@ func (c *Client) Close() error {
 	return err
 }
 
+// Done is closed when the connection has ended (Close, or the server went
+// away): from then on the client holds no locks.
+func (c *Client) Done() <-chan struct{} { return c.done }
+
 func (c *Client) readLoop() {
 	defer close(c.done)
 	r := bufio.NewReader(c.conn)

@@ -37,8 +37,15 @@ type Peer struct {
 	Disk           string  `json:"disk"`
 	OutOfSyncBytes int64   `json:"out_of_sync_bytes"`
 	Resync         *Resync `json:"resync,omitempty"`
+	// Verify is a running online verify; LastVerify the last finished one.
+	Verify     *Verify       `json:"verify,omitempty"`
+	LastVerify *VerifyResult `json:"last_verify,omitempty"`
 	// LastError says why the peer last disconnected or could not connect.
 	LastError string `json:"last_error,omitempty"`
+	// Fencing: the fence-peer handler is running for it. Outdated: its data
+	// is known outdated (fenced), so this node may be primary without it.
+	Fencing  bool `json:"fencing,omitempty"`
+	Outdated bool `json:"outdated,omitempty"`
 	// SentBytes and ReceivedBytes count the link's traffic since the volume
 	// came up, by message kind: write, resync, other.
 	SentBytes     map[string]int64 `json:"sent_bytes,omitempty"`
@@ -53,6 +60,27 @@ type Resync struct {
 	BytesPerSec float64 `json:"bytes_per_sec"`
 	// ETASeconds is -1 when the rate is not known yet.
 	ETASeconds float64 `json:"eta_seconds"`
+}
+
+// Verify is a running online verify's progress.
+type Verify struct {
+	TotalBytes int64   `json:"total_bytes"`
+	DoneBytes  int64   `json:"done_bytes"`
+	Percent    float64 `json:"percent"`
+}
+
+// VerifyResult is a finished online verify.
+type VerifyResult struct {
+	CheckedBytes int64 `json:"checked_bytes"`
+	// Differences is the number of blocks that differed; they are marked
+	// out of sync and resynced.
+	Differences int64 `json:"differences"`
+}
+
+// VerifyRequest is the body of POST /v1/volumes/{name}/verify; an empty
+// Peer means the only peer.
+type VerifyRequest struct {
+	Peer string `json:"peer"`
 }
 
 // PrimaryRequest is the body of POST /v1/volumes/{name}/primary.
@@ -86,8 +114,11 @@ type Volume struct {
 	Error string `json:"error,omitempty"`
 	Hint  string `json:"hint,omitempty"`
 
-	Role        string   `json:"role,omitempty"`
-	Disk        string   `json:"disk,omitempty"`
+	Role string `json:"role,omitempty"`
+	Disk string `json:"disk,omitempty"`
+	// Suspended: I/O is frozen until fencing of a lost peer settles
+	// (fencing resource-and-stonith); repctl resume-io overrides.
+	Suspended   bool     `json:"suspended,omitempty"`
 	DiskError   string   `json:"disk_error,omitempty"`
 	Size        int64    `json:"size,omitempty"`
 	Device      string   `json:"device"`

@@ -11,10 +11,13 @@ import (
 	"github.com/replicad/replicad/fence"
 	"github.com/replicad/replicad/internal/bytesize"
 	"github.com/replicad/replicad/internal/control"
+	"github.com/replicad/replicad/lvs"
 	"github.com/replicad/replicad/nbd"
 	"github.com/replicad/replicad/replication"
+	"github.com/replicad/replicad/replication/engine"
 	"github.com/replicad/replicad/replication/meta"
 	"github.com/replicad/replicad/replication/uuid"
+	"github.com/replicad/replicad/replication/wire"
 )
 
 // Config is replicad's whole configuration.
@@ -25,12 +28,17 @@ type Config struct {
 	Log     LogConfig      `mapstructure:"log"`
 	NBD     NBDConfig      `mapstructure:"nbd"`
 	Cluster ClusterConfig  `mapstructure:"cluster"`
+	DLM     DLMConfig      `mapstructure:"dlm"`
 	Volumes []VolumeConfig `mapstructure:"volumes"`
 	// Fence is the fence section; nil means fencing is not configured.
 	// The loader decodes it with fence.Decode, not with the rest of the
 	// file, so that each device starts from fence.DefaultDevice and
 	// durations need units (hence no mapstructure key here).
 	Fence *fence.Config `mapstructure:"-"`
+	// LVS is the load balancer (docs/lvs.md); nil (no lvs section)
+	// disables it. The loader decodes it with lvs.DecodeConfig, like
+	// `repctl lvs restore` does.
+	LVS *lvs.Config `mapstructure:"-"`
 }
 
 // ClusterConfig lists the nodes volumes replicate between.
@@ -44,6 +52,17 @@ type ClusterConfig struct {
 	Listen string `mapstructure:"listen"`
 	// Nodes are every node of the cluster, this one included.
 	Nodes []ClusterNode `mapstructure:"nodes"`
+	// TLS wraps peer connections in mutual TLS (the shared-secret
+	// handshake still runs inside): each node's certificate must be issued
+	// by CA and valid for the node's name.
+	TLS ClusterTLS `mapstructure:"tls"`
+}
+
+// ClusterTLS is the certificate, key and CA for mutual TLS between nodes.
+type ClusterTLS struct {
+	Cert string `mapstructure:"cert"`
+	Key  string `mapstructure:"key"`
+	CA   string `mapstructure:"ca"`
 }
 
 // ClusterNode is one node of the cluster.
@@ -52,6 +71,9 @@ type ClusterNode struct {
 	ID   uint32 `mapstructure:"id"`
 	// Address is host:port of the node's replication endpoint.
 	Address string `mapstructure:"address"`
+	// DLMAddress is host:port of the node's DLM peer endpoint (required
+	// for every node when dlm.enabled is set).
+	DLMAddress string `mapstructure:"dlm-address"`
 }
 
 // ReplicationConfig is a volume's replication.
@@ -69,8 +91,26 @@ type ReplicationConfig struct {
 	AllowTwoPrimaries bool `mapstructure:"allow-two-primaries"`
 	// SplitBrainHandler is a shell command run on an unresolved split brain.
 	SplitBrainHandler string `mapstructure:"split-brain-handler"`
+	// Fencing is dont-care (default), resource-only or
+	// resource-and-stonith (I/O freezes until the lost peer is fenced).
+	Fencing string `mapstructure:"fencing"`
+	// FencePeerHandler is the command that outdates or fences a lost peer
+	// (DRBD's fence-peer exit codes); default `repctl fence peer`, which
+	// fences through this node's fence devices.
+	FencePeerHandler string `mapstructure:"fence-peer-handler"`
 	// ResyncRate caps the resync in bytes per second (0: no cap).
 	ResyncRate int64 `mapstructure:"resync-rate"`
+	// ResyncChecksums makes resyncs compare block digests first and send
+	// only blocks that differ (good after a crash, when most AL extents are
+	// equal; costs a read on both sides).
+	ResyncChecksums bool `mapstructure:"resync-checksums"`
+	// Compression of data on the link: none (default), s2 (fast links) or
+	// zstd (slow links).
+	Compression string `mapstructure:"compression"`
+	// Timeout and KoCount: a peer that leaves a write unacknowledged for
+	// ko-count × timeout is disconnected (defaults 6s and 7; 0 disables).
+	Timeout time.Duration `mapstructure:"timeout"`
+	KoCount int           `mapstructure:"ko-count"`
 	// PingInterval, PingTimeout and ConnectInterval tune the link.
 	PingInterval    time.Duration `mapstructure:"ping-interval"`
 	PingTimeout     time.Duration `mapstructure:"ping-timeout"`
@@ -161,6 +201,7 @@ func DefaultConfig() Config {
 			MaxInflight:      nc.MaxInflight,
 			HandshakeTimeout: nc.HandshakeTimeout,
 		},
+		DLM: DefaultDLM(),
 	}
 }
 
@@ -173,8 +214,9 @@ func DefaultVolume() VolumeConfig {
 func DefaultReplication() ReplicationConfig {
 	d := replication.DefaultReplicatorConfig()
 	return ReplicationConfig{
-		Protocol: "C", After0Pri: d.Policies.After0Pri, After1Pri: d.Policies.After1Pri, After2Pri: d.Policies.After2Pri,
+		Protocol: "C", Fencing: "dont-care", After0Pri: d.Policies.After0Pri, After1Pri: d.Policies.After1Pri, After2Pri: d.Policies.After2Pri,
 		PingInterval: d.PingInterval, PingTimeout: d.PingTimeout, ConnectInterval: d.ConnectInterval,
+		Compression: "none", Timeout: d.Timeout, KoCount: d.KoCount,
 	}
 }
 
@@ -224,6 +266,7 @@ func (c *Config) Validate() error {
 		add("nbd.tls.client-ca", "set but nbd.tls.cert and nbd.tls.key are not")
 	}
 	p = append(p, c.validateCluster()...)
+	p = append(p, c.validateDLM()...)
 	seen := map[string]int{}
 	devices := map[string]int{}
 	for i, v := range c.Volumes {
@@ -264,6 +307,7 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
+	p = append(p, c.lvsProblems()...)
 	if len(p) > 0 {
 		return fmt.Errorf("invalid configuration:\n  %s", strings.Join(p, "\n  "))
 	}
@@ -344,6 +388,11 @@ func (c *Config) validateCluster() []string {
 	if cl.Secret != "" && len(cl.Secret) < 16 {
 		p = append(p, fmt.Sprintf("cluster.secret: %d bytes; want at least 16", len(cl.Secret)))
 	}
+	if t := cl.TLS; t.Cert != "" || t.Key != "" || t.CA != "" {
+		if t.Cert == "" || t.Key == "" || t.CA == "" {
+			p = append(p, "cluster.tls: cert, key and ca are needed together")
+		}
+	}
 	if cl.Listen != "" {
 		if network, _, err := ParseListen(cl.Listen); err != nil || network != "tcp" {
 			p = append(p, fmt.Sprintf("cluster.listen: %q: want tcp://HOST:PORT", cl.Listen))
@@ -387,6 +436,15 @@ func (c *Config) validateReplication(f string, v VolumeConfig) []string {
 	}
 	if r.PingInterval <= 0 || r.PingTimeout <= 0 || r.ConnectInterval <= 0 {
 		p = append(p, fmt.Sprintf("%s: ping-interval, ping-timeout and connect-interval must be positive durations", f))
+	}
+	if _, err := engine.ParseFencePolicy(r.Fencing); err != nil {
+		p = append(p, fmt.Sprintf("%s.%v", f, err))
+	}
+	if _, err := wire.ParseCompression(r.Compression); err != nil {
+		p = append(p, fmt.Sprintf("%s.%v", f, err))
+	}
+	if r.KoCount < 0 || r.Timeout < 0 {
+		p = append(p, fmt.Sprintf("%s: timeout and ko-count must not be negative", f))
 	}
 	if r.ResyncRate < 0 {
 		p = append(p, fmt.Sprintf("%s.resync-rate: %d; want bytes per second, 0 for no cap", f, r.ResyncRate))

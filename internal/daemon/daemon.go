@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/replicad/replicad/internal/control"
+	"github.com/replicad/replicad/lvs"
 	"github.com/replicad/replicad/nbd"
 	"github.com/replicad/replicad/replication"
 )
@@ -28,6 +29,9 @@ type Options struct {
 	// Ready, if set, is called once every listener is open and every volume
 	// that can come up is up.
 	Ready func(Info)
+	// LVSBackend, if set, replaces the kernel backend of the load
+	// balancer (tests).
+	LVSBackend lvs.Backend
 }
 
 // Info describes the running daemon's endpoints.
@@ -73,6 +77,8 @@ type Daemon struct {
 	transport *replication.Transport
 	bus       *eventBus
 	fence     fencing
+	lvs       lvsState
+	dlm       dlmService
 
 	mu struct {
 		sync.Mutex
@@ -177,6 +183,16 @@ func (d *Daemon) Run(ctx context.Context) error {
 		return err
 	}
 	closers = append(closers, closeFencing)
+	// The DLM is up before the control API answers; it stops after the
+	// volumes are down (closers run in reverse), so no NBD client still
+	// writes when its locks go.
+	closeDLM, err := d.startDLM(ctx)
+	if err != nil {
+		ctl.Close()
+		os.Remove(d.cfg.Control.Socket)
+		return err
+	}
+	closers = append(closers, closeDLM)
 	// ConnContext: the fence history names who asked (SO_PEERCRED).
 	ctlSrv := &http.Server{Handler: d.mux, ReadHeaderTimeout: 10 * time.Second, ConnContext: withPeerCred}
 	wg.Add(1)
@@ -214,6 +230,12 @@ func (d *Daemon) Run(ctx context.Context) error {
 		closers = append(closers, func() { d.transport.Close() })
 	}
 	closers = append(closers, d.bus.close)
+
+	stopLVS, err := d.startLVS(ctx)
+	if err != nil {
+		return err
+	}
+	closers = append(closers, stopLVS)
 
 	// Volumes come up before NBD listens, so the first client finds them.
 	for _, name := range d.order {
@@ -377,6 +399,8 @@ func (d *Daemon) routes() {
 	d.mux.Handle("POST /v1/volumes/{name}/up", h(func(r *http.Request) (any, error) { return d.Up(r.PathValue("name")) }))
 	d.mux.Handle("POST /v1/volumes/{name}/down", h(func(r *http.Request) (any, error) { return d.Down(r.PathValue("name")) }))
 	d.fenceRoutes()
+	d.lvsRoutes()
+	d.dlmRoutes()
 	d.mux.Handle("/", h(func(r *http.Request) (any, error) {
 		return nil, control.Errorf(http.StatusNotFound, "repctl and replicad may be different versions", "no endpoint %s %s", r.Method, r.URL.Path)
 	}))

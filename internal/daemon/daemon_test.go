@@ -39,10 +39,14 @@ func testConfig(dir string) Config {
 	return cfg
 }
 
-func start(t *testing.T, cfg Config) *running {
+func start(t *testing.T, cfg Config, with ...func(*Options)) *running {
 	t.Helper()
 	ready := make(chan Info, 1)
-	d, err := New(cfg, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Version: "test", Ready: func(i Info) { ready <- i }})
+	opts := Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Version: "test", Ready: func(i Info) { ready <- i }}
+	for _, f := range with {
+		f(&opts)
+	}
+	d, err := New(cfg, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

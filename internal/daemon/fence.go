@@ -102,6 +102,7 @@ func (d *Daemon) fenceRoutes() {
 		if err != nil {
 			return nil, fenceError(err, node, fc, res)
 		}
+		d.tellDLMFenced(fc, node)
 		return res, nil
 	}))
 	d.mux.Handle("POST /v1/fence/nodes/{node}/confirm", h(func(r *http.Request, fc *fence.Fencer) (any, error) {
@@ -114,6 +115,7 @@ func (d *Daemon) fenceRoutes() {
 		if err != nil {
 			return nil, fenceError(err, node, fc, res)
 		}
+		d.tellDLMFenced(fc, node)
 		return res, nil
 	}))
 	d.mux.Handle("GET /v1/fence/history", h(func(r *http.Request, fc *fence.Fencer) (any, error) {
@@ -133,7 +135,9 @@ func (d *Daemon) fenceRoutes() {
 			req.Local = d.cfg.Node.Name
 		}
 		if fc := d.fence.f.Load(); fc != nil {
-			return fc.FencePeer(r.Context(), req, nil), nil
+			res := fc.FencePeer(r.Context(), req, nil)
+			d.tellDLMFenced(fc, req.Peer)
+			return res, nil
 		}
 		return fence.FencePeer(r.Context(), req, nil, notConfigured{d.cfg.Node.Name}, fence.ActionReboot), nil
 	}))

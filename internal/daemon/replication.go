@@ -2,12 +2,15 @@ package daemon
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -24,21 +27,34 @@ func (d *Daemon) newTransport() (*replication.Transport, error) {
 	if len(cl.Nodes) == 0 {
 		return nil, nil
 	}
-	secret := []byte(cl.Secret)
-	if cl.SecretFile != "" {
-		b, err := os.ReadFile(cl.SecretFile)
-		if err != nil {
-			return nil, fmt.Errorf("cluster.secret-file: %w", err)
-		}
-		secret = []byte(strings.TrimSpace(string(b)))
+	secret, err := d.clusterSecret()
+	if err != nil {
+		return nil, err
 	}
-	peers := map[uint32]string{}
+	peers, names := map[uint32]string{}, map[uint32]string{}
 	for _, n := range cl.Nodes {
 		if n.Name != d.cfg.Node.Name {
-			peers[n.ID] = n.Address
+			peers[n.ID], names[n.ID] = n.Address, n.Name
 		}
 	}
-	return replication.NewTransport(replication.TransportConfig{NodeID: d.cfg.Node.ID, Secret: secret, Peers: peers, Logger: d.log})
+	tc := replication.TransportConfig{NodeID: d.cfg.Node.ID, Secret: secret, Peers: peers, PeerNames: names, Logger: d.log}
+	if t := cl.TLS; t.Cert != "" {
+		cert, err := tls.LoadX509KeyPair(t.Cert, t.Key)
+		if err != nil {
+			return nil, fmt.Errorf("cluster.tls: %w", err)
+		}
+		pem, err := os.ReadFile(t.CA)
+		if err != nil {
+			return nil, fmt.Errorf("cluster.tls.ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("cluster.tls.ca: no PEM certificates in %s", t.CA)
+		}
+		tc.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: pool, ClientCAs: pool,
+			ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS13}
+	}
+	return replication.NewTransport(tc)
 }
 
 // replicationListen is where this node accepts peers.
@@ -53,6 +69,22 @@ func (d *Daemon) replicationListen() string {
 		}
 	}
 	return ""
+}
+
+// defaultFencePeerHandler is `repctl fence peer`, found beside the running
+// replicad if it is there (packages install both together), else on PATH.
+func defaultFencePeerHandler() string {
+	if exe, err := os.Executable(); err == nil {
+		if p := filepath.Join(filepath.Dir(exe), "repctl"); fileExists(p) {
+			return p + " fence peer"
+		}
+	}
+	return "repctl fence peer"
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
 }
 
 func (d *Daemon) nodeID(name string) (uint32, bool) {
@@ -82,9 +114,21 @@ func (d *Daemon) replicatorConfig(v VolumeConfig) replication.ReplicatorConfig {
 		c.Peers = append(c.Peers, id)
 	}
 	c.Protocol = r.Protocol[0]
+	c.Checksums = r.ResyncChecksums
 	c.Policies = uuid.Policies{After0Pri: r.After0Pri, After1Pri: r.After1Pri, After2Pri: r.After2Pri}
 	c.AllowTwoPrimaries = r.AllowTwoPrimaries
 	c.SplitBrainHandler = r.SplitBrainHandler
+	c.Fencing, _ = engine.ParseFencePolicy(r.Fencing)
+	c.FencePeerHandler = r.FencePeerHandler
+	if c.FencePeerHandler == "" && c.Fencing != engine.DontCare {
+		c.FencePeerHandler = defaultFencePeerHandler()
+	}
+	c.NodeNames = map[uint32]string{}
+	for _, n := range d.cfg.Cluster.Nodes {
+		c.NodeNames[n.ID] = n.Name
+	}
+	c.LocalName, c.ControlSocket = d.cfg.Node.Name, d.cfg.Control.Socket
+	c.Compression, c.Timeout, c.KoCount = r.Compression, r.Timeout, r.KoCount
 	c.ResyncRate = r.ResyncRate
 	c.PingInterval, c.PingTimeout, c.ConnectInterval = r.PingInterval, r.PingTimeout, r.ConnectInterval
 	c.Logger = d.log
@@ -121,16 +165,26 @@ func (d *Daemon) stopReplication(v *volume, rep *replication.Replicator) {
 // peersStatus fills a volume's role, disk and peers from its replicator.
 func (d *Daemon) peersStatus(out *control.Volume, rep *replication.Replicator) {
 	st := rep.Status()
-	out.Role, out.Disk = st.Role.String(), st.Disk.String()
+	out.Role, out.Disk, out.Suspended = st.Role.String(), st.Disk.String(), st.Suspended
 	for _, p := range st.Peers {
 		cp := control.Peer{
 			Node: d.nodeName(p.Node), NodeID: int32(p.Node), Connection: p.Conn.String(), Replication: p.Repl.String(),
 			Role: p.Role.String(), Disk: p.Disk.String(), OutOfSyncBytes: p.OutOfSyncBytes, LastError: p.LastError,
+			Fencing: p.Fencing, Outdated: p.Outdated,
 		}
 		if cp.LastError == "" {
 			cp.LastError = st.LinkError[p.Node]
 		}
 		cp.SentBytes, cp.ReceivedBytes = st.Traffic[p.Node].Sent, st.Traffic[p.Node].Received
+		if p.Repl == engine.VerifyS {
+			cp.Verify = &control.Verify{TotalBytes: out.Size, DoneBytes: p.VerifyDone}
+			if out.Size > 0 {
+				cp.Verify.Percent = 100 * float64(p.VerifyDone) / float64(out.Size)
+			}
+		}
+		if p.LastVerify.Checked > 0 {
+			cp.LastVerify = &control.VerifyResult{CheckedBytes: p.LastVerify.Checked, Differences: p.LastVerify.Differences}
+		}
 		if p.Repl == engine.SyncSource || p.Repl == engine.SyncTarget {
 			rs := &control.Resync{TotalBytes: p.ResyncTotal, DoneBytes: p.ResyncDone, BytesPerSec: st.ResyncRate[p.Node], ETASeconds: -1}
 			if p.ResyncTotal > 0 {
@@ -176,6 +230,8 @@ func (d *Daemon) Promote(name string, force bool) (control.Volume, error) {
 			hint = "use `repctl primary --force " + name + "` only if this node's data is the copy to keep"
 		case errors.Is(err, engine.ErrPeerPrimary):
 			hint = "demote the other node first (`repctl secondary " + name + "` there)"
+		case errors.Is(err, engine.ErrNeedsFencing):
+			hint = "fence the other node (`repctl fence node NODE`), or if you verified it is down: `repctl fence confirm NODE`, then retry; `repctl primary --force` skips fencing at your own risk"
 		}
 		return control.Volume{}, control.WithStatus(http.StatusConflict, hint, err)
 	}
@@ -233,6 +289,29 @@ func (d *Daemon) Connect(name, peer string, discardMyData, connect bool) (contro
 	return d.volumeStatus(v), nil
 }
 
+// Verify starts an online verify of a volume with a peer.
+func (d *Daemon) Verify(name, peer string) (control.Volume, error) {
+	v, rep, err := d.replicator(name)
+	if err != nil {
+		return control.Volume{}, err
+	}
+	if peer == "" {
+		if len(v.cfg.Replication.Peers) != 1 {
+			return control.Volume{}, control.Errorf(http.StatusBadRequest, "name one of: "+strings.Join(v.cfg.Replication.Peers, ", "),
+				"volume %s has %d peers; say which to verify against", name, len(v.cfg.Replication.Peers))
+		}
+		peer = v.cfg.Replication.Peers[0]
+	}
+	id, ok := d.nodeID(peer)
+	if !ok || !contains(v.cfg.Replication.Peers, peer) {
+		return control.Volume{}, control.Errorf(http.StatusNotFound, "", "%q is not a peer of volume %s", peer, name)
+	}
+	if err := rep.StartVerify(id); err != nil {
+		return control.Volume{}, control.WithStatus(http.StatusConflict, "wait until the peer is connected and in sync (repctl wait-sync "+name+")", err)
+	}
+	return d.volumeStatus(v), nil
+}
+
 func contains(list []string, s string) bool {
 	for _, x := range list {
 		if x == s {
@@ -264,6 +343,21 @@ func (d *Daemon) replicationRoutes() {
 			return d.Connect(r.PathValue("name"), req.Peer, req.DiscardMyData, connect)
 		}))
 	}
+	d.mux.Handle("POST /v1/volumes/{name}/verify", h(func(r *http.Request) (any, error) {
+		var req control.VerifyRequest
+		if err := control.DecodeBody(r, &req); err != nil {
+			return nil, err
+		}
+		return d.Verify(r.PathValue("name"), req.Peer)
+	}))
+	d.mux.Handle("POST /v1/volumes/{name}/resume-io", h(func(r *http.Request) (any, error) {
+		v, rep, err := d.replicator(r.PathValue("name"))
+		if err != nil {
+			return nil, err
+		}
+		rep.ResumeIO()
+		return d.volumeStatus(v), nil
+	}))
 	d.mux.HandleFunc("GET /v1/events", d.serveEvents)
 }
 

@@ -5,4 +5,7 @@
 //
 // It needs root and iproute2 (Available says why not). It only creates
 // namespaces and talks only to addresses inside them; Close deletes them.
+//
+// MemBackend, an in-memory table with lvs.Backend's methods, needs
+// neither: it lets the daemon's and repctl's tests run a real Manager.
 package lvstest

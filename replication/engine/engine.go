@@ -18,10 +18,15 @@ type Config struct {
 	Peers []uint32
 	// Protocol is 'A', 'B' or 'C'.
 	Protocol byte
+	// Checksums makes resyncs send block digests first and data only for
+	// blocks that differ (DRBD's csums-alg).
+	Checksums bool
 	// Policies are the automatic split-brain recovery policies.
 	Policies uuid.Policies
 	// AllowTwoPrimaries permits dual-primary operation.
 	AllowTwoPrimaries bool
+	// Fencing is the fencing policy.
+	Fencing FencePolicy
 	// NewUUID returns a fresh random generation UUID (injected so the
 	// simulation is deterministic).
 	NewUUID func() uint64
@@ -69,6 +74,9 @@ const (
 	ApplyFlush                         // make everything before durable
 	ApplySyncDone                      // flush, then adopt the source's generation
 	ApplyZero                          // a replicated WRITE_ZEROES or TRIM
+	// ApplyDigest: read [Offset, Offset+Length) into Data and report it
+	// with Applied; the engine compares it with the peer's digests.
+	ApplyDigest
 )
 
 // Apply is a local operation for a received message.
@@ -82,9 +90,12 @@ type Apply struct {
 	FUA    bool
 	Epoch  uint64
 	UUID   uint64
-	// Length and Deallocate describe an ApplyZero.
+	// Length and Deallocate describe an ApplyZero (Length also ApplyDigest).
 	Length     int64
 	Deallocate bool
+	// Sums and DigestKind describe an ApplyDigest.
+	Sums       []byte
+	DigestKind uint8
 }
 
 // Disconnect asks the caller to close a peer's connection.
@@ -129,6 +140,8 @@ type Engine struct {
 	flushes map[uint64]*flush
 	epoch   uint64
 	failed  error // local disk failed
+	// suspended: I/O frozen until fencing settles (resource-and-stonith).
+	suspended bool
 }
 
 // New returns an engine for a volume whose persistent state is in store.
@@ -242,7 +255,9 @@ type Status struct {
 	Role    Role
 	Disk    DiskState
 	Current uint64
-	Peers   []PeerStatus
+	// Suspended: I/O is frozen waiting for fencing.
+	Suspended bool
+	Peers     []PeerStatus
 }
 
 // PeerStatus is one peer's view.
@@ -253,23 +268,37 @@ type PeerStatus struct {
 	Role           Role
 	Disk           DiskState
 	OutOfSyncBytes int64
-	// ResyncTotal and ResyncDone are bytes of the running resync.
-	ResyncTotal, ResyncDone int64
+	// ResyncTotal and ResyncDone are bytes of the running resync;
+	// ResyncSame counts bytes a checksum resync found already equal.
+	ResyncTotal, ResyncDone, ResyncSame int64
+	// VerifyDone is the bytes compared by a running verify; LastVerify is
+	// the last finished one.
+	VerifyDone int64
+	LastVerify VerifyResult
 	// LastError is why the peer last disconnected or was refused.
 	LastError string
+	// Fencing: the fence-peer handler runs for this peer. Outdated: the
+	// peer's data is known to be outdated (fenced or told so).
+	Fencing, Outdated bool
 }
 
 // Status reports the engine's state.
 func (e *Engine) Status() Status {
-	st := Status{Role: e.role, Disk: e.Disk(), Current: e.gen.Current}
+	st := Status{Role: e.role, Disk: e.Disk(), Current: e.gen.Current, Suspended: e.suspended}
 	for _, id := range e.cfg.Peers {
 		p := e.peers[id]
 		ps := PeerStatus{Node: id, Conn: p.conn, Repl: p.repl, Role: p.role, Disk: p.disk,
-			OutOfSyncBytes: e.store.OutOfSyncBytes(p.slot), LastError: p.lastErr}
+			OutOfSyncBytes: e.store.OutOfSyncBytes(p.slot), LastError: p.lastErr,
+			Fencing: p.fencing, Outdated: e.gen.Slots[p.slot].Outdated}
 		if p.repl == SyncSource || p.repl == SyncTarget {
 			ps.ResyncTotal = p.rs.total
 			ps.ResyncDone = max(0, p.rs.total-ps.OutOfSyncBytes)
+			ps.ResyncSame = p.rs.sameBytes
 		}
+		if p.repl == VerifyS {
+			ps.VerifyDone = p.verify.checked
+		}
+		ps.LastVerify = p.lastVerify
 		if p.conn != Connected {
 			ps.Role, ps.Disk = RoleUnknown, DUnknown
 		}

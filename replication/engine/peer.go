@@ -18,6 +18,7 @@ type peer struct {
 	disk DiskState
 
 	standAlone    bool // do not reconnect (admin, split brain)
+	fencing       bool // the fence-peer handler runs for this peer
 	discardMyData bool // one-shot: resolve a split brain by discarding our data
 	lastErr       string
 
@@ -42,7 +43,9 @@ type peer struct {
 	// connection (Applied, resync reads) are recognised and dropped.
 	link uint64
 
-	rs resync
+	rs         resync
+	verify     verify
+	lastVerify VerifyResult
 }
 
 // tlEntry is a write in the transfer log.
@@ -106,6 +109,7 @@ func (e *Engine) resetLink(p *peer) {
 	p.seq, p.sent, p.recvAck, p.writeAck, p.rxSeq = 0, 0, 0, 0, 0
 	p.tl = nil
 	p.rs = resync{}
+	p.verify = verify{}
 }
 
 // Disconnected reports that the peer's connection is gone (or failed to
@@ -155,6 +159,9 @@ func (e *Engine) Disconnected(peerID uint32, reason string) Output {
 		}
 		if err := e.persist(); err != nil {
 			e.diskFailed(&o, err)
+		}
+		if oldDisk == UpToDate || oldDisk == Consistent {
+			e.startFencing(&o, p, "lost the connection while primary: "+reason)
 		}
 	}
 	return o

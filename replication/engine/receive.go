@@ -53,6 +53,14 @@ func (e *Engine) Receive(peerID uint32, m wire.Message) (Output, error) {
 		err = e.onResyncAck(&o, p, m)
 	case *wire.SyncDone:
 		err = e.onSyncDone(&o, p, m)
+	case *wire.Digest:
+		err = e.onDigest(&o, p, m)
+	case *wire.DigestReply:
+		err = e.onDigestReply(&o, p, m)
+	case *wire.VerifyStart:
+		err = e.onVerifyStart(&o, p)
+	case *wire.VerifyDone:
+		err = e.onVerifyDone(&o, p, m)
 	case *wire.Goodbye:
 		p.lastErr = "peer refused: " + m.Reason
 	default:
@@ -142,6 +150,12 @@ func (e *Engine) Applied(a Apply, err error) Output {
 			e.store.ClearInSync(p.slot, a.Offset, int64(len(a.Data)))
 		}
 		o.Sends = append(o.Sends, Send{p.id, &wire.ResyncAck{Offset: uint64(a.Offset), Length: uint32(len(a.Data)), Err: msg}})
+	case ApplyDigest:
+		if err != nil {
+			o.Disconnects = append(o.Disconnects, Disconnect{Peer: p.id, Reason: "reading local data to compare failed: " + msg})
+			return o
+		}
+		e.appliedDigest(&o, p, a)
 	case ApplySyncDone:
 		if err != nil {
 			o.Disconnects = append(o.Disconnects, Disconnect{Peer: p.id, Reason: "flushing resynced data failed: " + msg})

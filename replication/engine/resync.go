@@ -12,7 +12,14 @@ type resync struct {
 	cursor   int64 // source: next byte offset to look at
 	inflight int64 // source: bytes sent and not acknowledged
 	passes   int
+	// needData: ranges a checksum resync found different, to send as data.
+	needData []span
+	// dataRanges: ranges handed out that must go as data (not digests).
+	dataRanges map[int64]bool
+	sameBytes  int64
 }
+
+type span struct{ off, n int64 }
 
 func (e *Engine) startSync(o *Output, p *peer, why string) error {
 	old := p.repl
@@ -38,8 +45,31 @@ func (e *Engine) startSync(o *Output, p *peer, why string) error {
 // identifies the connection; pass it to ResyncRead.
 func (e *Engine) NextResync(peerID uint32, maxBytes int64) (off, n int64, link uint64, ok bool) {
 	p, exists := e.peers[peerID]
-	if !exists || p.repl != SyncSource {
+	if !exists {
 		return 0, 0, 0, false
+	}
+	if p.repl == VerifyS {
+		v := &p.verify
+		if v.cursor >= e.store.Size() {
+			return 0, 0, 0, false
+		}
+		off, n = v.cursor, min(maxBytes, e.store.Size()-v.cursor)
+		v.cursor += n
+		v.inflight += n
+		return off, n, p.link, true
+	}
+	if p.repl != SyncSource {
+		return 0, 0, 0, false
+	}
+	if len(p.rs.needData) > 0 {
+		s := p.rs.needData[0]
+		p.rs.needData = p.rs.needData[1:]
+		if p.rs.dataRanges == nil {
+			p.rs.dataRanges = map[int64]bool{}
+		}
+		p.rs.dataRanges[s.off] = true
+		p.rs.inflight += s.n
+		return s.off, s.n, p.link, true
 	}
 	g := e.store.Granularity()
 	off, found := e.store.NextOutOfSync(p.slot, p.rs.cursor)
@@ -68,15 +98,22 @@ func (e *Engine) NextResync(peerID uint32, maxBytes int64) (off, n int64, link u
 func (e *Engine) ResyncRead(peerID uint32, link uint64, off int64, data []byte, err error) Output {
 	var o Output
 	p, exists := e.peers[peerID]
-	if !exists || p.link != link || p.repl != SyncSource {
+	if !exists || p.link != link || (p.repl != SyncSource && p.repl != VerifyS) {
 		return o
 	}
 	if err != nil {
-		p.rs.inflight -= int64(len(data))
-		o.Disconnects = append(o.Disconnects, Disconnect{Peer: p.id, Reason: "reading resync data failed: " + err.Error()})
+		o.Disconnects = append(o.Disconnects, Disconnect{Peer: p.id, Reason: "reading local data for the peer failed: " + err.Error()})
 		return o
 	}
-	o.Sends = append(o.Sends, Send{p.id, &wire.ResyncData{Offset: uint64(off), CRC: wire.Checksum(data), Data: data}})
+	switch {
+	case p.repl == VerifyS:
+		o.Sends = append(o.Sends, Send{p.id, &wire.Digest{Kind: wire.DigestVerify, Offset: uint64(off), Length: uint32(len(data)), Sums: e.sums(data)}})
+	case e.cfg.Checksums && !p.rs.dataRanges[off]:
+		o.Sends = append(o.Sends, Send{p.id, &wire.Digest{Kind: wire.DigestResync, Offset: uint64(off), Length: uint32(len(data)), Sums: e.sums(data)}})
+	default:
+		delete(p.rs.dataRanges, off)
+		o.Sends = append(o.Sends, Send{p.id, &wire.ResyncData{Offset: uint64(off), CRC: wire.Checksum(data), Data: data}})
+	}
 	return o
 }
 
@@ -99,7 +136,7 @@ func (e *Engine) onResyncAck(o *Output, p *peer, a *wire.ResyncAck) error {
 // checkSyncEnd finishes the resync when a pass is done and nothing is in
 // flight, or starts another pass if bits remain.
 func (e *Engine) checkSyncEnd(o *Output, p *peer) error {
-	if p.rs.cursor < e.store.Size() || p.rs.inflight > 0 {
+	if p.rs.cursor < e.store.Size() || p.rs.inflight > 0 || len(p.rs.needData) > 0 {
 		return nil
 	}
 	if e.store.OutOfSyncBytes(p.slot) == 0 {
@@ -112,13 +149,22 @@ func (e *Engine) checkSyncEnd(o *Output, p *peer) error {
 }
 
 // ResyncIdle lets the sender report that NextResync found nothing on this
-// pass; the resync ends if nothing is in flight.
+// pass; the resync (or verify) ends if nothing is in flight.
 func (e *Engine) ResyncIdle(peerID uint32) Output {
 	var o Output
-	if p, ok := e.peers[peerID]; ok && p.repl == SyncSource {
-		if err := e.checkSyncEnd(&o, p); err != nil {
-			e.diskFailed(&o, err)
-		}
+	p, ok := e.peers[peerID]
+	if !ok {
+		return o
+	}
+	var err error
+	switch p.repl {
+	case SyncSource:
+		err = e.checkSyncEnd(&o, p)
+	case VerifyS:
+		err = e.checkVerifyEnd(&o, p)
+	}
+	if err != nil {
+		e.diskFailed(&o, err)
 	}
 	return o
 }
@@ -174,8 +220,13 @@ func (e *Engine) adoptGeneration(o *Output, p *peer, current uint64) {
 // had acknowledged, and whether peer is still a sync target of this node.
 func (e *Engine) ResyncInflight(peerID uint32) (int64, bool) {
 	p, ok := e.peers[peerID]
-	if !ok || p.repl != SyncSource {
+	switch {
+	case !ok:
 		return 0, false
+	case p.repl == SyncSource:
+		return p.rs.inflight, true
+	case p.repl == VerifyS:
+		return p.verify.inflight, true
 	}
-	return p.rs.inflight, true
+	return 0, false
 }

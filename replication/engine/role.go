@@ -27,6 +27,9 @@ func (e *Engine) Promote(force bool) (Output, error) {
 			return o, fmt.Errorf("%w: resync from node %d is not finished (data Inconsistent)", ErrNotUpToDate, p.id)
 		}
 	}
+	if peers := e.needsFencing(); len(peers) > 0 && !force {
+		return o, &NeedsFencingError{Peers: peers}
+	}
 	disk := e.Disk()
 	forced := false
 	if disk != UpToDate {

@@ -30,6 +30,8 @@ type Options struct {
 	// Blocks is the volume size in blocks.
 	Blocks   int64
 	Policies uuid.Policies
+	// Checksums makes resyncs send digests first (csums).
+	Checksums bool
 	// UnsafeResync lets resync reads run while an application write to the
 	// same range is between queueing and its local write: one of the races
 	// the range lock exists for (the other: overlapping application writes,
@@ -65,7 +67,10 @@ type Cluster struct {
 
 // Stats are counts of simulated events.
 type Stats struct {
-	Writes, Acked, Crashes, LinkBreaks, Failovers, CheckedFailovers, ResyncRanges int
+	Writes, Acked, Crashes, LinkBreaks, Failovers, CheckedFailovers, ResyncRanges, Verifies, RacyReads int
+	// InterleavedResync counts resync reads made by random steps (not by
+	// Drain), i.e. interleaved with client writes.
+	InterleavedResync int
 }
 
 func (s *Stats) Add(o Stats) {
@@ -76,6 +81,9 @@ func (s *Stats) Add(o Stats) {
 	s.Failovers += o.Failovers
 	s.CheckedFailovers += o.CheckedFailovers
 	s.ResyncRanges += o.ResyncRanges
+	s.Verifies += o.Verifies
+	s.RacyReads += o.RacyReads
+	s.InterleavedResync += o.InterleavedResync
 }
 
 type clientWrite struct {
@@ -104,6 +112,9 @@ type localOp struct {
 	block int64
 	data  []byte
 	fua   bool
+	// mod is the write's activity-log hold, taken before it was sent.
+	mod              *replication.Modification
+	zero, deallocate bool
 }
 
 type waiter struct {
@@ -207,7 +218,7 @@ func (n *Node) start() error {
 		}
 	}
 	eng, err := engine.New(engine.Config{
-		NodeID: n.ID, Volume: "r0", Peers: peers, Protocol: n.c.opts.Protocol,
+		NodeID: n.ID, Volume: "r0", Peers: peers, Protocol: n.c.opts.Protocol, Checksums: n.c.opts.Checksums,
 		Policies: n.c.opts.Policies, NewUUID: n.c.r.Uint64,
 	}, vol)
 	if err != nil {

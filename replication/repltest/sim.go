@@ -26,10 +26,12 @@ func (c *Cluster) Step() error {
 		c.apply()
 	case x < 93:
 		c.resyncStep()
-	case x < 95:
+	case x < 94:
 		c.breakRandomLink()
-	case x < 96:
+	case x < 95:
 		c.connectAll()
+	case x < 96:
+		c.startVerify()
 	case x < 97:
 		return c.crashOrRestart()
 	default:
@@ -65,22 +67,30 @@ func (c *Cluster) clientWrite() {
 	var id uint64
 	var o engine.Output
 	var err error
-	if c.r.IntN(10) == 0 {
+	// The activity log covers the write before it goes to any peer.
+	mod, err := p.Vol.BeginModify(c.ctx, b*Block, Block)
+	if err != nil {
+		c.logf("node %d: write refused by the volume: %v", p.ID, err)
+		return
+	}
+	zero := c.r.IntN(10) == 0
+	if zero {
 		// WRITE_ZEROES/TRIM: the block reads as "write #0" afterwards.
 		c.nextWrite--
 		data = make([]byte, Block)
-		id, o, err = p.Eng.StartZero(b*Block, Block, c.r.IntN(2) == 0, fua)
+		id, o, err = p.Eng.StartZero(b*Block, Block, false, fua)
 	} else {
 		id, o, err = p.Eng.StartWrite(b*Block, data, fua)
 	}
 	if err != nil {
+		mod.End()
 		c.logf("node %d: write refused: %v", p.ID, err)
 		return
 	}
 	c.history[b] = append(c.history[b], clientWrite{id: binaryID(data)})
 	c.Stats.Writes++
 	p.waiters[id] = waiter{block: b, index: len(c.history[b]) - 1}
-	p.pending = append(p.pending, localOp{id: id, block: b, data: data, fua: fua})
+	p.pending = append(p.pending, localOp{id: id, block: b, data: data, fua: fua, mod: mod, zero: zero, deallocate: c.r.IntN(2) == 0})
 	c.logf("node %d: write #%d to block %d starts (op %d)", p.ID, binaryID(data), b, id)
 	p.exec(o)
 }
@@ -114,7 +124,13 @@ func (n *Node) doLocal(op localOp) {
 		n.exec(n.Eng.LocalFlushDone(op.id, n.Vol.Flush(n.c.ctx)))
 		return
 	}
-	err := n.Vol.WriteAt(n.c.ctx, op.data, op.block*Block, op.fua)
+	var err error
+	if op.zero {
+		err = op.mod.Zero(op.deallocate, op.fua)
+	} else {
+		err = op.mod.Write(op.data, op.fua)
+	}
+	op.mod.End()
 	n.exec(n.Eng.LocalWriteDone(op.id, err))
 }
 
@@ -175,6 +191,9 @@ func (n *Node) applyNext(peer uint32) {
 		err = n.Vol.Flush(n.c.ctx)
 	case engine.ApplyZero:
 		err = n.Vol.WriteZeroes(n.c.ctx, a.Offset, a.Length, a.Deallocate, a.FUA)
+	case engine.ApplyDigest:
+		a.Data = make([]byte, a.Length)
+		err = n.Vol.ReadAt(n.c.ctx, a.Data, a.Offset)
 	}
 	n.exec(n.Eng.Applied(a, err))
 }
@@ -186,7 +205,9 @@ func (c *Cluster) resyncStep() {
 		return
 	}
 	if len(n.reads) > 0 && c.r.IntN(2) == 0 {
-		n.tryRead(c.r.IntN(len(n.reads)))
+		if n.tryRead(c.r.IntN(len(n.reads))) {
+			c.Stats.InterleavedResync++
+		}
 		return
 	}
 	peer := n.syncSource()
@@ -212,6 +233,14 @@ func (n *Node) tryRead(i int) bool {
 			}
 		}
 	}
+	if n.syncMode(rd.peer) == engine.SyncSource {
+		for _, op := range n.pending {
+			if !op.flush && op.block*Block < rd.off+rd.n && rd.off < (op.block+1)*Block {
+				n.c.Stats.RacyReads++
+				n.c.logf("node %d: racy resync read [%d, +%d) with write to block %d pending", n.ID, rd.off/Block, rd.n/Block, op.block)
+			}
+		}
+	}
 	n.reads = append(n.reads[:i], n.reads[i+1:]...)
 	n.c.Stats.ResyncRanges++
 	data := make([]byte, rd.n)
@@ -220,16 +249,36 @@ func (n *Node) tryRead(i int) bool {
 	return true
 }
 
+// syncSource returns a peer this node sends resync or verify data to.
 func (n *Node) syncSource() int {
 	if !n.Up {
 		return -1
 	}
 	for _, p := range n.Eng.Status().Peers {
-		if p.Repl == engine.SyncSource {
+		if p.Repl == engine.SyncSource || p.Repl == engine.VerifyS {
 			return int(p.Node)
 		}
 	}
 	return -1
+}
+
+// startVerify starts an online verify on a random Established pair.
+func (c *Cluster) startVerify() {
+	n := c.pick(func(n *Node) bool { return n.Up })
+	if n == nil {
+		return
+	}
+	for _, p := range n.Eng.Status().Peers {
+		if p.Conn == engine.Connected && p.Repl == engine.Established {
+			o, err := n.Eng.StartVerify(p.Node)
+			if err == nil {
+				c.Stats.Verifies++
+				c.logf("node %d: verify with %d starts", n.ID, p.Node)
+				n.exec(o)
+			}
+			return
+		}
+	}
 }
 
 func (c *Cluster) breakRandomLink() {
@@ -469,4 +518,13 @@ func binaryID(b []byte) uint64 {
 		return 0
 	}
 	return binary.LittleEndian.Uint64(b)
+}
+
+func (n *Node) syncMode(peer uint32) engine.ReplState {
+	for _, p := range n.Eng.Status().Peers {
+		if p.Node == peer {
+			return p.Repl
+		}
+	}
+	return engine.ReplOff
 }

@@ -171,15 +171,24 @@ func Decode(f Frame) (Message, error) {
 		m = &SyncDone{Current: r.u64("current")}
 	case TypeDigest:
 		d := &Digest{Kind: r.u8("kind"), Offset: r.u64("offset"), Length: r.u32("length")}
-		if len(r.b) < 16 {
-			r.fail("digest")
-		} else {
-			copy(d.Sum[:], r.b)
-			r.b = r.b[16:]
+		if r.err == nil && (len(r.b)%SumSize != 0 || d.Kind != DigestResync && d.Kind != DigestVerify) {
+			return nil, fmt.Errorf("%w: digest kind %d with %d bytes of sums", ErrBadFrame, d.Kind, len(r.b))
 		}
+		d.Sums, r.b = r.b, nil
 		m = d
 	case TypeDigestReply:
-		m = &DigestReply{Kind: r.u8("kind"), Offset: r.u64("offset"), Length: r.u32("length"), Equal: r.bool("equal")}
+		d := &DigestReply{Kind: r.u8("kind"), Offset: r.u64("offset"), Length: r.u32("length")}
+		if r.err == nil && len(r.b)%8 != 0 {
+			return nil, fmt.Errorf("%w: digest reply with %d bytes of bits", ErrBadFrame, len(r.b))
+		}
+		for r.err == nil && len(r.b) > 0 {
+			d.Unequal = append(d.Unequal, r.u64("bits"))
+		}
+		m = d
+	case TypeVerifyStart:
+		m = &VerifyStart{}
+	case TypeVerifyDone:
+		m = &VerifyDone{Checked: r.u64("checked"), Differences: r.u64("differences")}
 	case TypePing:
 		m = &Ping{}
 	case TypePingAck:

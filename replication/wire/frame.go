@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"sync"
 
 	"github.com/klauspost/compress/s2"
+	"github.com/klauspost/compress/zstd"
 )
 
 // Frame header layout.
@@ -22,7 +24,8 @@ const (
 // Frame flags.
 const (
 	FlagS2   uint8 = 1 << 0
-	knownFlg       = FlagS2
+	FlagZstd uint8 = 1 << 1
+	knownFlg       = FlagS2 | FlagZstd
 )
 
 var be = binary.BigEndian
@@ -51,7 +54,7 @@ func ParseHeader(b []byte) (t Type, flags uint8, n uint32, err error) {
 		return 0, 0, 0, fmt.Errorf("%w: magic %#02x%02x", ErrBadFrame, b[0], b[1])
 	}
 	t, flags, n = Type(b[2]), b[3], be.Uint32(b[4:])
-	if flags&^knownFlg != 0 {
+	if flags&^knownFlg != 0 || flags == FlagS2|FlagZstd {
 		return 0, 0, 0, fmt.Errorf("%w: unknown flags %#x", ErrBadFrame, flags)
 	}
 	if n > MaxPayload {
@@ -79,7 +82,8 @@ func ReadFrame(r io.Reader, buf []byte) (Frame, error) {
 	if _, err := io.ReadFull(r, p); err != nil {
 		return Frame{}, err
 	}
-	if flags&FlagS2 != 0 {
+	switch {
+	case flags&FlagS2 != 0:
 		dn, err := s2.DecodedLen(p)
 		if err != nil || dn > MaxPayload {
 			return Frame{}, fmt.Errorf("%w: bad compressed payload (%v)", ErrBadFrame, err)
@@ -89,15 +93,69 @@ func ReadFrame(r io.Reader, buf []byte) (Frame, error) {
 			return Frame{}, fmt.Errorf("%w: %v", ErrBadFrame, err)
 		}
 		p = d
+	case flags&FlagZstd != 0:
+		d, err := zstdDecoder().DecodeAll(p, nil)
+		if err != nil {
+			return Frame{}, fmt.Errorf("%w: bad zstd payload: %v", ErrBadFrame, err)
+		}
+		p = d
 	}
 	return Frame{Type: t, Flags: flags, Payload: p}, nil
 }
 
-// Compress returns the s2 encoding of p and true when that is smaller.
-func Compress(p []byte) ([]byte, bool) {
-	c := s2.Encode(nil, p)
-	if len(c) >= len(p) {
-		return nil, false
+// Compression names a frame compression.
+type Compression uint8
+
+// Compressions: s2 for fast links (it gives up on incompressible data
+// cheaply), zstd (fastest level) for slow ones.
+const (
+	NoCompression Compression = iota
+	S2
+	Zstd
+)
+
+// ParseCompression reads "none", "s2" or "zstd".
+func ParseCompression(s string) (Compression, error) {
+	switch s {
+	case "", "none":
+		return NoCompression, nil
+	case "s2":
+		return S2, nil
+	case "zstd":
+		return Zstd, nil
 	}
-	return c, true
+	return 0, fmt.Errorf("compression %q: want none, s2 or zstd", s)
 }
+
+// Compress returns p compressed and the frame flag to send with it, or
+// ok false when compression would not make it smaller.
+func Compress(c Compression, p []byte) (out []byte, flag uint8, ok bool) {
+	switch c {
+	case S2:
+		out, flag = s2.Encode(nil, p), FlagS2
+	case Zstd:
+		out, flag = zstdEncoder().EncodeAll(p, nil), FlagZstd
+	default:
+		return nil, 0, false
+	}
+	if len(out) >= len(p) {
+		return nil, 0, false
+	}
+	return out, flag, true
+}
+
+var (
+	zstdOnce sync.Once
+	zenc     *zstd.Encoder
+	zdec     *zstd.Decoder
+)
+
+func zstdInit() {
+	zstdOnce.Do(func() {
+		zenc, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
+		zdec, _ = zstd.NewReader(nil, zstd.WithDecoderMaxMemory(MaxPayload), zstd.WithDecoderConcurrency(2))
+	})
+}
+
+func zstdEncoder() *zstd.Encoder { zstdInit(); return zenc }
+func zstdDecoder() *zstd.Decoder { zstdInit(); return zdec }

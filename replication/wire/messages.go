@@ -26,10 +26,12 @@ const (
 	TypePingAck
 	TypeGoodbye
 	TypeZero
+	TypeVerifyStart
+	TypeVerifyDone
 	maxType
 )
 
-var typeNames = [...]string{"", "hello", "state", "write", "recv-ack", "write-ack", "flush", "flush-ack", "bitmap", "resync-data", "resync-ack", "sync-done", "digest", "digest-reply", "ping", "ping-ack", "goodbye", "zero"}
+var typeNames = [...]string{"", "hello", "state", "write", "recv-ack", "write-ack", "flush", "flush-ack", "bitmap", "resync-data", "resync-ack", "sync-done", "digest", "digest-reply", "ping", "ping-ack", "goodbye", "zero", "verify-start", "verify-done"}
 
 func (t Type) String() string {
 	if t > 0 && t < maxType {
@@ -154,20 +156,34 @@ const (
 	DigestVerify uint8 = 2 // online verify
 )
 
-// Digest asks the peer to compare a range against a digest.
+// SumSize is the size of one block digest (SHA-256, truncated).
+const SumSize = 16
+
+// Digest asks the peer to compare a range, block by block, against the
+// sender's digests: Sums holds one SumSize digest per bitmap block.
 type Digest struct {
 	Kind   uint8
 	Offset uint64
 	Length uint32
-	Sum    [16]byte
+	Sums   []byte
 }
 
-// DigestReply answers Digest.
+// DigestReply answers Digest: bit i of Unequal is set when block i of the
+// range differs.
 type DigestReply struct {
-	Kind   uint8
-	Offset uint64
-	Length uint32
-	Equal  bool
+	Kind    uint8
+	Offset  uint64
+	Length  uint32
+	Unequal []uint64
+}
+
+// VerifyStart tells the peer an online verify begins (it becomes VerifyT).
+type VerifyStart struct{}
+
+// VerifyDone ends an online verify with the number of differing blocks.
+type VerifyDone struct {
+	Checked     uint64 // bytes compared
+	Differences uint64 // blocks that differed
 }
 
 // Ping checks the link is alive.
@@ -196,6 +212,8 @@ func (*Ping) Type() Type        { return TypePing }
 func (*PingAck) Type() Type     { return TypePingAck }
 func (*Goodbye) Type() Type     { return TypeGoodbye }
 func (*Zero) Type() Type        { return TypeZero }
+func (*VerifyStart) Type() Type { return TypeVerifyStart }
+func (*VerifyDone) Type() Type  { return TypeVerifyDone }
 
 // maxString bounds names and reasons.
 const maxString = 4096
@@ -310,18 +328,23 @@ func (m *Digest) Append(b []byte) []byte {
 	b = append(b, m.Kind)
 	b = be.AppendUint64(b, m.Offset)
 	b = be.AppendUint32(b, m.Length)
-	return append(b, m.Sum[:]...)
+	return append(b, m.Sums...)
 }
 
 func (m *DigestReply) Append(b []byte) []byte {
 	b = append(b, m.Kind)
 	b = be.AppendUint64(b, m.Offset)
 	b = be.AppendUint32(b, m.Length)
-	var eq byte
-	if m.Equal {
-		eq = 1
+	for _, w := range m.Unequal {
+		b = be.AppendUint64(b, w)
 	}
-	return append(b, eq)
+	return b
+}
+
+func (*VerifyStart) Append(b []byte) []byte { return b }
+
+func (m *VerifyDone) Append(b []byte) []byte {
+	return be.AppendUint64(be.AppendUint64(b, m.Checked), m.Differences)
 }
 
 func (*Ping) Append(b []byte) []byte    { return b }

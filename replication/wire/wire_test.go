@@ -19,8 +19,9 @@ func samples() []Message {
 		&Bitmap{StartWord: 100, Last: true, Words: []uint64{0, 1, ^uint64(0)}},
 		&ResyncData{Offset: 1 << 20, CRC: Checksum(data), Data: data},
 		&ResyncAck{Offset: 1 << 20, Length: 4096}, &SyncDone{Current: 0x1234},
-		&Digest{Kind: DigestVerify, Offset: 8192, Length: 4096, Sum: [16]byte{1, 2, 3}},
-		&DigestReply{Kind: DigestResync, Offset: 8192, Length: 4096, Equal: true},
+		&Digest{Kind: DigestVerify, Offset: 8192, Length: 8192, Sums: bytes.Repeat([]byte{7}, 2*SumSize)},
+		&DigestReply{Kind: DigestResync, Offset: 8192, Length: 4096, Unequal: []uint64{5}},
+		&VerifyStart{}, &VerifyDone{Checked: 1 << 30, Differences: 3},
 		&Ping{}, &PingAck{}, &Goodbye{Reason: "both sides are primary"},
 		&Zero{Seq: 7, Offset: 1 << 30, Length: 1 << 31, Deallocate: true, FUA: true},
 	}
@@ -57,22 +58,31 @@ func normalize(m Message) Message {
 }
 
 func TestCompressedFrame(t *testing.T) {
-	m := &Bitmap{Words: make([]uint64, 4096)}
-	payload := m.Append(nil)
-	c, ok := Compress(payload)
-	if !ok {
-		t.Fatal("a zero bitmap did not compress")
+	for _, c := range []Compression{S2, Zstd} {
+		m := &Bitmap{Words: make([]uint64, 4096)}
+		payload := m.Append(nil)
+		out, flag, ok := Compress(c, payload)
+		if !ok {
+			t.Fatalf("compression %d: a zero bitmap did not compress", c)
+		}
+		frame := make([]byte, HeaderSize, HeaderSize+len(out))
+		PutHeader(frame, TypeBitmap, flag, len(out))
+		frame = append(frame, out...)
+		f, err := ReadFrame(bytes.NewReader(frame), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := Decode(f)
+		if err != nil || len(got.(*Bitmap).Words) != 4096 {
+			t.Fatalf("compression %d: bitmap: %v", c, err)
+		}
 	}
-	frame := make([]byte, HeaderSize, HeaderSize+len(c))
-	PutHeader(frame, TypeBitmap, FlagS2, len(c))
-	frame = append(frame, c...)
-	f, err := ReadFrame(bytes.NewReader(frame), nil)
-	if err != nil {
-		t.Fatal(err)
+	random := make([]byte, 4096)
+	for i := range random {
+		random[i] = byte(i*7919 + i*i*31)
 	}
-	got, err := Decode(f)
-	if err != nil || len(got.(*Bitmap).Words) != 4096 {
-		t.Fatalf("compressed bitmap: %v", err)
+	if _, _, ok := Compress(NoCompression, random); ok {
+		t.Fatal("NoCompression compressed")
 	}
 }
 
@@ -103,7 +113,8 @@ func TestBadFrames(t *testing.T) {
 		"unknown type":   {Type: 200},
 		"trailing bytes": {Type: TypeFlush, Payload: make([]byte, 9)},
 		"short hello":    {Type: TypeHello, Payload: []byte{0, 1}},
-		"bool of 2":      {Type: TypeDigestReply, Payload: append(make([]byte, 13), 2)},
+		"bool of 2":      {Type: TypeWrite, Payload: append(make([]byte, 16), 2, 0, 0, 0, 0)},
+		"ragged sums":    {Type: TypeDigest, Payload: append([]byte{DigestVerify}, make([]byte, 12+5)...)},
 		"odd bitmap":     {Type: TypeBitmap, Payload: make([]byte, 12)},
 		"long history":   {Type: TypeHello, Payload: append((&Hello{}).Append(nil)[:len((&Hello{}).Append(nil))-1], 33)},
 	} {
