@@ -83,7 +83,7 @@ func (p *vethPair) heal() {
 // network namespaces, partitions them with an nftables drop rule, writes
 // scattered blocks on the primary meanwhile and heals. The resync sends
 // only the dirty blocks (traffic counters: resync bytes ≤ dirty bytes plus
-// framing) and the exports end identical.
+// framing) and the exports end identical, as online verify confirms.
 func TestPartitionHealResyncsOnlyDirtyData(t *testing.T) {
 	testenv.RequireRoot(t)
 	net := newVethPair(t)
@@ -143,8 +143,11 @@ func TestPartitionHealResyncsOnlyDirtyData(t *testing.T) {
 			t.Errorf("block %d on b holds %q after the heal, want 'p'", blk, got)
 		}
 	}
-	// TODO(repctl verify): once the replication owner's online verify lands
-	// (repctl verify r0), run it here and require zero differences. Until
-	// then the whole exports are compared directly.
 	sameData(t, "r0", a, b)
+	// Online verify agrees: every block compared by digest, none differs.
+	var res control.VerifyResult
+	jsonUnmarshal(t, a.mustRepctl("--json", "verify", "r0"), &res)
+	if res.Differences != 0 || res.CheckedBytes != size {
+		t.Fatalf("repctl verify after the heal: %d of %d bytes checked, %d blocks differ; want all checked, none differing", res.CheckedBytes, size, res.Differences)
+	}
 }
