@@ -40,6 +40,12 @@ type clusterSpec struct {
 	// section (lines indented by two spaces); node ids then start at 1 and
 	// every node gets a dlm-address. With no Volume there is no volume.
 	DLM string
+	// Addrs, if set, are the nodes' replication addresses (host:port);
+	// default: free ports on 127.0.0.1.
+	Addrs []string
+	// UnixNBD serves NBD on a unix socket in the node's directory instead
+	// of TCP on 127.0.0.1 (for nodes in network namespaces).
+	UnixNBD bool
 }
 
 // newCluster writes one config per node and returns the (not started) nodes.
@@ -52,8 +58,14 @@ func newCluster(t *testing.T, s clusterSpec) []*node {
 	}
 	var nodes []*node
 	var nodeList strings.Builder
+	addrs := s.Addrs
+	if addrs == nil {
+		for _, p := range ports[:s.Nodes] {
+			addrs = append(addrs, fmt.Sprintf("127.0.0.1:%d", p))
+		}
+	}
 	for i := 0; i < s.Nodes; i++ {
-		fmt.Fprintf(&nodeList, "    - {name: n%d, id: %d, address: \"127.0.0.1:%d\"", i, firstID+i, ports[i])
+		fmt.Fprintf(&nodeList, "    - {name: n%d, id: %d, address: \"%s\"", i, firstID+i, addrs[i])
 		if s.DLM != "" {
 			fmt.Fprintf(&nodeList, ", dlm-address: \"127.0.0.1:%d\"", ports[s.Nodes+i])
 		}
@@ -68,16 +80,20 @@ func newCluster(t *testing.T, s clusterSpec) []*node {
 				peers = append(peers, fmt.Sprintf("n%d", j))
 			}
 		}
+		listen := "tcp://127.0.0.1:0"
+		if s.UnixNBD {
+			listen = "unix://" + filepath.Join(dir, "nbd.sock")
+		}
 		cfg := fmt.Sprintf(`node: {name: n%d, id: %d}
 control: {socket: %s}
 metrics: {listen: "127.0.0.1:0"}
 log: {level: debug}
 nbd:
-  listen: ["tcp://127.0.0.1:0"]
+  listen: ["%s"]
 cluster:
   secret: "integration-test-secret-0123456789"
   nodes:
-%s`, i, firstID+i, n.socket, nodeList.String())
+%s`, i, firstID+i, n.socket, listen, nodeList.String())
 		if s.DLM != "" {
 			cfg += fmt.Sprintf("dlm:\n  enabled: true\n  socket: %s\n%s", n.dlmSocket(), s.DLM)
 		}

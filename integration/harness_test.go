@@ -52,6 +52,8 @@ type node struct {
 	// {"ip", "netns", "exec", NS} for a node in a network namespace. The
 	// wrapper must exec its command, so that cmd's pid is replicad's.
 	wrap []string
+	// args are replicad's arguments; default: run --config CONFIG.
+	args []string
 }
 
 // volumeSpec is a volume in a generated config.
@@ -88,7 +90,11 @@ func newNode(t *testing.T, vols ...volumeSpec) *node {
 func (n *node) start() {
 	n.t.Helper()
 	n.log = &bytes.Buffer{}
-	argv := append(append([]string{}, n.wrap...), bin("replicad"), "run", "--config", n.config)
+	args := n.args
+	if args == nil {
+		args = []string{"run", "--config", n.config}
+	}
+	argv := append(append(append([]string{}, n.wrap...), bin("replicad")), args...)
 	n.cmd = exec.Command(argv[0], argv[1:]...)
 	n.cmd.Stdout, n.cmd.Stderr = n.log, n.log
 	if err := n.cmd.Start(); err != nil {

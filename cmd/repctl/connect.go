@@ -1,8 +1,10 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -58,6 +60,11 @@ func (o *connectOptions) run(cmd *cobra.Command, args []string) error {
 	if err := o.g.client().Do(cmd.Context(), http.MethodPost, "/v1/volumes/"+args[0]+"/"+verb, req, &v); err != nil {
 		return err
 	}
+	if !o.connect {
+		// The daemon answers before the link is closed: show the state
+		// the disconnect leads to, not the one it interrupts.
+		o.waitClosed(cmd.Context(), &v, req.Peer)
+	}
 	if o.g.json {
 		return o.g.printJSON(v)
 	}
@@ -65,4 +72,28 @@ func (o *connectOptions) run(cmd *cobra.Command, args []string) error {
 		fmt.Fprintf(o.g.out, "%s: peer %s %s\n", v.Name, p.Node, p.Connection)
 	}
 	return nil
+}
+
+// waitClosed polls the volume for up to 5s until no peer it disconnected
+// (peer, or every peer) is still Connected; v is left with the last answer.
+func (o *connectOptions) waitClosed(ctx context.Context, v *control.Volume, peer string) {
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
+		connected := false
+		for _, p := range v.Peers {
+			connected = connected || ((peer == "" || p.Node == peer) && p.Connection == "Connected")
+		}
+		if !connected {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(50 * time.Millisecond):
+		}
+		var nv control.Volume
+		if err := o.g.client().Do(ctx, http.MethodGet, "/v1/volumes/"+v.Name, nil, &nv); err != nil {
+			return
+		}
+		*v = nv
+	}
 }

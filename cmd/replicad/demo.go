@@ -25,26 +25,50 @@ import (
 var demoConfig string
 
 type demoOptions struct {
-	dir  string
-	port int
-	size string
+	dir      string
+	port     int
+	size     string
+	nodes    int
+	protocol string
 }
 
 func newDemoCmd() *cobra.Command {
 	o := &demoOptions{}
 	cmd := &cobra.Command{
-		Use:   "demo",
-		Short: "Run a one-volume replicad on localhost, with no configuration to write",
+		Use:   "demo [--nodes N [--protocol A|B|C]] [--dir DIR]",
+		Short: "Run replicad on localhost (one node, or a replicated cluster), with no configuration to write",
 		Long: `Run replicad on an embedded configuration: one volume backed by a sparse file,
 served over NBD on 127.0.0.1 (port 10809, or a free port if that one is taken)
 and on a unix socket. Without --dir everything lives in a temporary directory
-that is removed when the demo stops; with --dir the volume is kept and reused.`,
+that is removed when the demo stops; with --dir the volume is kept and reused.
+
+With --nodes N (2 or more), the demo writes one configuration per node under
+DIR/<node>/ and starts each node as its own "replicad --config FILE" process on
+127.0.0.1, with one volume r0 replicated between them (--protocol, default C)
+and the first node primary. After the initial sync it prints one line per node:
+
+  node=<name> pid=<pid> config=<path> socket=<path> nbd=<uri>
+
+Kill a node by its pid and start it again with "replicad --config <path>": it
+comes back as secondary and resyncs. Ctrl-C stops the nodes the demo started.
+The NBD ports start at --port (the next ones for the next nodes, free ones
+where those are taken).`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return o.run(cmd.OutOrStdout()) },
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if cmd.Flags().Changed("protocol") && o.nodes < 2 {
+				return fmt.Errorf("--protocol needs --nodes 2 or more")
+			}
+			if o.nodes != 1 {
+				return o.runCluster(cmd.OutOrStdout())
+			}
+			return o.run(cmd.OutOrStdout())
+		},
 	}
 	cmd.Flags().StringVar(&o.dir, "dir", "", "directory for the volume, sockets and log (default: a new temporary directory)")
 	cmd.Flags().IntVar(&o.port, "port", 10809, "NBD TCP port on 127.0.0.1 (0 picks a free one)")
 	cmd.Flags().StringVar(&o.size, "size", "1GiB", "size of the demo volume when it is created")
+	cmd.Flags().IntVar(&o.nodes, "nodes", 1, "number of nodes; 2 or more runs a replicated cluster, one process per node")
+	cmd.Flags().StringVar(&o.protocol, "protocol", "C", "replication protocol with --nodes: A, B or C")
 	return cmd
 }
 

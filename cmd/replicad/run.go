@@ -28,13 +28,19 @@ and exit.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return o.run(cmd) },
 	}
+	o.addFlags(cmd)
+	return cmd
+}
+
+// addFlags gives cmd the daemon's flags; the root command has them too, so
+// that "replicad --config FILE" runs the daemon.
+func (o *runOptions) addFlags(cmd *cobra.Command) {
 	f := cmd.Flags()
 	f.StringVarP(&o.config, "config", "c", "/etc/replicad/replicad.yaml", "configuration file")
 	f.String("log-level", "", "log level: debug, info, warn or error (overrides log.level)")
 	f.String("control-socket", "", "control socket path (overrides control.socket)")
 	f.String("metrics-listen", "", "metrics address host:port, or \"\" to disable (overrides metrics.listen)")
 	f.String("node-name", "", "node name (overrides node.name)")
-	return cmd
 }
 
 func (o *runOptions) run(cmd *cobra.Command) error {

@@ -1,0 +1,204 @@
+// Command replication-bench measures replicad's replication against the
+// same volume unreplicated, in one run, and prints ratios.
+//
+// It starts, on 127.0.0.1, one standalone replicad (volume "bench", no
+// peers) and two replicated pairs (protocol C and protocol A), each node
+// its own `replicad run` process with its volume on a sparse file of
+// -size in -dir. Then:
+//
+//   - fio's nbd engine against each primary and the standalone volume:
+//     4k random write QD32 and 1 MiB sequential write QD8 on a 1 GiB span
+//     filled once beforehand; -rounds rounds, the setups' order rotating
+//     every round; medians and ratios to the standalone volume.
+//   - full resync: the protocol C pair's secondary gets new metadata (an
+//     empty replica) and the time until it is in sync gives the resync rate,
+//     against a loopback TCP stream measured in the same run (tcpProbe).
+//   - scattered resync: the protocol C primary disconnects, takes
+//     -scattered random 4 KiB writes, reconnects; bytes sent by the resync
+//     (traffic counters) against the dirty bytes, and the time.
+//
+// Run from the repository: go run ./bench/replication [-rounds 5] [-runtime 10s]
+// It needs fio (Debian package fio) and Go; no root.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/replicad/replicad/internal/bytesize"
+)
+
+func main() {
+	rounds := flag.Int("rounds", 3, "rounds of each measurement")
+	runtime := flag.Duration("runtime", 10*time.Second, "length of each fio run (plus 2s ramp)")
+	size := flag.String("size", "2GiB", "size of every volume")
+	dir := flag.String("dir", "/var/tmp", "scratch directory for the volumes (about 5 × -size at most)")
+	scattered := flag.Int("scattered", 256, "4 KiB blocks written while disconnected in the scattered resync")
+	only := flag.String("only", "all", "fio, resync or all")
+	seed := flag.Uint64("seed", uint64(time.Now().UnixNano()), "seed for the scattered blocks")
+	flag.Parse()
+	if err := run(*rounds, *runtime, *size, *dir, *scattered, *only, *seed); err != nil {
+		fmt.Fprintln(os.Stderr, "replication-bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(rounds int, runtime time.Duration, size, dir string, scattered int, only string, seed uint64) error {
+	fio, err := exec.LookPath("fio")
+	if err != nil && only != "resync" {
+		return fmt.Errorf("fio is missing (apt-get install fio)")
+	}
+	work, err := os.MkdirTemp(dir, "replicad-replbench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(work)
+	replicad := filepath.Join(work, "replicad")
+	if out, err := exec.Command("go", "build", "-o", replicad, "github.com/replicad/replicad/cmd/replicad").CombinedOutput(); err != nil {
+		return fmt.Errorf("go build replicad: %v\n%s", err, out)
+	}
+
+	var setups []*setup
+	defer func() {
+		for _, s := range setups {
+			for _, n := range s.nodes {
+				n.stop()
+			}
+		}
+	}()
+	for _, c := range []struct{ name, protocol string }{{"standalone", ""}, {"protocol C", "C"}, {"protocol A", "A"}} {
+		if only == "resync" && c.protocol != "C" {
+			continue
+		}
+		s, err := newSetup(work, strings.ReplaceAll(c.name, " ", "-"), c.protocol, size)
+		if err != nil {
+			return err
+		}
+		s.name = c.name
+		setups = append(setups, s)
+		start := time.Now()
+		if err := startSetup(s, replicad); err != nil {
+			return err
+		}
+		fmt.Printf("# %s up in %.1fs (pids", c.name, time.Since(start).Seconds())
+		for _, n := range s.nodes {
+			fmt.Printf(" %d", n.cmd.Process.Pid)
+		}
+		fmt.Println(")")
+	}
+
+	if only != "resync" {
+		for _, s := range setups {
+			if err := fill(fio, s.primary().uri()); err != nil {
+				return err
+			}
+		}
+		fmt.Printf("\n%-26s %12s %12s %12s %8s %8s\n", "workload", "standalone", "protocol C", "protocol A", "C/std", "A/std")
+		for _, w := range workloads {
+			results, cpu := map[string][]float64{}, map[string][]float64{}
+			for r := 0; r < rounds; r++ {
+				for i := range setups {
+					s := setups[(i+r)%len(setups)]
+					cpu0, err := s.cpuSeconds()
+					if err != nil {
+						return err
+					}
+					start := time.Now()
+					v, err := runFio(fio, s.primary().uri(), w, runtime)
+					if err != nil {
+						return err
+					}
+					cpu1, err := s.cpuSeconds()
+					if err != nil {
+						return err
+					}
+					results[s.name] = append(results[s.name], v)
+					// replicad CPU per operation (4k) or per MB (1M), all of
+					// the setup's processes, over the whole fio run.
+					cpu[s.name] = append(cpu[s.name], 1e6*(cpu1-cpu0)/time.Since(start).Seconds()/v)
+				}
+			}
+			std, c, a := median(results["standalone"]), median(results["protocol C"]), median(results["protocol A"])
+			fmt.Printf("%-26s %12.0f %12.0f %12.0f %7.2fx %7.2fx   (%s; rounds: std %v, C %v, A %v)\n",
+				w.name, std, c, a, c/std, a/std, w.unit, rounded(results["standalone"]), rounded(results["protocol C"]), rounded(results["protocol A"]))
+			per := "op"
+			if w.unit == "MB/s" {
+				per = "MB"
+			}
+			fmt.Printf("%-26s %12.0f %12.0f %12.0f %7.2fx %7.2fx   (replicad CPU µs per %s, all nodes)\n", "",
+				median(cpu["standalone"]), median(cpu["protocol C"]), median(cpu["protocol A"]),
+				median(cpu["protocol C"])/median(cpu["standalone"]), median(cpu["protocol A"])/median(cpu["standalone"]), per)
+		}
+	}
+	if only == "fio" {
+		return nil
+	}
+
+	var pair *setup
+	for _, s := range setups {
+		if s.name == "protocol C" {
+			pair = s
+		}
+	}
+	v, err := pair.primary().volume()
+	if err != nil {
+		return err
+	}
+	fmt.Printf("\nfull resync of %s (protocol C pair) vs one loopback TCP stream\n", bytesize.Format(v.Size))
+	var tcp, rs, rsTotal []float64
+	for r := 0; r < rounds; r++ {
+		t, err := tcpProbe(v.Size)
+		if err != nil {
+			return err
+		}
+		cpu0, err := pair.cpuSeconds()
+		if err != nil {
+			return err
+		}
+		res, err := fullResync(pair)
+		if err != nil {
+			return err
+		}
+		cpu1, err := pair.cpuSeconds()
+		if err != nil {
+			return err
+		}
+		mbps, mbpsTotal := float64(res.sent)/res.resync.Seconds()/1e6, float64(v.Size)/res.total.Seconds()/1e6
+		tcp, rs, rsTotal = append(tcp, t), append(rs, mbps), append(rsTotal, mbpsTotal)
+		fmt.Printf("  round %d: TCP %.0f MB/s; resync %.0f MB/s (%s sent in %.2fs; %.2fs and %.0f MB/s from new metadata to in sync; %.1f CPU-seconds in both nodes)\n",
+			r+1, t, mbps, bytesize.Format(res.sent), res.resync.Seconds(), res.total.Seconds(), mbpsTotal, cpu1-cpu0)
+	}
+	fmt.Printf("  median: TCP %.0f MB/s, resync %.0f MB/s: %.2fx (end to end %.0f MB/s: %.2fx)\n",
+		median(tcp), median(rs), median(rs)/median(tcp), median(rsTotal), median(rsTotal)/median(tcp))
+
+	dirty := int64(scattered) * 4096
+	fmt.Printf("\nresync of %d scattered 4 KiB blocks (%s dirty) on %s (seed %d)\n", scattered, bytesize.Format(dirty), bytesize.Format(v.Size), seed)
+	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	var secs, resyncSecs, sentRatio []float64
+	for r := 0; r < rounds; r++ {
+		res, err := scatteredResync(pair, scattered, rng)
+		if err != nil {
+			return err
+		}
+		ratio := float64(res.sent) / float64(dirty)
+		secs, resyncSecs, sentRatio = append(secs, res.total.Seconds()), append(resyncSecs, res.resync.Seconds()), append(sentRatio, ratio)
+		fmt.Printf("  round %d: %d bytes sent for %d dirty (%.4fx); connect to in sync %.3fs, of which the resync (SyncSource to Established) %.3fs\n",
+			r+1, res.sent, dirty, ratio, res.total.Seconds(), res.resync.Seconds())
+	}
+	fmt.Printf("  median: %.4fx of the dirty bytes sent; %.3fs from connect to in sync, %.3fs resyncing\n", median(sentRatio), median(secs), median(resyncSecs))
+	return nil
+}
+
+func rounded(v []float64) []int {
+	var out []int
+	for _, x := range v {
+		out = append(out, int(x+0.5))
+	}
+	return out
+}

@@ -1,0 +1,255 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"os/exec"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/replicad/replicad/internal/control"
+	"github.com/replicad/replicad/nbd"
+)
+
+// workload is one fio job shape; the result is IOPS (4k) or MB/s (1M).
+type workload struct {
+	name, rw, bs string
+	qd           int
+	unit         string
+}
+
+var workloads = []workload{
+	{"4k random write QD32", "randwrite", "4k", 32, "IOPS"},
+	{"1M sequential write QD8", "write", "1M", 8, "MB/s"},
+}
+
+// span is the part of each volume fio writes: filled once before
+// measuring, so that no setup measures first-touch allocation.
+const span = "1G"
+
+// fill writes the span once, sequentially.
+func fill(fio, uri string) error {
+	out, err := exec.Command(fio, "--name=fill", "--ioengine=nbd", "--uri="+uri, "--rw=write", "--bs=1M",
+		"--iodepth=8", "--size="+span, "--output=/dev/null").CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("fio fill %s: %v: %s", uri, err, out)
+	}
+	return nil
+}
+
+// runFio runs one workload against uri and returns IOPS or MB/s.
+func runFio(fio, uri string, w workload, runtime time.Duration) (float64, error) {
+	out, err := exec.Command(fio, "--name=b", "--ioengine=nbd", "--uri="+uri, "--rw="+w.rw, "--bs="+w.bs,
+		fmt.Sprintf("--iodepth=%d", w.qd), "--size="+span, "--time_based", fmt.Sprintf("--runtime=%d", int(runtime.Seconds())),
+		"--ramp_time=2", "--output-format=json").Output()
+	if err != nil {
+		return 0, fmt.Errorf("fio %s on %s: %v", w.name, uri, err)
+	}
+	var res struct {
+		Jobs []struct {
+			Write struct {
+				IOPS    float64 `json:"iops"`
+				BWBytes float64 `json:"bw_bytes"`
+			} `json:"write"`
+			Error int `json:"error"`
+		} `json:"jobs"`
+	}
+	// fio's nbd engine prints "fio: connected to NBD server" first.
+	if i := bytes.IndexByte(out, '{'); i > 0 {
+		out = out[i:]
+	}
+	if err := json.Unmarshal(out, &res); err != nil || len(res.Jobs) != 1 || res.Jobs[0].Error != 0 {
+		return 0, fmt.Errorf("fio %s on %s: bad output (%v): %.300s", w.name, uri, err, out)
+	}
+	if w.unit == "IOPS" {
+		return res.Jobs[0].Write.IOPS, nil
+	}
+	return res.Jobs[0].Write.BWBytes / 1e6, nil
+}
+
+// tcpProbe measures one loopback TCP stream: a writer sends total bytes
+// in 256 KiB writes (the replication link's buffer size), a reader
+// discards them. It returns MB/s.
+func tcpProbe(total int64) (float64, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	got := make(chan error, 1)
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			got <- err
+			return
+		}
+		defer c.Close()
+		_, err = io.CopyBuffer(io.Discard, c, make([]byte, 256<<10))
+		got <- err
+	}()
+	c, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		return 0, err
+	}
+	buf := make([]byte, 256<<10)
+	start := time.Now()
+	for sent := int64(0); sent < total; sent += int64(len(buf)) {
+		if _, err := c.Write(buf); err != nil {
+			c.Close()
+			return 0, err
+		}
+	}
+	c.Close()
+	if err := <-got; err != nil {
+		return 0, err
+	}
+	return float64(total) / time.Since(start).Seconds() / 1e6, nil
+}
+
+// full is one full resync: the resync bytes the primary sent, the time
+// from the new metadata to in sync, and the resync proper (SyncSource to
+// Established on the primary).
+type full struct {
+	sent          int64
+	total, resync time.Duration
+}
+
+// fullResync makes the pair's secondary a fresh, empty replica (new
+// metadata) and times the full sync from the primary.
+func fullResync(s *setup) (res full, err error) {
+	a, b := s.nodes[0], s.nodes[1]
+	if err := b.do("POST", "/v1/volumes/"+volume+"/down", nil, nil); err != nil {
+		return res, err
+	}
+	before, err := a.peer()
+	if err != nil {
+		return res, err
+	}
+	watch := watchReplication(a)
+	start := time.Now()
+	if err := b.createUp(true); err != nil {
+		return res, err
+	}
+	after, err := a.waitSync(30 * time.Minute)
+	if err != nil {
+		return res, err
+	}
+	res.total = time.Since(start)
+	if res.resync, err = watch(); err != nil {
+		return res, err
+	}
+	res.sent = after.SentBytes["resync"] - before.SentBytes["resync"]
+	return res, nil
+}
+
+// scattered is one scattered resync: the resync bytes the primary sent,
+// the time from connect to in sync, and the part of it between the
+// primary's SyncSource and Established events.
+type scattered struct {
+	sent          int64
+	total, resync time.Duration
+}
+
+// scatteredResync disconnects the primary, writes count random distinct
+// 4 KiB blocks on it, reconnects and times the resync.
+func scatteredResync(s *setup, count int, rng *rand.Rand) (res scattered, err error) {
+	a := s.primary()
+	if err := a.do("POST", "/v1/volumes/"+volume+"/disconnect", control.ConnectRequest{}, nil); err != nil {
+		return res, err
+	}
+	ctx := context.Background()
+	c, err := nbd.Dial(ctx, "tcp", fmt.Sprintf("127.0.0.1:%d", a.nbdPort), volume, nil)
+	if err != nil {
+		return res, err
+	}
+	defer c.Close()
+	blocks := map[int64]bool{}
+	buf := make([]byte, 4096)
+	for len(blocks) < count {
+		blk := rng.Int64N(c.Size() / 4096)
+		if blocks[blk] {
+			continue
+		}
+		blocks[blk] = true
+		for i := range buf {
+			buf[i] = byte(rng.Uint32())
+		}
+		if err := c.WriteAt(ctx, buf, blk*4096, false); err != nil {
+			return res, err
+		}
+	}
+	if err := c.Flush(ctx); err != nil {
+		return res, err
+	}
+	before, err := a.peer()
+	if err != nil {
+		return res, err
+	}
+	if want := int64(count) * 4096; before.OutOfSyncBytes != want {
+		return res, fmt.Errorf("%d bytes out of sync after %d scattered writes, want %d", before.OutOfSyncBytes, count, want)
+	}
+	watch := watchReplication(a)
+	start := time.Now()
+	if err := a.do("POST", "/v1/volumes/"+volume+"/connect", control.ConnectRequest{}, nil); err != nil {
+		return res, err
+	}
+	after, err := a.waitSync(5 * time.Minute)
+	if err != nil {
+		return res, err
+	}
+	res.total = time.Since(start)
+	if res.resync, err = watch(); err != nil {
+		return res, err
+	}
+	res.sent = after.SentBytes["resync"] - before.SentBytes["resync"]
+	return res, nil
+}
+
+// watchReplication follows a node's events; the function it returns stops
+// and gives the time between the node's SyncSource and Established
+// events: the resync proper, without the reconnection before it.
+func watchReplication(n *node) func() (time.Duration, error) {
+	ctx, stop := context.WithCancel(context.Background())
+	var mu sync.Mutex
+	times := map[string]time.Time{}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		n.client().Stream(ctx, "/v1/events?volume="+volume, func(raw json.RawMessage) error {
+			var e control.Event
+			if json.Unmarshal(raw, &e) == nil && e.What == "replication" {
+				mu.Lock()
+				times[e.New] = e.Time
+				mu.Unlock()
+			}
+			return nil
+		})
+	}()
+	time.Sleep(100 * time.Millisecond) // let the stream subscribe
+	return func() (time.Duration, error) {
+		time.Sleep(100 * time.Millisecond) // the last events
+		stop()
+		<-done
+		mu.Lock()
+		defer mu.Unlock()
+		if times["SyncSource"].IsZero() || times["Established"].IsZero() {
+			return 0, fmt.Errorf("%s: no SyncSource and Established events: %v", n.name, times)
+		}
+		return times["Established"].Sub(times["SyncSource"]), nil
+	}
+}
+
+func median(v []float64) float64 {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
