@@ -92,8 +92,11 @@ type Replicator struct {
 	eng     *engine.Engine
 	links   map[uint32]*link
 	waiters map[uint64]chan error
-	subs    map[chan engine.Event]struct{}
-	rates   map[uint32]*rateMeter
+	// mods hold written writes' activity-log extents until the engine
+	// retires them (every peer wrote them).
+	mods  map[uint64]*Modification
+	subs  map[chan engine.Event]struct{}
+	rates map[uint32]*rateMeter
 	// thawed is signalled (with r.mu) when frozen I/O may resume.
 	thawed *sync.Cond
 }
@@ -118,7 +121,7 @@ func NewReplicator(name string, vol *Volume, tr *Transport, cfg ReplicatorConfig
 		return nil, err
 	}
 	r := &Replicator{cfg: cfg, vol: vol, tr: tr, log: cfg.Logger.With("volume", name), ranges: newRangeLock(),
-		eng: eng, links: make(map[uint32]*link), waiters: make(map[uint64]chan error),
+		eng: eng, links: make(map[uint32]*link), waiters: make(map[uint64]chan error), mods: make(map[uint64]*Modification),
 		subs: make(map[chan engine.Event]struct{}), rates: make(map[uint32]*rateMeter)}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	r.thawed = sync.NewCond(&r.mu)
@@ -159,6 +162,12 @@ func (r *Replicator) Close() error {
 	for name := range r.links {
 		r.tr.unregister(r.name(), name)
 	}
+	r.mu.Lock()
+	for id, m := range r.mods {
+		delete(r.mods, id)
+		m.End()
+	}
+	r.mu.Unlock()
 	return nil
 }
 
@@ -176,6 +185,12 @@ func (r *Replicator) execLocked(o engine.Output) []engine.Apply {
 		if ch, ok := r.waiters[c.ID]; ok {
 			delete(r.waiters, c.ID)
 			ch <- c.Err
+		}
+	}
+	for _, id := range o.Retired {
+		if m, ok := r.mods[id]; ok {
+			delete(r.mods, id)
+			m.End()
 		}
 	}
 	for _, d := range o.Disconnects {
@@ -350,10 +365,10 @@ func (r *Replicator) modify(ctx context.Context, off, n int64, local func(*Modif
 		return err
 	}
 	done := r.waiterLocked(id)
+	r.mods[id] = m
 	r.execLocked(out)
 	r.mu.Unlock()
 	err = local(m)
-	m.End()
 	r.ranges.unlock(lo, ln)
 	r.mu.Lock()
 	r.execLocked(r.eng.LocalWriteDone(id, err))
@@ -443,13 +458,24 @@ func (r *Replicator) Promote(force bool) error {
 	return err
 }
 
-// Demote makes this node secondary; the caller has stopped writers.
+// Demote makes this node secondary; the caller has stopped writers. It
+// waits (up to the peer timeout) until every peer has written every write:
+// under protocol A or B a write completes before that, and a new primary's
+// writes must not overtake it on a third node.
 func (r *Replicator) Demote() error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	out, err := r.eng.Demote()
-	r.execLocked(out)
-	return err
+	deadline := r.cfg.Clock.Now().Add(r.cfg.Timeout)
+	for {
+		r.mu.Lock()
+		out, err := r.eng.Demote()
+		r.execLocked(out)
+		r.mu.Unlock()
+		if !errors.Is(err, engine.ErrWritesInFlight) || r.cfg.Clock.Now().After(deadline) {
+			return err
+		}
+		if !clock.Sleep(r.cfg.Clock, 5*time.Millisecond, r.ctx.Done()) {
+			return err
+		}
+	}
 }
 
 // Connect lets a StandAlone peer connect again; discardMyData resolves a

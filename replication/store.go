@@ -113,6 +113,14 @@ func (v *Volume) MarkOutOfSync(slot int, off, n int64) {
 	v.mu.Unlock()
 }
 
+// PersistBitmaps writes every changed bitmap page and syncs.
+func (v *Volume) PersistBitmaps() error {
+	if v.readOnly {
+		return ErrReadOnly
+	}
+	return v.writeBitmapPages(v.allDirtyPages())
+}
+
 // MarkAllOutOfSync sets every bit of the slot.
 func (v *Volume) MarkAllOutOfSync(slot int) {
 	v.mu.Lock()

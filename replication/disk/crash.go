@@ -88,14 +88,32 @@ func (c *Crash) write(p []byte, off int64, durable bool) (int, error) {
 			s = *old
 		}
 		copy(s[in:], p[lo:hi])
+		stored := &s
+		if s == zeroSector {
+			stored = &zeroSector
+		}
 		if durable {
-			c.mu.stable[sec] = &s
+			c.store(sec, stored)
 			delete(c.mu.cache, sec)
 		} else {
-			c.mu.cache[sec] = &s
+			c.mu.cache[sec] = stored
 		}
 	})
 	return len(p), nil
+}
+
+// zeroSector stands for every all-zero sector: stable storage does not
+// keep them (absent reads as zeroes), the cache points here. Sectors are
+// never changed once stored, so clones share them.
+var zeroSector [SectorSize]byte
+
+// store puts a sector in stable storage; c.mu is held.
+func (c *Crash) store(sec int64, s *[SectorSize]byte) {
+	if s == &zeroSector {
+		delete(c.mu.stable, sec)
+		return
+	}
+	c.mu.stable[sec] = s
 }
 
 func (c *Crash) eachSectorLocked(off int64, n int, f func(sec int64, in, lo, hi int)) {
@@ -117,7 +135,7 @@ func (c *Crash) Sync() error {
 		return ErrClosed
 	}
 	for sec, s := range c.mu.cache {
-		c.mu.stable[sec] = s
+		c.store(sec, s)
 	}
 	clear(c.mu.cache)
 	c.mu.syncs++
@@ -154,8 +172,7 @@ func (c *Crash) CrashClone(keep func(sector int64) bool) *Crash {
 	defer c.mu.Unlock()
 	out := NewCrash(c.size)
 	for sec, s := range c.mu.stable {
-		cp := *s
-		out.mu.stable[sec] = &cp
+		out.mu.stable[sec] = s
 	}
 	secs := make([]int64, 0, len(c.mu.cache))
 	for sec := range c.mu.cache {
@@ -165,8 +182,7 @@ func (c *Crash) CrashClone(keep func(sector int64) bool) *Crash {
 	sort.Slice(secs, func(i, j int) bool { return secs[i] < secs[j] })
 	for _, sec := range secs {
 		if keep != nil && keep(sec) {
-			cp := *c.mu.cache[sec]
-			out.mu.stable[sec] = &cp
+			out.store(sec, c.mu.cache[sec])
 		}
 	}
 	return out

@@ -38,6 +38,12 @@ type Output struct {
 	Sends []Send
 	// Completions are writes and flushes that are now complete.
 	Completions []Completion
+	// Retired are writes every peer they went to has written (or will
+	// resync): the caller may now let their activity-log extents go. Under
+	// protocol C that is when they complete; under A and B later. Until
+	// then a crash of this node must find them in its activity log, or a
+	// write the peer never got would not be resynced.
+	Retired []uint64
 	// Applies are local operations a secondary performs for received
 	// messages, strictly in this order per peer; each is reported back with
 	// Applied.
@@ -89,7 +95,9 @@ type Apply struct {
 	Data   []byte
 	FUA    bool
 	Epoch  uint64
-	UUID   uint64
+	// UUID and History are the generation an ApplySyncDone adopts.
+	UUID    uint64
+	History []uint64
 	// Length and Deallocate describe an ApplyZero (Length also ApplyDigest).
 	Length     int64
 	Deallocate bool
@@ -145,6 +153,18 @@ type Engine struct {
 	failed  error // local disk failed
 	// suspended: I/O frozen until fencing settles (resource-and-stonith).
 	suspended bool
+
+	// With several peers (see mesh.go): the last write's gid, the writes
+	// not yet written by every peer, and what was last announced.
+	gid       uint64
+	unapplied []unapplied
+	announced struct {
+		mask    uint32
+		current uint64
+	}
+	// pendingGen is a new generation the in-sync peers must take before
+	// this primary does (mesh.go).
+	pendingGen *pendingGen
 }
 
 // New returns an engine for a volume whose persistent state is in store.
@@ -221,14 +241,15 @@ func (e *Engine) peer(id uint32) (*peer, error) {
 	return p, nil
 }
 
-// newGeneration starts a new data generation: for every peer that does not
-// get our writes and has no bitmap generation yet, the current generation
-// becomes its bitmap UUID. Called before a primary changes data such a peer
-// will not see.
-func (e *Engine) newGeneration() {
+// newGeneration makes u the current data generation: for every peer that
+// is not in sync with this node (it misses writes) and has no bitmap
+// generation yet, the old one becomes its bitmap UUID. Called before a
+// primary changes data such a peer will not see.
+func (e *Engine) newGeneration(u uint64) {
 	old := e.gen.Current
+	inSync := e.inSyncMask()
 	for _, p := range e.peers {
-		if p.replicating() {
+		if inSync&bit(p.id) != 0 {
 			continue
 		}
 		s := &e.gen.Slots[p.slot]
@@ -237,7 +258,7 @@ func (e *Engine) newGeneration() {
 		}
 	}
 	e.pushHistory(old)
-	e.gen.Current = e.freshUUID()
+	e.gen.Current = u
 }
 
 func (e *Engine) freshUUID() uint64 {
@@ -249,13 +270,16 @@ func (e *Engine) freshUUID() uint64 {
 	}
 }
 
+// maxHistory is the number of history UUIDs kept (meta.HistoryLen).
+const maxHistory = 32
+
 func (e *Engine) pushHistory(u uint64) {
 	if u == 0 || u == uuid.JustCreated || slices.Contains(e.gen.History, u) {
 		return
 	}
 	e.gen.History = append([]uint64{u}, e.gen.History...)
-	if len(e.gen.History) > 32 {
-		e.gen.History = e.gen.History[:32]
+	if len(e.gen.History) > maxHistory {
+		e.gen.History = e.gen.History[:maxHistory]
 	}
 }
 

@@ -15,6 +15,10 @@ var (
 	// protocol (out of sequence, wrong state, unknown peer); the caller
 	// closes the connection.
 	ErrProtocol = errors.New("replication protocol violation")
+	// ErrWritesInFlight is returned by Demote while a peer has not yet
+	// written every write: a new primary's writes could reach a third
+	// node before them.
+	ErrWritesInFlight = errors.New("writes still in flight to peers")
 	// ErrUnknownPeer is returned for a node that is not a configured peer.
 	ErrUnknownPeer = errors.New("not a configured peer")
 )

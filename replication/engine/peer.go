@@ -35,6 +35,8 @@ type peer struct {
 	recvAck  uint64
 	writeAck uint64
 	tl       []tlEntry // writes the peer has not acknowledged as written
+	// sentGids: writes sent and not yet confirmed to the peer (mesh.go).
+	sentGids []seqGid
 
 	// Receiving side.
 	rxSeq uint64
@@ -44,6 +46,18 @@ type peer struct {
 	// incoming are the peer's received writes whose apply has not begun,
 	// when this node resolves conflicts with it (see conflict.go).
 	incoming []incoming
+	// From a primary peer (mesh.go): its in-sync set, and its writes not
+	// yet confirmed written everywhere.
+	inSync      uint32
+	inSyncKnown bool
+	unconfirmed []unconfirmed
+	// sentHello is the Hello this node sent: the decision uses what it
+	// said, as the peer does.
+	sentHello *wire.Hello
+	// pausedSameGen: a paused resync between nodes of the same
+	// generation, neither a crashed primary: either may be promoted and
+	// become the source.
+	pausedSameGen bool
 
 	// link counts connections, so results of work started on an earlier
 	// connection (Applied, resync reads) are recognised and dropped.
@@ -56,14 +70,15 @@ type peer struct {
 
 // tlEntry is a write in the transfer log.
 type tlEntry struct {
-	seq    uint64
-	off, n int64
-	w      *write // nil once the write completed
+	seq, gid uint64
+	off, n   int64
+	w        *write // nil once the write completed
+	owner    *write
 }
 
 // replicating: application writes go to the peer (instead of its bitmap).
 func (p *peer) replicating() bool {
-	return p.conn == Connected && p.decided && p.repl != ReplOff
+	return p.conn == Connected && p.decided && p.repl != ReplOff && !p.paused()
 }
 
 // Connected reports that an authenticated connection to peer is up: both
@@ -79,7 +94,8 @@ func (e *Engine) Connected(peerID uint32) (Output, error) {
 	p.conn = Connected
 	p.lastErr = ""
 	e.peerEvent(&o, p, "connection", old.String(), p.conn.String(), "")
-	o.Sends = append(o.Sends, Send{peerID, e.hello(p)})
+	p.sentHello = e.hello(p)
+	o.Sends = append(o.Sends, Send{peerID, p.sentHello})
 	p.helloSent = true
 	return o, nil
 }
@@ -105,6 +121,9 @@ func (e *Engine) hello(p *peer) *wire.Hello {
 	if p.discardMyData {
 		h.Flags |= wire.HelloDiscardMyData
 	}
+	if e.multi() {
+		h.Flags |= wire.HelloMesh
+	}
 	return h
 }
 
@@ -113,7 +132,8 @@ func (e *Engine) resetLink(p *peer) {
 	p.repl, p.role, p.disk = ReplOff, RoleUnknown, DUnknown
 	p.helloSent, p.hello, p.decision, p.decided, p.bmSent, p.bmRecv = false, nil, 0, false, false, false
 	p.seq, p.sent, p.recvAck, p.writeAck, p.rxSeq, p.appliedSeq = 0, 0, 0, 0, 0, 0
-	p.incoming = nil
+	p.incoming, p.unconfirmed, p.sentGids = nil, nil, nil
+	p.inSync, p.inSyncKnown = 0, false
 	p.tl = nil
 	p.rs = resync{}
 	p.verify = verify{}
@@ -131,11 +151,16 @@ func (e *Engine) Disconnected(peerID uint32, reason string) Output {
 	}
 	wasConnected := p.conn == Connected
 	wasReplicating := p.replicating()
-	for _, t := range p.tl {
+	tl := p.tl
+	for _, t := range tl {
 		e.store.MarkOutOfSync(p.slot, t.off, t.n)
+		e.written(&o, t, p.id)
 		if t.w != nil {
 			e.satisfy(&o, t.w, p.id)
 		}
+	}
+	if p.role == Primary {
+		e.primaryLost(&o, p)
 	}
 	for _, f := range e.flushes {
 		if f.waiting&bit(p.id) != 0 {
@@ -159,14 +184,15 @@ func (e *Engine) Disconnected(peerID uint32, reason string) Output {
 	e.peerEvent(&o, p, "peer-role", oldRole.String(), p.role.String(), "")
 	e.peerEvent(&o, p, "peer-disk", oldDisk.String(), p.disk.String(), "")
 	if wasReplicating && e.role == Primary {
-		s := &e.gen.Slots[p.slot]
-		s.PrimaryBeforeSplit = true
-		if s.Bitmap == 0 {
-			e.newGeneration()
-		}
+		// The new generation waits for the first write the peer misses
+		// (rotateForAbsent).
+		e.gen.Slots[p.slot].PrimaryBeforeSplit = true
 		if err := e.persist(); err != nil {
 			e.diskFailed(&o, err)
 		}
+		e.outOfSyncForOthers(&o, p, tl)
+		e.confirm(&o)
+		e.maybeAnnounce(&o)
 		if oldDisk == UpToDate || oldDisk == Consistent {
 			e.startFencing(&o, p, "lost the connection while primary: "+reason)
 		}
@@ -242,10 +268,18 @@ func (e *Engine) onHello(o *Output, p *peer, h *wire.Hello) error {
 		e.refuse(o, p, "both nodes are primary and allow-two-primaries is off")
 		return nil
 	}
+	// Both sides decide from the two Hellos. If this node changed since
+	// it sent its own, the decision could differ from the peer's: start
+	// over.
+	sent := p.sentHello
+	if now := e.hello(p); now.Role != sent.Role || now.Disk != sent.Disk || now.Current != sent.Current || now.Bitmap != sent.Bitmap || now.Flags != sent.Flags {
+		o.Disconnects = append(o.Disconnects, Disconnect{Peer: p.id, Reason: "this node's state changed during the handshake: starting over"})
+		return nil
+	}
 	me := uuid.Side{
-		NodeID: e.cfg.NodeID, Current: e.gen.Current, Bitmap: e.gen.Slots[p.slot].Bitmap, History: e.gen.History,
-		CrashedPrimary: e.gen.CrashedPrimary, Primary: e.role == Primary,
-		ChangedBits: e.store.OutOfSyncBytes(p.slot) / e.store.Granularity(),
+		NodeID: e.cfg.NodeID, Current: sent.Current, Bitmap: sent.Bitmap, History: sent.History,
+		CrashedPrimary: sent.Flags&wire.HelloCrashedPrimary != 0, Primary: Role(sent.Role) == Primary,
+		ChangedBits: sent.ChangedBits,
 	}
 	them := uuid.Side{
 		NodeID: h.NodeID, Current: h.Current, Bitmap: h.Bitmap, History: h.History,
@@ -257,7 +291,7 @@ func (e *Engine) onHello(o *Output, p *peer, h *wire.Hello) error {
 	// Disk states override generations when exactly one side is
 	// Inconsistent (mid-resync): only the consistent side can be the
 	// source, whatever the UUIDs say (as DRBD's sync handshake does).
-	myDisk, peerDisk := e.Disk(), DiskState(h.Disk)
+	myDisk, peerDisk := DiskState(sent.Disk), DiskState(h.Disk)
 	if (myDisk == Inconsistent) != (peerDisk == Inconsistent) && d != uuid.Unrelated {
 		full := d == uuid.SplitBrainDisconnect || d == uuid.SourceFull || d == uuid.TargetFull
 		if myDisk == Inconsistent {
@@ -268,7 +302,7 @@ func (e *Engine) onHello(o *Output, p *peer, h *wire.Hello) error {
 			why = "the peer is Inconsistent, this node " + myDisk.String() + ": this node is the source (" + why + ")"
 		}
 	}
-	mine, theirs := p.discardMyData, h.Flags&wire.HelloDiscardMyData != 0
+	mine, theirs := sent.Flags&wire.HelloDiscardMyData != 0, h.Flags&wire.HelloDiscardMyData != 0
 	if d == uuid.SplitBrainAuto || d == uuid.SplitBrainDisconnect {
 		full := d == uuid.SplitBrainDisconnect
 		switch {
@@ -281,7 +315,7 @@ func (e *Engine) onHello(o *Output, p *peer, h *wire.Hello) error {
 			d, why = pick(full, uuid.SourceFull, uuid.SourceBitmap), "split brain: the peer discards its data (operator)"
 		case !full:
 			v, reason := uuid.Resolve(
-				uuid.SBSide{NodeID: e.cfg.NodeID, Primary: e.role == Primary, PrimaryBeforeSplit: e.gen.Slots[p.slot].PrimaryBeforeSplit, Changes: me.ChangedBits},
+				uuid.SBSide{NodeID: e.cfg.NodeID, Primary: me.Primary, PrimaryBeforeSplit: sent.Flags&wire.HelloPrimaryBeforeSplit != 0, Changes: me.ChangedBits},
 				uuid.SBSide{NodeID: h.NodeID, Primary: Role(h.Role) == Primary, PrimaryBeforeSplit: h.Flags&wire.HelloPrimaryBeforeSplit != 0, Changes: h.ChangedBits},
 				e.cfg.Policies)
 			switch v {
@@ -311,11 +345,20 @@ func (e *Engine) onHello(o *Output, p *peer, h *wire.Hello) error {
 	}
 	p.discardMyData = false
 	p.decision, p.decided = d, true
+	if d != uuid.NoSync && Role(sent.Role) != Primary && Role(h.Role) != Primary && (e.multi() || h.Flags&wire.HelloMesh != 0) {
+		// Resync data comes only from a primary (mesh.go). Both sides see
+		// the same roles in the Hellos and reach mirrored decisions.
+		old := p.repl
+		p.repl = pick(d.IsTarget(), PausedSyncT, PausedSyncS)
+		p.pausedSameGen = r.Rule == 2 && !me.CrashedPrimary && !them.CrashedPrimary
+		e.peerEvent(o, p, "replication", old.String(), p.repl.String(), why+"; neither node is primary: the resync waits for a promotion")
+		return nil
+	}
 	return e.startDecision(o, p, d, why)
 }
 
-func pick(full bool, a, b uuid.Decision) uuid.Decision {
-	if full {
+func pick[T any](cond bool, a, b T) T {
+	if cond {
 		return a
 	}
 	return b
@@ -394,6 +437,7 @@ func (e *Engine) becomeInconsistent(o *Output) error {
 		return nil
 	}
 	e.event(o, "disk", old.String(), e.Disk().String(), "becoming a sync target")
+	e.announce(o)
 	return nil
 }
 

@@ -61,18 +61,23 @@ func (e *Engine) Receive(peerID uint32, m wire.Message) (Output, error) {
 		err = e.onVerifyStart(&o, p)
 	case *wire.VerifyDone:
 		err = e.onVerifyDone(&o, p, m)
+	case *wire.OutOfSync:
+		err = e.onOutOfSync(&o, p, m)
+	case *wire.Confirmed:
+		err = e.onConfirmed(p, m)
 	case *wire.Goodbye:
 		p.lastErr = "peer refused: " + m.Reason
 	default:
 		err = fmt.Errorf("%w: unexpected %v", ErrProtocol, m.Type())
 	}
+	e.maybeAnnounce(&o)
 	return o, err
 }
 
 func (e *Engine) onWrite(o *Output, p *peer, w *wire.Write) error {
 	switch {
-	case !p.decided || p.repl == ReplOff:
-		return fmt.Errorf("%w: write before the handshake ended", ErrProtocol)
+	case !p.decided || p.repl == ReplOff || p.paused():
+		return fmt.Errorf("%w: write before the handshake ended or while the resync waits", ErrProtocol)
 	case e.role == Primary && !e.cfg.AllowTwoPrimaries:
 		return fmt.Errorf("%w: write from a peer while this node is primary", ErrProtocol)
 	case w.Seq != p.rxSeq+1:
@@ -84,15 +89,24 @@ func (e *Engine) onWrite(o *Output, p *peer, w *wire.Write) error {
 	if p.proto == 'B' {
 		o.Sends = append(o.Sends, Send{p.id, &wire.RecvAck{Seq: w.Seq}})
 	}
-	e.noteIncoming(p, w.Seq, int64(w.Offset), int64(len(w.Data)), w.Applied)
+	e.received(p, w.Seq, int64(w.Offset), int64(len(w.Data)), w.Applied)
 	o.Applies = append(o.Applies, Apply{Peer: p.id, Link: p.link, Kind: ApplyWrite, Seq: w.Seq, Offset: int64(w.Offset), Data: w.Data, FUA: w.FUA})
 	return nil
 }
 
+// received does the bookkeeping of a peer's write or zeroing.
+func (e *Engine) received(p *peer, seq uint64, off, n int64, stamp uint64) {
+	e.noteIncoming(p, seq, off, n, stamp)
+	if e.multi() {
+		e.markForOthers(p, off, n)
+		e.noteUnconfirmed(p, seq, off, n)
+	}
+}
+
 func (e *Engine) onZero(o *Output, p *peer, z *wire.Zero) error {
 	switch {
-	case !p.decided || p.repl == ReplOff:
-		return fmt.Errorf("%w: zero before the handshake ended", ErrProtocol)
+	case !p.decided || p.repl == ReplOff || p.paused():
+		return fmt.Errorf("%w: zero before the handshake ended or while the resync waits", ErrProtocol)
 	case e.role == Primary && !e.cfg.AllowTwoPrimaries:
 		return fmt.Errorf("%w: zero from a peer while this node is primary", ErrProtocol)
 	case z.Seq != p.rxSeq+1:
@@ -104,7 +118,7 @@ func (e *Engine) onZero(o *Output, p *peer, z *wire.Zero) error {
 	if p.proto == 'B' {
 		o.Sends = append(o.Sends, Send{p.id, &wire.RecvAck{Seq: z.Seq}})
 	}
-	e.noteIncoming(p, z.Seq, int64(z.Offset), int64(z.Length), z.Applied)
+	e.received(p, z.Seq, int64(z.Offset), int64(z.Length), z.Applied)
 	o.Applies = append(o.Applies, Apply{Peer: p.id, Link: p.link, Kind: ApplyZero, Seq: z.Seq, Offset: int64(z.Offset),
 		Length: int64(z.Length), Deallocate: z.Deallocate, FUA: z.FUA})
 	return nil
@@ -118,15 +132,13 @@ func (e *Engine) onState(o *Output, p *peer, s *wire.State) {
 	if p.role == Primary && e.role == Primary && !e.cfg.AllowTwoPrimaries {
 		e.refuse(o, p, "both nodes are primary and allow-two-primaries is off")
 	}
-	// A peer we are in sync with started a new generation while we stay
-	// connected to it (it lost another peer): follow it, since we receive
-	// all its writes.
-	if p.repl == Established && p.role == Primary && s.Current != e.gen.Current && e.Disk() == UpToDate {
-		e.pushHistory(e.gen.Current)
-		e.gen.Current = s.Current
-		if err := e.persist(); err != nil {
-			e.diskFailed(o, err)
-		}
+	e.genTaken(p, s.Current)
+	switch {
+	case p.role == Primary:
+		e.followPrimary(o, p, s.InSync, s.Current)
+	case oldRole == Primary:
+		// A primary demotes only once every peer wrote all its writes.
+		p.unconfirmed, p.inSyncKnown = nil, false
 	}
 }
 
@@ -164,7 +176,7 @@ func (e *Engine) Applied(a Apply, err error) Output {
 			o.Disconnects = append(o.Disconnects, Disconnect{Peer: p.id, Reason: "flushing resynced data failed: " + msg})
 			return o
 		}
-		e.adoptGeneration(&o, p, a.UUID)
+		e.adoptGeneration(&o, p, a.UUID, a.History)
 	}
 	return o
 }

@@ -2,6 +2,9 @@ package engine
 
 import (
 	"fmt"
+	"slices"
+
+	"github.com/replicad/replicad/replication/uuid"
 
 	"github.com/replicad/replicad/replication/wire"
 )
@@ -170,7 +173,7 @@ func (e *Engine) ResyncIdle(peerID uint32) Output {
 }
 
 func (e *Engine) finishSync(o *Output, p *peer) error {
-	o.Sends = append(o.Sends, Send{p.id, &wire.SyncDone{Current: e.gen.Current}})
+	o.Sends = append(o.Sends, Send{p.id, &wire.SyncDone{Current: e.gen.Current, History: e.gen.History}})
 	old := p.repl
 	p.repl = Established
 	e.peerEvent(o, p, "replication", old.String(), p.repl.String(), "resync finished")
@@ -185,6 +188,9 @@ func (e *Engine) onResyncData(o *Output, p *peer, d *wire.ResyncData) error {
 	if d.Offset+uint64(len(d.Data)) > uint64(e.store.Size()) || len(d.Data) == 0 {
 		return fmt.Errorf("%w: resync data [%d, +%d) outside the volume", ErrProtocol, d.Offset, len(d.Data))
 	}
+	if e.multi() {
+		e.markForOthers(p, int64(d.Offset), int64(len(d.Data)))
+	}
 	o.Applies = append(o.Applies, Apply{Peer: p.id, Link: p.link, Kind: ApplyResync, Offset: int64(d.Offset), Data: d.Data})
 	return nil
 }
@@ -193,14 +199,30 @@ func (e *Engine) onSyncDone(o *Output, p *peer, d *wire.SyncDone) error {
 	if p.repl != SyncTarget {
 		return fmt.Errorf("%w: sync-done while %v", ErrProtocol, p.repl)
 	}
-	o.Applies = append(o.Applies, Apply{Peer: p.id, Link: p.link, Kind: ApplySyncDone, UUID: d.Current})
+	o.Applies = append(o.Applies, Apply{Peer: p.id, Link: p.link, Kind: ApplySyncDone, UUID: d.Current, History: d.History})
 	return nil
 }
 
 // adoptGeneration ends a resync on the target, after its data is durable.
-func (e *Engine) adoptGeneration(o *Output, p *peer, current uint64) {
+// The target takes the source's generation and history (it now holds the
+// source's data); peers outside the source's in-sync set miss what changed
+// since this node's old generation, which the resync data marked for them.
+func (e *Engine) adoptGeneration(o *Output, p *peer, current uint64, history []uint64) {
 	oldDisk := e.Disk()
-	e.pushHistory(e.gen.Current)
+	if old := e.gen.Current; current != old {
+		for _, q := range e.peers {
+			if q != p && !(p.inSyncKnown && p.inSync&bit(q.id) != 0) && e.gen.Slots[q.slot].Bitmap == 0 {
+				e.gen.Slots[q.slot].Bitmap = old
+			}
+		}
+		var merged []uint64
+		for _, h := range slices.Concat(history, []uint64{old}, e.gen.History) {
+			if len(merged) < maxHistory && h != 0 && h != uuid.JustCreated && h != current && !slices.Contains(merged, h) {
+				merged = append(merged, h)
+			}
+		}
+		e.gen.History = merged
+	}
 	e.gen.Current = current
 	e.gen.Consistent, e.gen.UpToDate, e.gen.CrashedPrimary = true, true, false
 	s := &e.gen.Slots[p.slot]
@@ -213,7 +235,10 @@ func (e *Engine) adoptGeneration(o *Output, p *peer, current uint64) {
 	p.repl = Established
 	e.peerEvent(o, p, "replication", old.String(), p.repl.String(), "resync finished")
 	e.event(o, "disk", oldDisk.String(), e.Disk().String(), "resync finished")
-	o.Sends = append(o.Sends, Send{p.id, &wire.State{Role: uint8(e.role), Disk: uint8(e.Disk()), Current: e.gen.Current}})
+	e.announce(o)
+	if p.role == Primary && p.inSyncKnown {
+		e.followPrimary(o, p, p.inSync, e.gen.Current)
+	}
 }
 
 // ResyncInflight reports the bytes the sync source has sent and not yet

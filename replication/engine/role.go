@@ -26,6 +26,9 @@ func (e *Engine) Promote(force bool) (Output, error) {
 		if p.repl == SyncTarget && !force {
 			return o, fmt.Errorf("%w: resync from node %d is not finished (data Inconsistent)", ErrNotUpToDate, p.id)
 		}
+		if p.repl == PausedSyncT && !p.pausedSameGen && !force {
+			return o, fmt.Errorf("%w: node %d holds newer data (promote it instead, or promote this node with --force to discard it)", ErrNotUpToDate, p.id)
+		}
 	}
 	if peers := e.needsFencing(); len(peers) > 0 && !force {
 		return o, &NeedsFencingError{Peers: peers}
@@ -50,18 +53,9 @@ func (e *Engine) Promote(force bool) (Output, error) {
 				o.Disconnects = append(o.Disconnects, Disconnect{Peer: p.id, Reason: "forced promotion started a new generation; reconnecting to resync"})
 			}
 		}
-	} else {
-		// Data the absent peers will not get begins a new generation now.
-		absent := false
-		for _, p := range e.peers {
-			if !p.replicating() && e.gen.Slots[p.slot].Bitmap == 0 {
-				absent = true
-			}
-		}
-		if absent {
-			e.newGeneration()
-		}
 	}
+	// Data the absent peers will not get begins a new generation at the
+	// first write (rotateForAbsent).
 	if err := e.persist(); err != nil {
 		e.role, e.gen.Primary = oldRole, false
 		e.diskFailed(&o, err)
@@ -70,6 +64,14 @@ func (e *Engine) Promote(force bool) (Output, error) {
 	e.event(&o, "role", oldRole.String(), e.role.String(), map[bool]string{true: "forced", false: ""}[forced])
 	if forced {
 		e.event(&o, "disk", disk.String(), e.Disk().String(), "forced promotion")
+	} else {
+		// Waiting resyncs can run now that there is a primary; a
+		// handshake under way used the old role.
+		for _, p := range e.peers {
+			if p.conn == Connected && (p.paused() || !p.decided) {
+				o.Disconnects = append(o.Disconnects, Disconnect{Peer: p.id, Reason: "promoted: comparing data again"})
+			}
+		}
 	}
 	e.announce(&o)
 	return o, nil
@@ -82,6 +84,12 @@ func (e *Engine) Demote() (Output, error) {
 	if e.role == Secondary {
 		return o, nil
 	}
+	for _, p := range e.peers {
+		if len(p.tl) > 0 {
+			return o, fmt.Errorf("%w: node %d has not written %d of them", ErrWritesInFlight, p.id, len(p.tl))
+		}
+	}
+	e.maybeCommitGeneration(&o, true)
 	old := e.role
 	e.role = Secondary
 	e.gen.Primary = false
@@ -89,16 +97,30 @@ func (e *Engine) Demote() (Output, error) {
 		e.diskFailed(&o, err)
 	}
 	e.event(&o, "role", old.String(), e.role.String(), "")
+	// A secondary sends no resync data (mesh.go); a handshake under way
+	// used the old role.
+	for _, p := range e.peers {
+		if e.multi() && p.conn == Connected && (p.repl == SyncSource || !p.decided || p.repl == WFBitmap && p.decision.IsSource()) {
+			o.Disconnects = append(o.Disconnects, Disconnect{Peer: p.id, Reason: "demoted: comparing data again"})
+		}
+	}
 	e.announce(&o)
 	return o, nil
 }
 
-// announce tells connected peers our role and disk state.
+// announce tells connected peers our role, disk state and generation, and
+// a primary its in-sync set.
 func (e *Engine) announce(o *Output) {
+	var mask uint32
+	if e.role == Primary {
+		mask = e.inSyncMask()
+	}
+	cur := e.announcedCurrent()
+	e.announced.mask, e.announced.current = mask, cur
 	for _, id := range e.cfg.Peers {
 		p := e.peers[id]
 		if p.conn == Connected && p.hello != nil {
-			o.Sends = append(o.Sends, Send{id, &wire.State{Role: uint8(e.role), Disk: uint8(e.Disk()), Current: e.gen.Current}})
+			o.Sends = append(o.Sends, Send{id, &wire.State{Role: uint8(e.role), Disk: uint8(e.Disk()), Current: cur, InSync: mask}})
 		}
 	}
 }

@@ -41,6 +41,10 @@ type Store interface {
 	SlotFor(node uint32) (int, error)
 	// MarkOutOfSync sets the bits covering [off, off+n).
 	MarkOutOfSync(slot int, off, n int64)
+	// PersistBitmaps writes the bitmaps' changed pages and syncs: for
+	// marks of blocks this node did not write (the activity log does not
+	// cover them).
+	PersistBitmaps() error
 	// MarkAllOutOfSync sets every bit (full sync).
 	MarkAllOutOfSync(slot int)
 	// ClearInSync clears the bits of blocks wholly inside [off, off+n).

@@ -16,6 +16,9 @@ type write struct {
 	// protocol) the write still needs.
 	waiting uint32
 	done    bool
+	// unwritten holds one bit per peer that has not yet written it.
+	unwritten uint32
+	retired   bool
 }
 
 // flush is a client flush in flight.
@@ -34,39 +37,40 @@ type flush struct {
 // write is complete when a Completion with its id appears. data must stay
 // untouched until then.
 func (e *Engine) StartWrite(off int64, data []byte, fua bool) (uint64, Output, error) {
-	var o Output
-	if e.role != Primary {
-		return 0, o, ErrNotPrimary
-	}
-	e.overtakeIncoming(off, int64(len(data)))
-	e.nextID++
-	w := &write{id: e.nextID, off: off, n: int64(len(data))}
 	crc := wire.Checksum(data)
-	for _, id := range e.cfg.Peers {
-		p := e.peers[id]
-		if !p.replicating() {
-			e.store.MarkOutOfSync(p.slot, off, w.n)
-			continue
-		}
-		p.seq++
-		p.tl = append(p.tl, tlEntry{seq: p.seq, off: off, n: w.n, w: w})
-		w.waiting |= bit(id)
-		o.Sends = append(o.Sends, Send{id, &wire.Write{Seq: p.seq, Offset: uint64(off), FUA: fua, CRC: crc, Applied: p.appliedSeq, Data: data}})
-	}
-	e.writes[w.id] = w
-	return w.id, o, nil
+	return e.startModify(off, int64(len(data)), func(p *peer) wire.Message {
+		return &wire.Write{Seq: p.seq, Offset: uint64(off), FUA: fua, CRC: crc, Applied: p.appliedSeq, Data: data}
+	})
 }
 
 // StartZero begins a client WRITE_ZEROES or TRIM of [off, off+n), like
 // StartWrite but sent as a range instead of data.
 func (e *Engine) StartZero(off, n int64, deallocate, fua bool) (uint64, Output, error) {
+	return e.startModify(off, n, func(p *peer) wire.Message {
+		return &wire.Zero{Seq: p.seq, Offset: uint64(off), Length: uint64(n), Deallocate: deallocate, FUA: fua, Applied: p.appliedSeq}
+	})
+}
+
+// startModify is StartWrite and StartZero: msg builds the message for a
+// peer once its sequence number is assigned.
+func (e *Engine) startModify(off, n int64, msg func(*peer) wire.Message) (uint64, Output, error) {
 	var o Output
 	if e.role != Primary {
 		return 0, o, ErrNotPrimary
 	}
+	if err := e.rotateForAbsent(&o); err != nil {
+		return 0, o, err
+	}
 	e.overtakeIncoming(off, n)
 	e.nextID++
 	w := &write{id: e.nextID, off: off, n: n}
+	for _, id := range e.cfg.Peers {
+		if e.peers[id].replicating() {
+			w.waiting |= bit(id)
+		}
+	}
+	w.unwritten = w.waiting
+	gid := e.trackWrite(w.waiting)
 	for _, id := range e.cfg.Peers {
 		p := e.peers[id]
 		if !p.replicating() {
@@ -74,9 +78,11 @@ func (e *Engine) StartZero(off, n int64, deallocate, fua bool) (uint64, Output, 
 			continue
 		}
 		p.seq++
-		p.tl = append(p.tl, tlEntry{seq: p.seq, off: off, n: n, w: w})
-		w.waiting |= bit(id)
-		o.Sends = append(o.Sends, Send{id, &wire.Zero{Seq: p.seq, Offset: uint64(off), Length: uint64(n), Deallocate: deallocate, FUA: fua, Applied: p.appliedSeq}})
+		p.tl = append(p.tl, tlEntry{seq: p.seq, gid: gid, off: off, n: n, w: w, owner: w})
+		if gid != 0 {
+			p.sentGids = append(p.sentGids, seqGid{p.seq, gid})
+		}
+		o.Sends = append(o.Sends, Send{id, msg(p)})
 	}
 	e.writes[w.id] = w
 	return w.id, o, nil
@@ -91,7 +97,24 @@ func (e *Engine) LocalWriteDone(id uint64, err error) Output {
 	}
 	w.localDone, w.localErr = true, err
 	e.maybeCompleteWrite(&o, w)
+	e.maybeRetire(&o, w)
 	return o
+}
+
+// written records that peer wrote (or will resync) the write of a
+// transfer-log entry.
+func (e *Engine) written(o *Output, t tlEntry, peerID uint32) {
+	e.peerWrote(t.gid, peerID)
+	t.owner.unwritten &^= bit(peerID)
+	e.maybeRetire(o, t.owner)
+}
+
+func (e *Engine) maybeRetire(o *Output, w *write) {
+	if w.retired || !w.localDone || w.unwritten != 0 {
+		return
+	}
+	w.retired = true
+	o.Retired = append(o.Retired, w.id)
 }
 
 // satisfy records that peer no longer holds up write w.
@@ -176,9 +199,11 @@ func (e *Engine) onWriteAck(o *Output, p *peer, a *wire.WriteAck) error {
 	e.ackUpTo(o, p, a.Seq)
 	i := 0
 	for i < len(p.tl) && p.tl[i].seq <= a.Seq {
+		e.written(o, p.tl[i], p.id)
 		i++
 	}
 	p.tl = p.tl[i:]
+	e.confirm(o)
 	return nil
 }
 

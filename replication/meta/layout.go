@@ -22,7 +22,7 @@ type Geometry struct {
 	// power of two from 4 KiB to 1 MiB. Default 4 KiB.
 	BitmapGranularity uint32 `mapstructure:"bitmap-granularity"`
 	// ALExtentSize is the span of one activity-log extent: a power of two
-	// from 1 MiB to 128 MiB, at least BitmapGranularity. Default 4 MiB.
+	// from 64 KiB to 128 MiB, at least BitmapGranularity. Default 4 MiB.
 	ALExtentSize uint32 `mapstructure:"al-extent-size"`
 	// ALExtents is how many extents the activity log keeps hot: 67..65534.
 	// Default 1237 (about 4.8 GiB with 4 MiB extents). After a crash of a
@@ -44,8 +44,8 @@ func (g Geometry) Validate() error {
 	if bits.OnesCount32(g.BitmapGranularity) != 1 || g.BitmapGranularity < 4096 || g.BitmapGranularity > 1<<20 {
 		p = append(p, fmt.Sprintf("bitmap-granularity: %d B; want a power of two from 4 KiB to 1 MiB", g.BitmapGranularity))
 	}
-	if bits.OnesCount32(g.ALExtentSize) != 1 || g.ALExtentSize < 1<<20 || g.ALExtentSize > 128<<20 {
-		p = append(p, fmt.Sprintf("al-extent-size: %d B; want a power of two from 1 MiB to 128 MiB", g.ALExtentSize))
+	if bits.OnesCount32(g.ALExtentSize) != 1 || g.ALExtentSize < 64<<10 || g.ALExtentSize > 128<<20 {
+		p = append(p, fmt.Sprintf("al-extent-size: %d B; want a power of two from 64 KiB to 128 MiB", g.ALExtentSize))
 	} else if g.ALExtentSize < g.BitmapGranularity {
 		p = append(p, fmt.Sprintf("al-extent-size: %d B is smaller than bitmap-granularity %d B", g.ALExtentSize, g.BitmapGranularity))
 	}

@@ -32,8 +32,9 @@ func (c *Cluster) CheckDivergence() error {
 }
 
 func marked(n *Node, slot int, blk int64) bool {
-	off, ok := n.Vol.NextOutOfSync(slot, blk*Block)
-	return ok && off == blk*Block
+	o := n.c.off(blk)
+	off, ok := n.Vol.NextOutOfSync(slot, o)
+	return ok && off == o
 }
 
 // Settle restarts every down node, reconnects everything and drains, then

@@ -27,7 +27,10 @@ const Block = 4096
 type Options struct {
 	Nodes    int
 	Protocol byte
-	// Blocks is the volume size in blocks.
+	// Blocks is how many blocks the clients write. They are spread over
+	// the volume, one per activity-log extent in turn (see Cluster.off), so
+	// the activity log evicts extents and a crash marks only part of the
+	// volume.
 	Blocks   int64
 	Policies uuid.Policies
 	// Checksums makes resyncs send digests first (csums).
@@ -53,6 +56,8 @@ type Cluster struct {
 	log   []string
 	ctx   context.Context
 	step  int
+	// extents is the volume size in activity-log extents.
+	extents int64
 
 	nextWrite uint64
 	// history holds, per block, the client's writes in issue order.
@@ -107,7 +112,9 @@ type Node struct {
 	pending []localOp
 	applies map[uint32][]engine.Apply
 	waiters map[uint64]waiter
-	reads   []resyncRead // resync reads waiting for the range lock
+	// mods are written writes' activity-log holds, until retired.
+	mods  map[uint64]*replication.Modification
+	reads []resyncRead // resync reads waiting for the range lock
 }
 
 type localOp struct {
@@ -147,9 +154,10 @@ func New(r *rand.Rand, opts Options) (*Cluster, error) {
 		ctx: context.Background(), candidates: map[uint32]int{}, establishedAt: map[[2]uint32]int{}}
 	geo := meta.DefaultGeometry()
 	geo.ALExtents = 67
-	geo.ALExtentSize = 1 << 20
+	geo.ALExtentSize = ALExtent
 	geo.MaxPeers = max(1, opts.Nodes-1)
-	devSize, err := deviceFor(opts.Blocks*Block, geo)
+	c.extents = min(opts.Blocks, 128)
+	devSize, err := deviceFor(c.extents*ALExtent, geo)
 	if err != nil {
 		return nil, err
 	}
@@ -243,6 +251,7 @@ func (n *Node) start() error {
 	n.pending, n.reads = nil, nil
 	n.applies = make(map[uint32][]engine.Apply)
 	n.waiters = make(map[uint64]waiter)
+	n.mods = make(map[uint64]*replication.Modification)
 	n.c.logf("node %d: up (crashed primary %v, al replayed %d, oos %v)", n.ID, rep.CrashedPrimary, rep.ALReplayed, func() (o []int64) {
 		for _, p := range eng.Status().Peers {
 			o = append(o, p.OutOfSyncBytes)
@@ -282,6 +291,12 @@ func (n *Node) exec(o engine.Output) {
 			c.logf("node %d: write #%d to block %d acknowledged", n.ID, c.history[w.block][w.index].id, w.block)
 		}
 	}
+	for _, id := range o.Retired {
+		if m, ok := n.mods[id]; ok {
+			delete(n.mods, id)
+			m.End()
+		}
+	}
 	for _, a := range o.Applies {
 		n.applies[a.Peer] = append(n.applies[a.Peer], a)
 	}
@@ -303,7 +318,28 @@ func (n *Node) exec(o engine.Output) {
 			who += fmt.Sprintf(" (peer %d)", ev.Peer)
 		}
 		c.logf("%s: %s %s -> %s %s", who, ev.What, ev.Old, ev.New, ev.Reason)
+		if ev.What == "role" || ev.What == "disk" || ev.What == "replication" && ev.Old == "Off" {
+			c.logf("node %d: %s", n.ID, n.generation())
+		}
 	}
+}
+
+// generation summarises a node's generation state for the log.
+func (n *Node) generation() string {
+	g := n.Vol.Generation()
+	s := fmt.Sprintf("current %x history %x", g.Current&0xffff, func() (h []uint64) {
+		for _, u := range g.History[:min(4, len(g.History))] {
+			h = append(h, u&0xffff)
+		}
+		return
+	}())
+	for _, sl := range g.Slots {
+		if sl.Node >= 0 {
+			slot, _ := n.Vol.SlotFor(uint32(sl.Node))
+			s += fmt.Sprintf(" [node %d: bitmap %x, %d blocks]", sl.Node, sl.Bitmap&0xffff, n.Vol.OutOfSyncBytes(slot)/Block)
+		}
+	}
+	return s
 }
 
 // primary returns a primary (a random one with two primaries).
@@ -368,6 +404,21 @@ func (c *Cluster) connect(a, b uint32) bool {
 	return true
 }
 
+// ALExtent is the simulated volumes' activity-log extent size (the
+// smallest the metadata allows).
+const ALExtent = 64 << 10
+
+// off is the byte offset of client block b: consecutive blocks are in
+// consecutive extents.
+func (c *Cluster) off(b int64) int64 {
+	return b%c.extents*ALExtent + b/c.extents*Block
+}
+
+// block is the client block at byte offset off (for the log).
+func (c *Cluster) block(off int64) int64 {
+	return off%ALExtent/Block*c.extents + off/ALExtent
+}
+
 // stamped returns a block's content for write id.
 func stamped(id uint64) []byte {
 	b := bytes.Repeat([]byte{byte(id)}, Block)
@@ -378,7 +429,7 @@ func stamped(id uint64) []byte {
 // readBlock returns the write id a node's block holds (0: never written).
 func (n *Node) readBlock(b int64) uint64 {
 	buf := make([]byte, Block)
-	if err := n.Vol.ReadAt(n.c.ctx, buf, b*Block); err != nil {
+	if err := n.Vol.ReadAt(n.c.ctx, buf, n.c.off(b)); err != nil {
 		panic(err)
 	}
 	return binary.LittleEndian.Uint64(buf)

@@ -74,7 +74,7 @@ func (c *Cluster) clientWrite() {
 	var o engine.Output
 	var err error
 	// The activity log covers the write before it goes to any peer.
-	mod, err := p.Vol.BeginModify(c.ctx, b*Block, Block)
+	mod, err := p.Vol.BeginModify(c.ctx, c.off(b), Block)
 	if err != nil {
 		c.logf("node %d: write refused by the volume: %v", p.ID, err)
 		return
@@ -84,9 +84,9 @@ func (c *Cluster) clientWrite() {
 		// WRITE_ZEROES/TRIM: the block reads as "write #0" afterwards.
 		c.nextWrite--
 		data = make([]byte, Block)
-		id, o, err = p.Eng.StartZero(b*Block, Block, false, fua)
+		id, o, err = p.Eng.StartZero(c.off(b), Block, false, fua)
 	} else {
-		id, o, err = p.Eng.StartWrite(b*Block, data, fua)
+		id, o, err = p.Eng.StartWrite(c.off(b), data, fua)
 	}
 	if err != nil {
 		mod.End()
@@ -136,7 +136,7 @@ func (n *Node) doLocal(op localOp) {
 	} else {
 		err = op.mod.Write(op.data, op.fua)
 	}
-	op.mod.End()
+	n.mods[op.id] = op.mod
 	n.exec(n.Eng.LocalWriteDone(op.id, err))
 }
 
@@ -189,7 +189,7 @@ func (n *Node) applyBlocked(a engine.Apply) bool {
 		ln = int64(len(a.Data))
 	}
 	for _, op := range n.pending {
-		if !op.flush && op.block*Block < a.Offset+ln && a.Offset < (op.block+1)*Block {
+		if !op.flush && n.c.off(op.block) < a.Offset+ln && a.Offset < n.c.off(op.block)+Block {
 			return true
 		}
 	}
@@ -212,11 +212,11 @@ func (n *Node) applyNext(peer uint32) bool {
 	if a.Kind == engine.ApplyWrite || a.Kind == engine.ApplyZero {
 		if skip = n.Eng.BeginApply(a); len(skip) > 0 {
 			n.c.Stats.Conflicts++
-			n.c.logf("node %d: resolves a conflict with %d: skips %v of its write at block %d", n.ID, peer, skip, a.Offset/Block)
+			n.c.logf("node %d: resolves a conflict with %d: skips %v of its write at block %d", n.ID, peer, skip, n.c.block(a.Offset))
 		}
 	}
 	if a.Kind == engine.ApplyWrite || a.Kind == engine.ApplyResync {
-		n.c.logf("node %d: applies %v from %d at block %d (write #%d) seq %d", n.ID, a.Kind, peer, a.Offset/Block, binaryID(a.Data), a.Seq)
+		n.c.logf("node %d: applies %v from %d at block %d (write #%d) seq %d", n.ID, a.Kind, peer, n.c.block(a.Offset), binaryID(a.Data), a.Seq)
 	}
 	switch a.Kind {
 	case engine.ApplyWrite:
@@ -259,7 +259,7 @@ func (c *Cluster) resyncStep() {
 	if peer < 0 {
 		return
 	}
-	off, size, link, ok := n.Eng.NextResync(uint32(peer), 4*Block)
+	off, size, link, ok := n.Eng.NextResync(uint32(peer), 16*Block)
 	if !ok {
 		n.exec(n.Eng.ResyncIdle(uint32(peer)))
 		return
@@ -273,16 +273,16 @@ func (n *Node) tryRead(i int) bool {
 	rd := n.reads[i]
 	if !n.c.opts.UnsafeResync {
 		for _, op := range n.pending {
-			if !op.flush && op.block*Block < rd.off+rd.n && rd.off < (op.block+1)*Block {
+			if !op.flush && n.c.off(op.block) < rd.off+rd.n && rd.off < n.c.off(op.block)+Block {
 				return false
 			}
 		}
 	}
 	if n.syncMode(rd.peer) == engine.SyncSource {
 		for _, op := range n.pending {
-			if !op.flush && op.block*Block < rd.off+rd.n && rd.off < (op.block+1)*Block {
+			if !op.flush && n.c.off(op.block) < rd.off+rd.n && rd.off < n.c.off(op.block)+Block {
 				n.c.Stats.RacyReads++
-				n.c.logf("node %d: racy resync read [%d, +%d) with write to block %d pending", n.ID, rd.off/Block, rd.n/Block, op.block)
+				n.c.logf("node %d: racy resync read [%d, +%d) with write to block %d pending", n.ID, rd.off, rd.n, op.block)
 			}
 		}
 	}
@@ -387,7 +387,7 @@ func (c *Cluster) crash(n *Node) {
 		}
 	}
 	// Clients of writes in flight on the dead node never get an answer.
-	n.pending, n.reads, n.applies, n.waiters = nil, nil, nil, nil
+	n.pending, n.reads, n.applies, n.waiters, n.mods = nil, nil, nil, nil, nil
 }
 
 // failover promotes a candidate when no primary is up and checks that it
@@ -515,7 +515,7 @@ func (c *Cluster) Drain() {
 				}
 			}
 			if peer := n.syncSource(); peer >= 0 {
-				if off, size, link, ok := n.Eng.NextResync(uint32(peer), 16*Block); ok {
+				if off, size, link, ok := n.Eng.NextResync(uint32(peer), ALExtent); ok {
 					n.reads = append(n.reads, resyncRead{peer: uint32(peer), link: link, off: off, n: size})
 					progress = true
 				} else {

@@ -8,7 +8,17 @@ import (
 	"github.com/replicad/replicad/replication/uuid"
 )
 
-var rounds = flag.Int("sim.rounds", 25, "simulated clusters per protocol (go test -sim.rounds=N)")
+var (
+	rounds = flag.Int("sim.rounds", 25, "simulated clusters per protocol (go test -sim.rounds=N)")
+	simLog = flag.Int("sim.log", 0, "log lines to print with a failure (default: a few dozen)")
+)
+
+func logLines(n int) int {
+	if *simLog > 0 {
+		return *simLog
+	}
+	return n
+}
 
 // TestSimulation runs randomized clusters: writes, flushes, reordered local
 // I/O, link breaks, power cuts and failovers. Every few hundred steps the
@@ -28,27 +38,27 @@ func TestSimulation(t *testing.T) {
 	}()
 	for _, proto := range []byte{'A', 'B', 'C'} {
 		for round := 0; round < *rounds; round++ {
-			nodes := 2 // three nodes need peers-in-sync propagation (issue 3 item 11)
+			nodes := 2 + round%2
 			c, err := New(r, Options{Nodes: nodes, Protocol: proto, Blocks: 256, Policies: uuid.DefaultPolicies(), Checksums: round%2 == 1})
 			if err != nil {
 				t.Fatal(err)
 			}
 			if err := c.Settle(); err != nil {
-				t.Fatalf("protocol %c round %d: initial sync: %v\n%s", proto, round, err, c.Log(60))
+				t.Fatalf("protocol %c round %d: initial sync: %v\n%s", proto, round, err, c.Log(logLines(60)))
 			}
 			for step := 0; step < 1500; step++ {
 				if err := c.Step(); err != nil {
-					t.Fatalf("protocol %c, %d nodes, round %d, step %d: %v\n%s", proto, nodes, round, step, err, c.Log(80))
+					t.Fatalf("protocol %c, %d nodes, round %d, step %d: %v\n%s", proto, nodes, round, step, err, c.Log(logLines(80)))
 				}
 				if step%300 == 299 {
 					c.Drain()
 					if err := c.CheckDivergence(); err != nil {
-						t.Fatalf("protocol %c, %d nodes, round %d, step %d: %v\n%s", proto, nodes, round, step, err, c.Log(80))
+						t.Fatalf("protocol %c, %d nodes, round %d, step %d: %v\n%s", proto, nodes, round, step, err, c.Log(logLines(80)))
 					}
 				}
 			}
 			if err := c.Settle(); err != nil {
-				t.Fatalf("protocol %c, %d nodes, round %d: %v\n%s", proto, nodes, round, err, c.Log(80))
+				t.Fatalf("protocol %c, %d nodes, round %d: %v\n%s", proto, nodes, round, err, c.Log(logLines(80)))
 			}
 			total.Add(c.Stats)
 		}
@@ -100,12 +110,12 @@ func TestDualPrimary(t *testing.T) {
 		}
 		for step := 0; step < 2000; step++ {
 			if err := c.Step(); err != nil {
-				t.Fatalf("round %d step %d: %v\n%s", round, step, err, c.Log(60))
+				t.Fatalf("round %d step %d: %v\n%s", round, step, err, c.Log(logLines(60)))
 			}
 			if step%100 == 99 {
 				c.Drain()
 				if err := c.CheckDivergence(); err != nil {
-					t.Fatalf("round %d step %d: %v\n%s", round, step, err, c.Log(80))
+					t.Fatalf("round %d step %d: %v\n%s", round, step, err, c.Log(logLines(80)))
 				}
 			}
 		}

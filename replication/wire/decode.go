@@ -83,6 +83,19 @@ func (r *reader) str(what string) string {
 }
 
 // done checks that the payload was consumed exactly.
+// history reads a count-prefixed list of UUIDs.
+func (r *reader) history() ([]uint64, error) {
+	n := int(r.u8("history count"))
+	if n > MaxHistory {
+		return nil, fmt.Errorf("%w: %d history UUIDs", ErrBadFrame, n)
+	}
+	var h []uint64
+	for i := 0; i < n && r.err == nil; i++ {
+		h = append(h, r.u64("history"))
+	}
+	return h, nil
+}
+
 func (r *reader) done(t Type) error {
 	if r.err != nil {
 		return r.err
@@ -107,19 +120,16 @@ func Decode(f Frame) (Message, error) {
 		h.Flags = r.u32("flags")
 		h.Current, h.Bitmap = r.u64("current"), r.u64("bitmap")
 		h.ChangedBits = int64(r.u64("changed bits"))
-		n := int(r.u8("history count"))
-		if n > 32 {
-			return nil, fmt.Errorf("%w: %d history UUIDs", ErrBadFrame, n)
-		}
-		for i := 0; i < n && r.err == nil; i++ {
-			h.History = append(h.History, r.u64("history"))
+		var err error
+		if h.History, err = r.history(); err != nil {
+			return nil, err
 		}
 		if r.err == nil && (h.DataSize < 0 || h.ChangedBits < 0) {
 			return nil, fmt.Errorf("%w: negative size or bit count", ErrBadFrame)
 		}
 		m = h
 	case TypeState:
-		m = &State{Role: r.u8("role"), Disk: r.u8("disk"), Current: r.u64("current")}
+		m = &State{Role: r.u8("role"), Disk: r.u8("disk"), Current: r.u64("current"), InSync: r.u32("in-sync set")}
 	case TypeWrite:
 		w := &Write{Seq: r.u64("seq"), Offset: r.u64("offset"), FUA: r.bool("fua"), CRC: r.u32("crc"), Applied: r.u64("applied")}
 		if r.err != nil {
@@ -169,7 +179,28 @@ func Decode(f Frame) (Message, error) {
 	case TypeResyncAck:
 		m = &ResyncAck{Offset: r.u64("offset"), Length: r.u32("length"), Err: r.str("error")}
 	case TypeSyncDone:
-		m = &SyncDone{Current: r.u64("current")}
+		d := &SyncDone{Current: r.u64("current")}
+		var err error
+		if d.History, err = r.history(); err != nil {
+			return nil, err
+		}
+		m = d
+	case TypeOutOfSync:
+		o := &OutOfSync{Node: r.u32("node")}
+		n := int(r.u16("range count"))
+		if n > MaxRanges {
+			return nil, fmt.Errorf("%w: %d out-of-sync ranges", ErrBadFrame, n)
+		}
+		for i := 0; i < n && r.err == nil; i++ {
+			rg := Range{Offset: r.u64("offset"), Length: r.u64("length")}
+			if r.err == nil && rg.Offset+rg.Length < rg.Offset {
+				return nil, fmt.Errorf("%w: out-of-sync range [%d, +%d) wraps", ErrBadFrame, rg.Offset, rg.Length)
+			}
+			o.Ranges = append(o.Ranges, rg)
+		}
+		m = o
+	case TypeConfirmed:
+		m = &Confirmed{Seq: r.u64("seq")}
 	case TypeDigest:
 		d := &Digest{Kind: r.u8("kind"), Offset: r.u64("offset"), Length: r.u32("length")}
 		if r.err == nil && (len(r.b)%SumSize != 0 || d.Kind != DigestResync && d.Kind != DigestVerify) {

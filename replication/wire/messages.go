@@ -28,10 +28,12 @@ const (
 	TypeZero
 	TypeVerifyStart
 	TypeVerifyDone
+	TypeOutOfSync
+	TypeConfirmed
 	maxType
 )
 
-var typeNames = [...]string{"", "hello", "state", "write", "recv-ack", "write-ack", "flush", "flush-ack", "bitmap", "resync-data", "resync-ack", "sync-done", "digest", "digest-reply", "ping", "ping-ack", "goodbye", "zero", "verify-start", "verify-done"}
+var typeNames = [...]string{"", "hello", "state", "write", "recv-ack", "write-ack", "flush", "flush-ack", "bitmap", "resync-data", "resync-ack", "sync-done", "digest", "digest-reply", "ping", "ping-ack", "goodbye", "zero", "verify-start", "verify-done", "out-of-sync", "confirmed"}
 
 func (t Type) String() string {
 	if t > 0 && t < maxType {
@@ -57,6 +59,9 @@ const (
 	HelloPrimaryBeforeSplit
 	HelloAllowTwoPrimaries
 	HelloDiscardMyData
+	// HelloMesh: the sender's volume has more than one peer (resyncs
+	// between secondaries wait for a primary).
+	HelloMesh
 )
 
 // Hello opens a volume's connection (after authentication): what each side
@@ -77,13 +82,17 @@ type Hello struct {
 	ChangedBits int64 // bits set in that slot
 }
 
-// State announces a role or disk-state change.
+// State announces a role, disk-state or generation change, and from a
+// primary a change of the peers in sync with it.
 type State struct {
 	Role uint8
 	Disk uint8
 	// Current is the sender's current UUID (so a peer in sync follows a
 	// new generation).
 	Current uint64
+	// InSync, from a primary, is the set of nodes (bit = node id) that
+	// are in sync with it: they receive its writes and hold its data.
+	InSync uint32
 }
 
 // Write carries a replicated application write.
@@ -153,8 +162,27 @@ type ResyncAck struct {
 	Err    string
 }
 
-// SyncDone ends a resync: the target adopts Current as its generation.
-type SyncDone struct{ Current uint64 }
+// SyncDone ends a resync: the target adopts Current as its generation and
+// History as the generations before it.
+type SyncDone struct {
+	Current uint64
+	History []uint64
+}
+
+// OutOfSync, from a primary, says that Node may not hold the given
+// ranges (writes it had not acknowledged when it left): the receiver marks
+// them in its bitmap for Node.
+type OutOfSync struct {
+	Node   uint32
+	Ranges []Range
+}
+
+// Range is a byte range.
+type Range struct{ Offset, Length uint64 }
+
+// Confirmed, from a primary, says that every write up to Seq on this
+// connection has been written by every peer it went to.
+type Confirmed struct{ Seq uint64 }
 
 // Digest kinds.
 const (
@@ -220,6 +248,8 @@ func (*Goodbye) Type() Type     { return TypeGoodbye }
 func (*Zero) Type() Type        { return TypeZero }
 func (*VerifyStart) Type() Type { return TypeVerifyStart }
 func (*VerifyDone) Type() Type  { return TypeVerifyDone }
+func (*OutOfSync) Type() Type   { return TypeOutOfSync }
+func (*Confirmed) Type() Type   { return TypeConfirmed }
 
 // maxString bounds names and reasons.
 const maxString = 4096
@@ -243,16 +273,13 @@ func (m *Hello) Append(b []byte) []byte {
 	b = be.AppendUint64(b, m.Current)
 	b = be.AppendUint64(b, m.Bitmap)
 	b = be.AppendUint64(b, uint64(m.ChangedBits))
-	b = append(b, byte(len(m.History)))
-	for _, h := range m.History {
-		b = be.AppendUint64(b, h)
-	}
-	return b
+	return appendHistory(b, m.History)
 }
 
 func (m *State) Append(b []byte) []byte {
 	b = append(b, m.Role, m.Disk)
-	return be.AppendUint64(b, m.Current)
+	b = be.AppendUint64(b, m.Current)
+	return be.AppendUint32(b, m.InSync)
 }
 
 // WriteFixed is the length of a Write payload before its data.
@@ -329,7 +356,37 @@ func (m *ResyncAck) Append(b []byte) []byte {
 	return appendString(b, m.Err)
 }
 
-func (m *SyncDone) Append(b []byte) []byte { return be.AppendUint64(b, m.Current) }
+func (m *SyncDone) Append(b []byte) []byte {
+	b = be.AppendUint64(b, m.Current)
+	return appendHistory(b, m.History)
+}
+
+func appendHistory(b []byte, h []uint64) []byte {
+	h = h[:min(len(h), MaxHistory)]
+	b = append(b, byte(len(h)))
+	for _, u := range h {
+		b = be.AppendUint64(b, u)
+	}
+	return b
+}
+
+// MaxHistory bounds the history UUIDs a message carries.
+const MaxHistory = 32
+
+// MaxRanges bounds the ranges of an OutOfSync message.
+const MaxRanges = 4096
+
+func (m *OutOfSync) Append(b []byte) []byte {
+	b = be.AppendUint32(b, m.Node)
+	rs := m.Ranges[:min(len(m.Ranges), MaxRanges)]
+	b = be.AppendUint16(b, uint16(len(rs)))
+	for _, r := range rs {
+		b = be.AppendUint64(be.AppendUint64(b, r.Offset), r.Length)
+	}
+	return b
+}
+
+func (m *Confirmed) Append(b []byte) []byte { return be.AppendUint64(b, m.Seq) }
 
 func (m *Digest) Append(b []byte) []byte {
 	b = append(b, m.Kind)

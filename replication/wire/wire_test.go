@@ -12,13 +12,14 @@ func samples() []Message {
 	return []Message{
 		&Hello{Version: Version, Volume: "r0", NodeID: 3, DataSize: 1 << 30, Granularity: 4096, Protocol: 'C', Role: 1, Disk: 7,
 			Flags: HelloCrashedPrimary | HelloDiscardMyData, Current: 0xabc, Bitmap: 0xdef, History: []uint64{1, 2, 3}, ChangedBits: 99},
-		&State{Role: 1, Disk: 2, Current: 77},
+		&State{Role: 1, Disk: 2, Current: 77, InSync: 0b101},
 		&Write{Seq: 5, Offset: 4096, FUA: true, CRC: Checksum(data), Applied: 3, Data: data},
 		&RecvAck{Seq: 9}, &WriteAck{Seq: 10}, &WriteAck{Seq: 11, Err: "disk failed"},
 		&Flush{Epoch: 3}, &FlushAck{Epoch: 3}, &FlushAck{Epoch: 4, Err: "EIO"},
 		&Bitmap{StartWord: 100, Last: true, Words: []uint64{0, 1, ^uint64(0)}},
 		&ResyncData{Offset: 1 << 20, CRC: Checksum(data), Data: data},
-		&ResyncAck{Offset: 1 << 20, Length: 4096}, &SyncDone{Current: 0x1234},
+		&ResyncAck{Offset: 1 << 20, Length: 4096}, &SyncDone{Current: 0x1234, History: []uint64{9, 8}},
+		&OutOfSync{Node: 2, Ranges: []Range{{0, 4096}, {1 << 30, 1 << 20}}}, &Confirmed{Seq: 77},
 		&Digest{Kind: DigestVerify, Offset: 8192, Length: 8192, Sums: bytes.Repeat([]byte{7}, 2*SumSize)},
 		&DigestReply{Kind: DigestResync, Offset: 8192, Length: 4096, Unequal: []uint64{5}},
 		&VerifyStart{}, &VerifyDone{Checked: 1 << 30, Differences: 3},
@@ -49,10 +50,19 @@ func TestRoundTrip(t *testing.T) {
 
 // normalize makes nil and empty slices compare equal.
 func normalize(m Message) Message {
-	if h, ok := m.(*Hello); ok && len(h.History) == 0 {
-		c := *h
-		c.History = nil
-		return &c
+	switch m := m.(type) {
+	case *Hello:
+		if len(m.History) == 0 {
+			c := *m
+			c.History = nil
+			return &c
+		}
+	case *SyncDone:
+		if len(m.History) == 0 {
+			c := *m
+			c.History = nil
+			return &c
+		}
 	}
 	return m
 }

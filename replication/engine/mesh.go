@@ -1,0 +1,370 @@
+package engine
+
+import (
+	"fmt"
+
+	"github.com/replicad/replicad/replication/wire"
+)
+
+// More than two nodes: one primary P replicating to several secondaries
+// over a full mesh. P's bitmaps record what each absent peer misses; the
+// secondaries must know it too, because P may die and one of them take
+// over. The rules (each keeps "every block two nodes hold differently is
+// marked on one of them, in its slot for the other"):
+//
+//   - In-sync set. P announces (State.InSync) which peers are in sync with
+//     it: Established with UpToDate data. A secondary applying P's writes
+//     (or resync data) marks them for every peer outside that set: those
+//     peers do not get them (mark).
+//   - Leaving. When a peer X leaves P, P marks X's unacknowledged writes
+//     and tells the other secondaries with OutOfSync (outOfSyncForOthers):
+//     X may lack them although it was in the set.
+//   - Generations. P starts a new generation on its first write that an
+//     absent peer misses (lazily: a primary that loses its peers and stops
+//     writing keeps the generation, so it can rejoin as a plain sync
+//     target). In-sync secondaries follow it and record, for the peers
+//     outside the set, the generation their bits start from, as P does.
+//     When P says X is in sync, a secondary in sync too forgets what it
+//     marked for X: both hold P's data (followPrimary).
+//   - Losing P. Writes in flight when P dies reached some secondaries and
+//     not others. Each secondary keeps the writes P has not confirmed
+//     (wire.Confirmed: every peer they went to wrote them) and, when it
+//     loses P, marks them for every other peer (primaryLost).
+//   - Resync data comes only from a primary: two secondaries that find they
+//     differ wait (PausedSyncS/PausedSyncT) until one is promoted, then
+//     they compare again and the primary brings the other up to date. A
+//     secondary source would race the primary's writes to the target on
+//     another connection. A node whose paused peer holds a newer
+//     generation refuses promotion: it would lose that data.
+//
+// With one peer none of this runs: nothing else to mark for.
+
+// multi: the volume has more than one peer.
+func (e *Engine) multi() bool { return len(e.cfg.Peers) > 1 }
+
+// inSyncMask is the set of nodes in sync with this primary: itself and the
+// peers Established (or verifying) with UpToDate data.
+func (e *Engine) inSyncMask() uint32 {
+	m := bit(e.cfg.NodeID)
+	for _, p := range e.peers {
+		if p.conn == Connected && p.established() && p.disk == UpToDate {
+			m |= bit(p.id)
+		}
+	}
+	return m
+}
+
+// established: in sync on this connection (verifying counts).
+func (p *peer) established() bool {
+	return p.repl == Established || p.repl == VerifyS || p.repl == VerifyT
+}
+
+// maybeAnnounce tells the peers a primary's new in-sync set or generation.
+func (e *Engine) maybeAnnounce(o *Output) {
+	if e.role != Primary {
+		return
+	}
+	e.maybeCommitGeneration(o, false)
+	if e.inSyncMask() == e.announced.mask && e.announcedCurrent() == e.announced.current {
+		return
+	}
+	e.announce(o)
+}
+
+// markForOthers marks [off, off+n), received from p, for every other peer
+// that p (a primary) did not say is in sync with it.
+func (e *Engine) markForOthers(p *peer, off, n int64) {
+	for _, q := range e.peers {
+		if q == p || (p.inSyncKnown && p.inSync&bit(q.id) != 0) {
+			continue
+		}
+		e.store.MarkOutOfSync(q.slot, off, n)
+	}
+}
+
+// followPrimary handles a primary's State: this node follows its new
+// generation and forgets what it marked for peers now in sync with both,
+// if this node is in sync with it.
+func (e *Engine) followPrimary(o *Output, p *peer, mask uint32, current uint64) {
+	p.inSync, p.inSyncKnown = mask, true
+	if !p.established() || e.Disk() != UpToDate || mask&bit(e.cfg.NodeID) == 0 {
+		return
+	}
+	changed := false
+	if current != e.gen.Current {
+		for _, q := range e.peers {
+			if q != p && mask&bit(q.id) == 0 && e.gen.Slots[q.slot].Bitmap == 0 {
+				e.gen.Slots[q.slot].Bitmap = e.gen.Current
+			}
+		}
+		e.pushHistory(e.gen.Current)
+		e.gen.Current = current
+		changed = true
+	}
+	for _, q := range e.peers {
+		if q == p || mask&bit(q.id) == 0 {
+			continue
+		}
+		sl := &e.gen.Slots[q.slot]
+		if sl.Bitmap != 0 || sl.Outdated || sl.PrimaryBeforeSplit {
+			sl.Bitmap, sl.Outdated, sl.PrimaryBeforeSplit = 0, false, false
+			changed = true
+		}
+		e.store.ClearInSync(q.slot, 0, e.store.Size())
+		if q.repl == PausedSyncS || q.repl == PausedSyncT {
+			o.Disconnects = append(o.Disconnects, Disconnect{Peer: q.id, Reason: fmt.Sprintf("both in sync with primary node %d now: comparing again", p.id)})
+		}
+	}
+	if changed {
+		if err := e.persist(); err != nil {
+			e.diskFailed(o, err)
+			return
+		}
+		// The primary waits for this to take the generation itself.
+		e.announce(o)
+	}
+}
+
+// noteUnconfirmed records a write received from a primary until it
+// confirms that every peer wrote it.
+func (e *Engine) noteUnconfirmed(p *peer, seq uint64, off, n int64) {
+	if e.multi() && p.role == Primary {
+		p.unconfirmed = append(p.unconfirmed, unconfirmed{seq: seq, off: off, n: n})
+	}
+}
+
+// unconfirmed is a write received from a primary that not every peer is
+// known to hold.
+type unconfirmed struct {
+	seq    uint64
+	off, n int64
+}
+
+func (e *Engine) onConfirmed(p *peer, c *wire.Confirmed) error {
+	if c.Seq > p.rxSeq {
+		return fmt.Errorf("%w: confirmed %d beyond the last write %d", ErrProtocol, c.Seq, p.rxSeq)
+	}
+	i := 0
+	for i < len(p.unconfirmed) && p.unconfirmed[i].seq <= c.Seq {
+		i++
+	}
+	p.unconfirmed = p.unconfirmed[i:]
+	return nil
+}
+
+func (e *Engine) onOutOfSync(o *Output, p *peer, m *wire.OutOfSync) error {
+	q, ok := e.peers[m.Node]
+	if !ok || q == p {
+		return fmt.Errorf("%w: out-of-sync for node %d", ErrProtocol, m.Node)
+	}
+	for _, r := range m.Ranges {
+		if r.Offset+r.Length > uint64(e.store.Size()) {
+			return fmt.Errorf("%w: out-of-sync range [%d, +%d) outside the volume", ErrProtocol, r.Offset, r.Length)
+		}
+		e.store.MarkOutOfSync(q.slot, int64(r.Offset), int64(r.Length))
+	}
+	if err := e.store.PersistBitmaps(); err != nil {
+		e.diskFailed(o, err)
+	}
+	return nil
+}
+
+// outOfSyncForOthers: peer x left this primary with writes unacknowledged
+// (tl); the other peers mark them for x.
+func (e *Engine) outOfSyncForOthers(o *Output, x *peer, tl []tlEntry) {
+	if !e.multi() || len(tl) == 0 {
+		return
+	}
+	var rs []wire.Range
+	for _, t := range tl {
+		if k := len(rs) - 1; k >= 0 && rs[k].Offset+rs[k].Length == uint64(t.off) {
+			rs[k].Length += uint64(t.n)
+			continue
+		}
+		rs = append(rs, wire.Range{Offset: uint64(t.off), Length: uint64(t.n)})
+	}
+	for _, q := range e.peers {
+		if q == x || !q.replicating() {
+			continue
+		}
+		for start := 0; start < len(rs); start += wire.MaxRanges {
+			o.Sends = append(o.Sends, Send{q.id, &wire.OutOfSync{Node: x.id, Ranges: rs[start:min(len(rs), start+wire.MaxRanges)]}})
+		}
+	}
+}
+
+// primaryLost: this secondary lost the primary p. Writes from p that not
+// every peer is known to hold are marked for every other peer, and the
+// connections to other secondaries compare data again.
+func (e *Engine) primaryLost(o *Output, p *peer) {
+	if !e.multi() || e.role == Primary {
+		return
+	}
+	for _, u := range p.unconfirmed {
+		for _, q := range e.peers {
+			if q != p {
+				e.store.MarkOutOfSync(q.slot, u.off, u.n)
+			}
+		}
+	}
+	if len(p.unconfirmed) > 0 {
+		if err := e.store.PersistBitmaps(); err != nil {
+			e.diskFailed(o, err)
+		}
+	}
+	for _, q := range e.peers {
+		if q != p && q.conn == Connected && q.role != Primary && (len(p.unconfirmed) > 0 || q.paused()) {
+			o.Disconnects = append(o.Disconnects, Disconnect{Peer: q.id, Reason: fmt.Sprintf("lost primary node %d: comparing data again", p.id)})
+		}
+	}
+}
+
+func (p *peer) paused() bool { return p.repl == PausedSyncS || p.repl == PausedSyncT }
+
+// unapplied tracks, on a primary with several peers, which peers have yet
+// to write each replicated write (by gid), to confirm writes to the
+// secondaries in order.
+type unapplied struct {
+	gid     uint64
+	waiting uint32
+}
+
+// trackWrite registers a new replicated write sent to the peers in mask.
+func (e *Engine) trackWrite(mask uint32) uint64 {
+	if !e.multi() {
+		return 0
+	}
+	e.gid++
+	if mask != 0 {
+		e.unapplied = append(e.unapplied, unapplied{gid: e.gid, waiting: mask})
+	}
+	return e.gid
+}
+
+// peerWrote: peer id wrote (or will never write) the write gid.
+func (e *Engine) peerWrote(gid uint64, id uint32) {
+	if len(e.unapplied) == 0 || gid < e.unapplied[0].gid {
+		return
+	}
+	// gids are consecutive but writes sent to nobody are not tracked:
+	// search.
+	i := int(min(gid-e.unapplied[0].gid, uint64(len(e.unapplied)-1)))
+	for i > 0 && e.unapplied[i].gid > gid {
+		i--
+	}
+	if e.unapplied[i].gid == gid {
+		e.unapplied[i].waiting &^= bit(id)
+	}
+}
+
+// confirm sends each peer how far its writes are written everywhere.
+func (e *Engine) confirm(o *Output) {
+	if !e.multi() {
+		return
+	}
+	for len(e.unapplied) > 0 && e.unapplied[0].waiting == 0 {
+		e.unapplied = e.unapplied[1:]
+	}
+	done := e.gid
+	if len(e.unapplied) > 0 {
+		done = e.unapplied[0].gid - 1
+	}
+	for _, p := range e.peers {
+		i := 0
+		for i < len(p.sentGids) && p.sentGids[i].gid <= done {
+			i++
+		}
+		if i == 0 {
+			continue
+		}
+		seq := p.sentGids[i-1].seq
+		p.sentGids = p.sentGids[i:]
+		if p.replicating() {
+			o.Sends = append(o.Sends, Send{p.id, &wire.Confirmed{Seq: seq}})
+		}
+	}
+}
+
+// seqGid maps a peer's write sequence to the write's gid.
+type seqGid struct{ seq, gid uint64 }
+
+// rotateForAbsent starts a new generation before the first write that a
+// peer without a bitmap generation will miss. With peers in sync it is
+// two-phase: they take the new generation first (and say so in their
+// State), then this primary does. A primary that crashed in between still
+// has the old generation, which its peers know; had it taken the new one
+// first, a peer promoted after the crash would not know it and the two
+// would look like a split brain. Writes meanwhile go on under the old
+// generation, marked for the absent peer as always; none completes
+// under protocol C before the peer that acknowledges it took the new
+// generation (its State comes before its WriteAck).
+func (e *Engine) rotateForAbsent(o *Output) error {
+	if e.pendingGen != nil {
+		return nil
+	}
+	need := false
+	for _, p := range e.peers {
+		if !p.replicating() && e.gen.Slots[p.slot].Bitmap == 0 {
+			need = true
+		}
+	}
+	if !need {
+		return nil
+	}
+	if followers := e.inSyncMask() &^ bit(e.cfg.NodeID); e.multi() && followers != 0 {
+		e.pendingGen = &pendingGen{uuid: e.freshUUID(), waiting: followers}
+		e.announce(o)
+		return nil
+	}
+	e.newGeneration(e.freshUUID())
+	if err := e.persist(); err != nil {
+		e.diskFailed(o, err)
+		return fmt.Errorf("new generation: %w", err)
+	}
+	e.maybeAnnounce(o)
+	return nil
+}
+
+// pendingGen is a generation announced to the in-sync peers and not yet
+// taken by this primary: waiting holds the peers that have not taken it.
+type pendingGen struct {
+	uuid    uint64
+	waiting uint32
+}
+
+// genTaken notes a peer's State: it may have taken the pending generation.
+func (e *Engine) genTaken(p *peer, current uint64) {
+	if g := e.pendingGen; g != nil && current == g.uuid {
+		g.waiting &^= bit(p.id)
+	}
+}
+
+// maybeCommitGeneration takes the pending generation once every peer
+// still in sync has (or at once, with force: a primary demoting).
+func (e *Engine) maybeCommitGeneration(o *Output, force bool) {
+	g := e.pendingGen
+	if g == nil {
+		return
+	}
+	g.waiting &= e.inSyncMask()
+	if g.waiting != 0 && !force {
+		return
+	}
+	e.pendingGen = nil
+	if e.role != Primary {
+		return
+	}
+	e.newGeneration(g.uuid)
+	if err := e.persist(); err != nil {
+		e.diskFailed(o, err)
+	}
+}
+
+// announcedCurrent is the generation a primary announces: the pending one
+// if any.
+func (e *Engine) announcedCurrent() uint64 {
+	if e.pendingGen != nil {
+		return e.pendingGen.uuid
+	}
+	return e.gen.Current
+}
