@@ -76,7 +76,7 @@ type Cluster struct {
 
 // Stats are counts of simulated events.
 type Stats struct {
-	Writes, Acked, Crashes, LinkBreaks, Failovers, CheckedFailovers, ResyncRanges, Verifies, RacyReads, Conflicts int
+	Writes, Acked, Crashes, LinkBreaks, Failovers, CheckedFailovers, Switchovers, ResyncRanges, Verifies, RacyReads, Conflicts int
 	// InterleavedResync counts resync reads made by random steps (not by
 	// Drain), i.e. interleaved with client writes.
 	InterleavedResync int
@@ -89,6 +89,7 @@ func (s *Stats) Add(o Stats) {
 	s.LinkBreaks += o.LinkBreaks
 	s.Failovers += o.Failovers
 	s.CheckedFailovers += o.CheckedFailovers
+	s.Switchovers += o.Switchovers
 	s.ResyncRanges += o.ResyncRanges
 	s.Verifies += o.Verifies
 	s.RacyReads += o.RacyReads

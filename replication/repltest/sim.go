@@ -393,7 +393,10 @@ func (c *Cluster) crash(n *Node) {
 // failover promotes a candidate when no primary is up and checks that it
 // holds every acknowledged write (protocol C).
 func (c *Cluster) failover() error {
-	if c.primary() != nil {
+	if p := c.primary(); p != nil {
+		if c.r.IntN(4) == 0 {
+			return c.switchover(p)
+		}
 		return nil
 	}
 	var cands []*Node
@@ -434,6 +437,64 @@ func (c *Cluster) failover() error {
 		return c.checkAcked(n, since)
 	}
 	return nil
+}
+
+// switchover demotes the primary p, once every peer wrote its writes, and
+// promotes a secondary in sync with it: it must hold every acknowledged
+// write, whatever the protocol.
+func (c *Cluster) switchover(p *Node) error {
+	var cands []*Node
+	for _, st := range p.Eng.Status().Peers {
+		n := c.Nodes[st.Node]
+		if n.Up && st.Conn == engine.Connected && st.Repl == engine.Established && st.Disk == engine.UpToDate && n.Eng.Disk() == engine.UpToDate {
+			cands = append(cands, n)
+		}
+	}
+	if len(cands) == 0 {
+		return nil
+	}
+	// Usually the operator stops the writers and waits for the peers to
+	// catch up: the primary's connections carry everything in flight
+	// (other nodes' steps stay where they are). Otherwise Demote must wait.
+	for progress := c.r.IntN(2) == 0; progress; {
+		progress = false
+		for _, m := range c.Nodes {
+			if m == p || !m.Up {
+				continue
+			}
+			for _, k := range [][2]uint32{{p.ID, m.ID}, {m.ID, p.ID}} {
+				for c.links[k].up && len(c.links[k].queue) > 0 {
+					c.deliverOn(k)
+					progress = true
+				}
+			}
+			for len(m.applies[p.ID]) > 0 && m.applyNext(p.ID) {
+				progress = true
+			}
+		}
+	}
+	o, err := p.Eng.Demote()
+	if err != nil {
+		c.logf("node %d: demote refused: %v", p.ID, err)
+		return nil
+	}
+	p.exec(o)
+	n := cands[c.r.IntN(len(cands))]
+	// The candidate must see the demotion before it may promote.
+	for c.links[[2]uint32{p.ID, n.ID}].up && len(c.links[[2]uint32{p.ID, n.ID}].queue) > 0 {
+		c.deliverOn([2]uint32{p.ID, n.ID})
+	}
+	since := c.establishedAt[[2]uint32{n.ID, p.ID}]
+	o, err = n.Eng.Promote(false)
+	if err != nil {
+		c.logf("node %d: promote after switchover refused: %v", n.ID, err)
+		return nil
+	}
+	c.logf("node %d: promoted (switchover from node %d)", n.ID, p.ID)
+	c.Stats.Switchovers++
+	n.exec(o)
+	clear(c.candidates)
+	return c.checkAcked(n, since)
 }
 
 // checkAcked: every write acknowledged while n was Established with the
