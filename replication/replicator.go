@@ -28,6 +28,9 @@ type ReplicatorConfig struct {
 	Checksums         bool
 	Policies          uuid.Policies
 	AllowTwoPrimaries bool
+	// Quorum and OnNoQuorum: see engine/quorum.go.
+	Quorum     engine.QuorumPolicy
+	OnNoQuorum engine.OnNoQuorum
 	// PingInterval is how often an idle link is pinged; a link that stays
 	// silent for PingInterval+PingTimeout is dead.
 	PingInterval, PingTimeout time.Duration
@@ -115,7 +118,7 @@ func NewReplicator(name string, vol *Volume, tr *Transport, cfg ReplicatorConfig
 	}
 	eng, err := engine.New(engine.Config{
 		NodeID: cfg.NodeID, Volume: name, Peers: cfg.Peers, Protocol: cfg.Protocol, Checksums: cfg.Checksums, Fencing: cfg.Fencing,
-		Policies: cfg.Policies, AllowTwoPrimaries: cfg.AllowTwoPrimaries, NewUUID: rand.Uint64,
+		Policies: cfg.Policies, AllowTwoPrimaries: cfg.AllowTwoPrimaries, Quorum: cfg.Quorum, OnNoQuorum: cfg.OnNoQuorum, NewUUID: rand.Uint64,
 	}, vol)
 	if err != nil {
 		return nil, err
@@ -311,10 +314,19 @@ var ErrNotReadable = errors.New("local data is not readable (Inconsistent or fai
 func (r *Replicator) Size() int64 { return r.vol.Size() }
 
 // ReadAt reads local data, which must be consistent.
+// A primary without quorum reads like it writes: it waits for quorum
+// (suspend-io) or fails (io-error), as its data may be stale already.
 func (r *Replicator) ReadAt(ctx context.Context, p []byte, off int64) error {
+	if err := r.waitThawed(ctx); err != nil {
+		return err
+	}
 	r.mu.Lock()
 	d := r.eng.Disk()
+	qerr := r.eng.IOError()
 	r.mu.Unlock()
+	if qerr != nil {
+		return qerr
+	}
 	if d == engine.Inconsistent || d == engine.Failed {
 		return fmt.Errorf("%w: disk is %v", ErrNotReadable, d)
 	}
@@ -346,29 +358,39 @@ func (r *Replicator) WriteZeroes(ctx context.Context, off, n int64, deallocate, 
 // modify is the replicated write path: range lock, activity log, queue to
 // the peers (start), local write (local), wait for the protocol.
 func (r *Replicator) modify(ctx context.Context, off, n int64, local func(*Modification) error, start func() (uint64, engine.Output, error)) error {
-	if err := r.waitThawed(ctx); err != nil {
-		return err
-	}
 	lo, ln := r.blockRange(off, n)
-	r.ranges.lock(lo, ln)
-	m, err := r.vol.BeginModify(ctx, off, n)
-	if err != nil || m == nil {
-		r.ranges.unlock(lo, ln)
-		return err
-	}
-	r.mu.Lock()
-	id, out, err := start()
-	if err != nil {
+	var m *Modification
+	var id uint64
+	var out engine.Output
+	for {
+		if err := r.waitThawed(ctx); err != nil {
+			return err
+		}
+		r.ranges.lock(lo, ln)
+		var err error
+		m, err = r.vol.BeginModify(ctx, off, n)
+		if err != nil || m == nil {
+			r.ranges.unlock(lo, ln)
+			return err
+		}
+		r.mu.Lock()
+		id, out, err = start()
+		if err == nil {
+			break
+		}
 		r.mu.Unlock()
 		m.End()
 		r.ranges.unlock(lo, ln)
-		return err
+		if !errors.Is(err, engine.ErrSuspended) {
+			return err
+		}
+		// I/O was suspended after waitThawed looked: wait again.
 	}
 	done := r.waiterLocked(id)
 	r.mods[id] = m
 	r.execLocked(out)
 	r.mu.Unlock()
-	err = local(m)
+	err := local(m)
 	r.ranges.unlock(lo, ln)
 	r.mu.Lock()
 	r.execLocked(r.eng.LocalWriteDone(id, err))
@@ -376,7 +398,8 @@ func (r *Replicator) modify(ctx context.Context, off, n int64, local func(*Modif
 	return <-done
 }
 
-// waitThawed blocks while I/O is frozen for fencing (resource-and-stonith).
+// waitThawed blocks while I/O is frozen for fencing (resource-and-stonith)
+// or for quorum (on-no-quorum suspend-io).
 func (r *Replicator) waitThawed(ctx context.Context) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -411,11 +434,23 @@ func (r *Replicator) Flush(ctx context.Context) error {
 		return err
 	}
 	r.mu.Lock()
-	id, out := r.eng.StartFlush()
+	id, out, err := r.eng.StartFlush()
+	for errors.Is(err, engine.ErrSuspended) {
+		r.mu.Unlock()
+		if err := r.waitThawed(ctx); err != nil {
+			return err
+		}
+		r.mu.Lock()
+		id, out, err = r.eng.StartFlush()
+	}
+	if err != nil {
+		r.mu.Unlock()
+		return err
+	}
 	done := r.waiterLocked(id)
 	r.execLocked(out)
 	r.mu.Unlock()
-	err := r.vol.Flush(ctx)
+	err = r.vol.Flush(ctx)
 	r.mu.Lock()
 	r.execLocked(r.eng.LocalFlushDone(id, err))
 	r.mu.Unlock()

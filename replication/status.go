@@ -110,7 +110,7 @@ func (v *Volume) AssignPeerSlot(node int32) (int, error) {
 	}
 	if slot < 0 {
 		v.mu.Unlock()
-		return -1, fmt.Errorf("no free peer slot for node %d: all %d slots are assigned (create-md --max-peers sets the count)", node, v.layout.Geometry.MaxPeers)
+		return -1, fmt.Errorf("no free peer slot for node %d: all %d slots are assigned (the volume's max-peers, fixed when the metadata is created)", node, v.layout.Geometry.MaxPeers)
 	}
 	v.mu.sb.Peers[slot] = meta.PeerSlot{NodeID: node, BitmapUUID: v.mu.sb.CurrentUUID}
 	v.mu.tracked = append(v.mu.tracked, slot)

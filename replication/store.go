@@ -20,6 +20,7 @@ func (v *Volume) Generation() engine.Generation {
 		UpToDate:       sb.Flags&meta.FlagWasUpToDate != 0,
 		Primary:        sb.Flags&meta.FlagPrimary != 0,
 		CrashedPrimary: sb.Flags&meta.FlagCrashedPrimary != 0,
+		Tentative:      sb.Flags&meta.FlagTentativeGeneration != 0,
 	}
 	for _, h := range sb.History {
 		if h != 0 {
@@ -58,6 +59,7 @@ func (v *Volume) SetGeneration(g engine.Generation) error {
 	setFlag(meta.FlagWasUpToDate, g.UpToDate)
 	setFlag(meta.FlagPrimary, g.Primary)
 	setFlag(meta.FlagCrashedPrimary, g.CrashedPrimary)
+	setFlag(meta.FlagTentativeGeneration, g.Tentative)
 	for s, slot := range g.Slots {
 		if s >= v.layout.Geometry.MaxPeers {
 			break
@@ -93,7 +95,7 @@ func (v *Volume) SlotFor(node uint32) (int, error) {
 	}
 	if free < 0 {
 		v.mu.Unlock()
-		return -1, fmt.Errorf("no free peer slot for node %d: all %d are taken (create-md with a larger max-peers)", node, v.layout.Geometry.MaxPeers)
+		return -1, fmt.Errorf("no free peer slot for node %d: all %d are taken (the volume's max-peers, fixed when the metadata is created)", node, v.layout.Geometry.MaxPeers)
 	}
 	v.mu.sb.Peers[free] = meta.PeerSlot{NodeID: int32(node)}
 	v.mu.Unlock()

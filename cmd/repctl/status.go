@@ -86,6 +86,9 @@ func (o *statusOptions) run(cmd *cobra.Command, args []string) error {
 			if p.Outdated {
 				line += ", outdated"
 			}
+			if p.InItsSyncSet {
+				line += ", this node in sync with it"
+			}
 			if p.LastError != "" && p.Connection != "Connected" {
 				line += " (" + p.LastError + ")"
 			}
@@ -100,8 +103,13 @@ func (o *statusOptions) run(cmd *cobra.Command, args []string) error {
 		if v.DiskError != "" {
 			notes = append(notes, "disk error: "+v.DiskError)
 		}
-		if v.Suspended {
+		switch {
+		case v.Suspended && v.SuspendedFencing:
 			notes = append(notes, "I/O SUSPENDED until fencing of a lost peer settles (repctl resume-io to override)")
+		case v.Suspended:
+			notes = append(notes, fmt.Sprintf("I/O SUSPENDED: no quorum (reaches %d of %d nodes); resumes when a majority is back", v.Reachable, v.Nodes))
+		case v.Quorum == "lost":
+			notes = append(notes, fmt.Sprintf("no quorum (reaches %d of %d nodes): cannot be promoted; as primary its I/O fails", v.Reachable, v.Nodes))
 		}
 		if v.Hint != "" {
 			notes = append(notes, "hint: "+v.Hint)

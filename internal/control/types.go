@@ -46,6 +46,9 @@ type Peer struct {
 	// is known outdated (fenced), so this node may be primary without it.
 	Fencing  bool `json:"fencing,omitempty"`
 	Outdated bool `json:"outdated,omitempty"`
+	// InItsSyncSet: the peer is primary and counts this node as in sync
+	// with it, which makes this node a safe failover target.
+	InItsSyncSet bool `json:"in_its_sync_set,omitempty"`
 	// SentBytes and ReceivedBytes count the link's traffic since the volume
 	// came up, by message kind: write, resync, other.
 	SentBytes     map[string]int64 `json:"sent_bytes,omitempty"`
@@ -117,16 +120,25 @@ type Volume struct {
 	Role string `json:"role,omitempty"`
 	Disk string `json:"disk,omitempty"`
 	// Suspended: I/O is frozen until fencing of a lost peer settles
-	// (fencing resource-and-stonith); repctl resume-io overrides.
-	Suspended   bool     `json:"suspended,omitempty"`
-	DiskError   string   `json:"disk_error,omitempty"`
-	Size        int64    `json:"size,omitempty"`
-	Device      string   `json:"device"`
-	Meta        string   `json:"meta"`
-	ReadOnly    bool     `json:"read_only,omitempty"`
-	CurrentUUID string   `json:"current_uuid,omitempty"`
-	Flags       []string `json:"flags,omitempty"`
-	ALExtents   int      `json:"al_extents_active,omitempty"`
+	// (fencing resource-and-stonith; repctl resume-io overrides), or
+	// until quorum returns (on-no-quorum suspend-io).
+	Suspended bool `json:"suspended,omitempty"`
+	// Quorum, with quorum configured: "yes", or "lost" when the node
+	// reaches at most half of the volume's nodes; Reachable counts them
+	// (this node included) out of Nodes.
+	Quorum    string `json:"quorum,omitempty"`
+	Reachable int    `json:"reachable_nodes,omitempty"`
+	Nodes     int    `json:"nodes,omitempty"`
+	// SuspendedFencing: the suspension is for fencing.
+	SuspendedFencing bool     `json:"suspended_fencing,omitempty"`
+	DiskError        string   `json:"disk_error,omitempty"`
+	Size             int64    `json:"size,omitempty"`
+	Device           string   `json:"device"`
+	Meta             string   `json:"meta"`
+	ReadOnly         bool     `json:"read_only,omitempty"`
+	CurrentUUID      string   `json:"current_uuid,omitempty"`
+	Flags            []string `json:"flags,omitempty"`
+	ALExtents        int      `json:"al_extents_active,omitempty"`
 
 	Connections int      `json:"nbd_connections"`
 	Exports     []string `json:"exports,omitempty"`

@@ -91,6 +91,12 @@ type ReplicationConfig struct {
 	AllowTwoPrimaries bool `mapstructure:"allow-two-primaries"`
 	// SplitBrainHandler is a shell command run on an unresolved split brain.
 	SplitBrainHandler string `mapstructure:"split-brain-handler"`
+	// Quorum is off (default) or majority: a node that reaches at most
+	// half of the volume's nodes cannot be promoted, and a primary in that
+	// state stops writing (OnNoQuorum: suspend-io, the default, or
+	// io-error).
+	Quorum     string `mapstructure:"quorum"`
+	OnNoQuorum string `mapstructure:"on-no-quorum"`
 	// Fencing is dont-care (default), resource-only or
 	// resource-and-stonith (I/O freezes until the lost peer is fenced).
 	Fencing string `mapstructure:"fencing"`
@@ -218,7 +224,7 @@ func DefaultVolume() VolumeConfig {
 func DefaultReplication() ReplicationConfig {
 	d := replication.DefaultReplicatorConfig()
 	return ReplicationConfig{
-		Protocol: "C", Fencing: "dont-care", After0Pri: d.Policies.After0Pri, After1Pri: d.Policies.After1Pri, After2Pri: d.Policies.After2Pri,
+		Protocol: "C", Fencing: "dont-care", Quorum: "off", OnNoQuorum: "suspend-io", After0Pri: d.Policies.After0Pri, After1Pri: d.Policies.After1Pri, After2Pri: d.Policies.After2Pri,
 		PingInterval: d.PingInterval, PingTimeout: d.PingTimeout, ConnectInterval: d.ConnectInterval,
 		Compression: "none", Timeout: d.Timeout, KoCount: d.KoCount,
 	}
@@ -443,6 +449,12 @@ func (c *Config) validateReplication(f string, v VolumeConfig) []string {
 	}
 	if r.PingInterval <= 0 || r.PingTimeout <= 0 || r.ConnectInterval <= 0 {
 		p = append(p, fmt.Sprintf("%s: ping-interval, ping-timeout and connect-interval must be positive durations", f))
+	}
+	if _, err := engine.ParseQuorum(r.Quorum); err != nil {
+		p = append(p, fmt.Sprintf("%s.%v", f, err))
+	}
+	if _, err := engine.ParseOnNoQuorum(r.OnNoQuorum); err != nil {
+		p = append(p, fmt.Sprintf("%s.%v", f, err))
 	}
 	if _, err := engine.ParseFencePolicy(r.Fencing); err != nil {
 		p = append(p, fmt.Sprintf("%s.%v", f, err))

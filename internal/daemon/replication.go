@@ -119,6 +119,8 @@ func (d *Daemon) replicatorConfig(v VolumeConfig) replication.ReplicatorConfig {
 	c.AllowTwoPrimaries = r.AllowTwoPrimaries
 	c.SplitBrainHandler = r.SplitBrainHandler
 	c.Fencing, _ = engine.ParseFencePolicy(r.Fencing)
+	c.Quorum, _ = engine.ParseQuorum(r.Quorum)
+	c.OnNoQuorum, _ = engine.ParseOnNoQuorum(r.OnNoQuorum)
 	c.FencePeerHandler = r.FencePeerHandler
 	if c.FencePeerHandler == "" && c.Fencing != engine.DontCare {
 		c.FencePeerHandler = defaultFencePeerHandler()
@@ -168,12 +170,16 @@ func (d *Daemon) stopReplication(v *volume, rep *replication.Replicator) {
 // peersStatus fills a volume's role, disk and peers from its replicator.
 func (d *Daemon) peersStatus(out *control.Volume, rep *replication.Replicator) {
 	st := rep.Status()
-	out.Role, out.Disk, out.Suspended = st.Role.String(), st.Disk.String(), st.Suspended
+	out.Role, out.Disk, out.Suspended, out.SuspendedFencing = st.Role.String(), st.Disk.String(), st.Suspended, st.FencingSuspended
+	if st.Quorum != engine.QuorumOff {
+		out.Quorum = map[bool]string{true: "yes", false: "lost"}[st.Quorate]
+		out.Reachable, out.Nodes = st.Reachable, len(st.Peers)+1
+	}
 	for _, p := range st.Peers {
 		cp := control.Peer{
 			Node: d.nodeName(p.Node), NodeID: int32(p.Node), Connection: p.Conn.String(), Replication: p.Repl.String(),
 			Role: p.Role.String(), Disk: p.Disk.String(), OutOfSyncBytes: p.OutOfSyncBytes, LastError: p.LastError,
-			Fencing: p.Fencing, Outdated: p.Outdated,
+			Fencing: p.Fencing, Outdated: p.Outdated, InItsSyncSet: p.InItsSyncSet,
 		}
 		if cp.LastError == "" {
 			cp.LastError = st.LinkError[p.Node]

@@ -27,6 +27,9 @@ type Config struct {
 	AllowTwoPrimaries bool
 	// Fencing is the fencing policy.
 	Fencing FencePolicy
+	// Quorum and OnNoQuorum: see quorum.go.
+	Quorum     QuorumPolicy
+	OnNoQuorum OnNoQuorum
 	// NewUUID returns a fresh random generation UUID (injected so the
 	// simulation is deterministic).
 	NewUUID func() uint64
@@ -153,6 +156,8 @@ type Engine struct {
 	failed  error // local disk failed
 	// suspended: I/O frozen until fencing settles (resource-and-stonith).
 	suspended bool
+	// quorate is the quorum last reported (quorum.go).
+	quorate bool
 
 	// With several peers (see mesh.go): the last write's gid, the writes
 	// not yet written by every peer, and what was last announced.
@@ -161,6 +166,7 @@ type Engine struct {
 	announced struct {
 		mask    uint32
 		current uint64
+		pending bool
 	}
 	// pendingGen is a new generation the in-sync peers must take before
 	// this primary does (mesh.go).
@@ -202,6 +208,7 @@ func New(cfg Config, store Store) (*Engine, error) {
 	// Read after the slots are assigned: persisting an older copy would
 	// give them back.
 	e.gen = store.Generation()
+	e.quorate = e.Quorate()
 	// This node starts secondary: a crash while primary was already noted
 	// by the volume (CrashedPrimary); the persisted Primary flag goes.
 	if e.gen.Primary {
@@ -246,19 +253,32 @@ func (e *Engine) peer(id uint32) (*peer, error) {
 // generation yet, the old one becomes its bitmap UUID. Called before a
 // primary changes data such a peer will not see.
 func (e *Engine) newGeneration(u uint64) {
-	old := e.gen.Current
-	inSync := e.inSyncMask()
-	for _, p := range e.peers {
-		if inSync&bit(p.id) != 0 {
-			continue
-		}
-		s := &e.gen.Slots[p.slot]
-		if s.Bitmap == 0 {
-			s.Bitmap = old
+	e.gen = e.gen.next(u, e.peerMask()&^e.inSyncMask())
+}
+
+// peerMask is the set of this volume's peers.
+func (e *Engine) peerMask() uint32 {
+	var m uint32
+	for id := range e.peers {
+		m |= bit(id)
+	}
+	return m
+}
+
+// next is g after a new generation u: the absent peers whose bits have no
+// start yet start from the current generation, which goes to the history.
+func (g Generation) next(u uint64, absent uint32) Generation {
+	n := g
+	n.Slots = slices.Clone(g.Slots)
+	for i := range n.Slots {
+		s := &n.Slots[i]
+		if s.Node >= 0 && absent&bit(uint32(s.Node)) != 0 && s.Bitmap == 0 {
+			s.Bitmap = g.Current
 		}
 	}
-	e.pushHistory(old)
-	e.gen.Current = u
+	n.History = pushHistory(g.History, g.Current)
+	n.Current, n.Tentative = u, false
+	return n
 }
 
 func (e *Engine) freshUUID() uint64 {
@@ -273,14 +293,14 @@ func (e *Engine) freshUUID() uint64 {
 // maxHistory is the number of history UUIDs kept (meta.HistoryLen).
 const maxHistory = 32
 
-func (e *Engine) pushHistory(u uint64) {
-	if u == 0 || u == uuid.JustCreated || slices.Contains(e.gen.History, u) {
-		return
+// pushHistory returns h with u in front (a new slice), at most maxHistory
+// long.
+func pushHistory(h []uint64, u uint64) []uint64 {
+	if u == 0 || u == uuid.JustCreated || slices.Contains(h, u) {
+		return h
 	}
-	e.gen.History = append([]uint64{u}, e.gen.History...)
-	if len(e.gen.History) > maxHistory {
-		e.gen.History = e.gen.History[:maxHistory]
-	}
+	h = append([]uint64{u}, h...)
+	return h[:min(len(h), maxHistory)]
 }
 
 // Status is a snapshot for status output.
@@ -288,8 +308,14 @@ type Status struct {
 	Role    Role
 	Disk    DiskState
 	Current uint64
-	// Suspended: I/O is frozen waiting for fencing.
-	Suspended bool
+	// Suspended: I/O is frozen waiting for fencing (FencingSuspended) or
+	// quorum.
+	Suspended, FencingSuspended bool
+	// Quorum is the policy; Quorate: the node has quorum (always with
+	// quorum off), reaching Reachable of the volume's nodes.
+	Quorum    QuorumPolicy
+	Quorate   bool
+	Reachable int
 	Peers     []PeerStatus
 }
 
@@ -313,16 +339,23 @@ type PeerStatus struct {
 	// Fencing: the fence-peer handler runs for this peer. Outdated: the
 	// peer's data is known to be outdated (fenced or told so).
 	Fencing, Outdated bool
+	// InItsSyncSet: the peer is primary and counts this node among the
+	// nodes in sync with it: what makes this node a failover target
+	// (Established alone is this node's view; the primary may not have
+	// finished the handshake).
+	InItsSyncSet bool
 }
 
 // Status reports the engine's state.
 func (e *Engine) Status() Status {
-	st := Status{Role: e.role, Disk: e.Disk(), Current: e.gen.Current, Suspended: e.suspended}
+	st := Status{Role: e.role, Disk: e.Disk(), Current: e.gen.Current, Suspended: e.Suspended(), FencingSuspended: e.suspended,
+		Quorum: e.cfg.Quorum, Quorate: e.Quorate(), Reachable: e.reachable()}
 	for _, id := range e.cfg.Peers {
 		p := e.peers[id]
 		ps := PeerStatus{Node: id, Conn: p.conn, Repl: p.repl, Role: p.role, Disk: p.disk,
 			OutOfSyncBytes: e.store.OutOfSyncBytes(p.slot), LastError: p.lastErr,
-			Fencing: p.fencing, Outdated: e.gen.Slots[p.slot].Outdated}
+			Fencing: p.fencing, Outdated: e.gen.Slots[p.slot].Outdated,
+			InItsSyncSet: p.role == Primary && p.inSyncKnown && p.inSync&bit(e.cfg.NodeID) != 0}
 		if p.repl == SyncSource || p.repl == SyncTarget {
 			ps.ResyncTotal = p.rs.total
 			ps.ResyncDone = max(0, p.rs.total-ps.OutOfSyncBytes)

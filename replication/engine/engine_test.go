@@ -2,10 +2,12 @@ package engine_test
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"log/slog"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/replicad/replicad/replication"
@@ -27,6 +29,11 @@ type pair struct {
 
 func newPair(t *testing.T, proto byte) *pair {
 	t.Helper()
+	return newPairWith(t, proto, nil)
+}
+
+func newPairWith(t *testing.T, proto byte, tune func(*engine.Config)) *pair {
+	t.Helper()
 	pr := &pair{t: t}
 	r := rand.New(rand.NewPCG(1, 2))
 	for i := range pr.eng {
@@ -41,8 +48,12 @@ func newPair(t *testing.T, proto byte) *pair {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { vol.Close() })
-		pr.eng[i], err = engine.New(engine.Config{NodeID: uint32(i), Volume: "r0", Peers: []uint32{uint32(1 - i)}, Protocol: proto,
-			Policies: uuid.DefaultPolicies(), NewUUID: r.Uint64}, vol)
+		cfg := engine.Config{NodeID: uint32(i), Volume: "r0", Peers: []uint32{uint32(1 - i)}, Protocol: proto,
+			Policies: uuid.DefaultPolicies(), NewUUID: r.Uint64}
+		if tune != nil {
+			tune(&cfg)
+		}
+		pr.eng[i], err = engine.New(cfg, vol)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -140,5 +151,184 @@ func TestRetiredWhenThePeerWrote(t *testing.T) {
 	pr.exec(0, pr.eng[0].Disconnected(1, "test"))
 	if !slices.Contains(pr.retired[0], id) {
 		t.Fatal("write not retired when the peer left (it is marked for resync)")
+	}
+}
+
+// TestQuorumLostPrimaryStepsDown: a primary cut off without quorum that
+// meets a primary with quorum (here: the other node, quorum off there)
+// becomes secondary and reconnects as the sync target; without the step
+// down the two would refuse each other for good. Two primaries that both
+// lack quorum still refuse.
+func TestQuorumLostPrimaryStepsDown(t *testing.T) {
+	for _, otherQuorate := range []bool{true, false} {
+		pr := primaryPair(t, func(c *engine.Config) {
+			c.Quorum = engine.QuorumMajority
+			if c.NodeID == 1 && otherQuorate {
+				c.Quorum = engine.QuorumOff
+			}
+		})
+		pr.resync(0)
+		if d := pr.eng[1].Status().Disk; d != engine.UpToDate {
+			t.Fatalf("node 1 %v after the initial sync", d)
+		}
+		pr.exec(0, pr.eng[0].Disconnected(1, "partition"))
+		pr.exec(1, pr.eng[1].Disconnected(0, "partition"))
+		pr.queue = [2][]wire.Message{}
+		if _, err := pr.write(0); !errors.Is(err, engine.ErrSuspended) {
+			t.Fatalf("write on the cut-off primary: %v, want suspended", err)
+		}
+		o, err := pr.eng[1].Promote(true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pr.exec(1, o)
+		if _, err := pr.write(1); otherQuorate && err != nil {
+			t.Fatal(err)
+		}
+		var disc [2][]engine.Disconnect
+		for i := range pr.eng {
+			o, err := pr.eng[i].Connected(uint32(1 - i))
+			if err != nil {
+				t.Fatal(err)
+			}
+			pr.exec(i, o)
+		}
+		for i := range pr.eng {
+			for _, m := range pr.queue[i] {
+				o, err := pr.eng[i].Receive(uint32(1-i), m)
+				if err != nil {
+					t.Fatal(err)
+				}
+				disc[i] = append(disc[i], o.Disconnects...)
+				if otherQuorate && i == 0 && !hasEvent(o, "role", "Secondary") {
+					t.Errorf("no role event on stepping down: %+v", o.Events)
+				}
+			}
+			pr.queue[i] = nil
+		}
+		role := pr.eng[0].Status().Role
+		if !otherQuorate {
+			if role != engine.Primary || len(disc[0]) != 1 || !disc[0][0].StandAlone {
+				t.Fatalf("two primaries without quorum: node 0 %v, disconnects %+v; want primary, refused", role, disc[0])
+			}
+			continue
+		}
+		if role != engine.Secondary || len(disc[0]) != 1 || disc[0][0].StandAlone || !strings.Contains(disc[0][0].Reason, "lost quorum") {
+			t.Fatalf("cut-off primary met a primary with quorum: %v, disconnects %+v", role, disc[0])
+		}
+		if _, err := pr.write(0); err == nil || errors.Is(err, engine.ErrSuspended) {
+			t.Fatalf("write after stepping down: %v, want refused (not primary)", err)
+		}
+		pr.exec(0, pr.eng[0].Disconnected(1, "restart"))
+		pr.exec(1, pr.eng[1].Disconnected(0, "restart"))
+		pr.connect()
+		if p := pr.eng[0].Status().Peers[0]; p.Repl != engine.SyncTarget && p.Repl != engine.Established {
+			t.Fatalf("after stepping down: %v with the new primary (%s), want a resync from it", p.Repl, p.LastError)
+		}
+	}
+}
+
+// primaryPair is two connected, synced engines with node 0 primary.
+func primaryPair(t *testing.T, tune func(*engine.Config)) *pair {
+	t.Helper()
+	pr := newPairWith(t, 'C', tune)
+	o, err := pr.eng[0].Promote(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pr.exec(0, o)
+	pr.connect()
+	return pr
+}
+
+// resync runs node i's resync sender until it finds nothing to send
+// (with zeroes for data: these tests look at the protocol).
+func (pr *pair) resync(i int) {
+	peer := uint32(1 - i)
+	for {
+		off, n, link, ok := pr.eng[i].NextResync(peer, 1<<20)
+		if !ok {
+			pr.exec(i, pr.eng[i].ResyncIdle(peer))
+			pr.drain()
+			return
+		}
+		pr.exec(i, pr.eng[i].ResyncRead(peer, link, off, make([]byte, n), nil))
+		pr.drain()
+	}
+}
+
+func (pr *pair) write(i int) (uint64, error) {
+	id, o, err := pr.eng[i].StartWrite(0, bytes.Repeat([]byte{1}, 4096), false)
+	if err == nil {
+		pr.exec(i, o)
+		pr.exec(i, pr.eng[i].LocalWriteDone(id, nil))
+	}
+	return id, err
+}
+
+func hasEvent(o engine.Output, what, now string) bool {
+	for _, ev := range o.Events {
+		if ev.What == what && ev.New == now {
+			return true
+		}
+	}
+	return false
+}
+
+// TestQuorum: with quorum majority, a primary that loses the majority
+// suspends its I/O (or fails it with io-error) until quorum returns, and a
+// node without quorum is not promoted unless forced.
+func TestQuorum(t *testing.T) {
+	for _, onNo := range []engine.OnNoQuorum{engine.SuspendIO, engine.IOError} {
+		t.Run(onNo.String(), func(t *testing.T) {
+			pr := primaryPair(t, func(c *engine.Config) { c.Quorum, c.OnNoQuorum = engine.QuorumMajority, onNo })
+			if !pr.eng[0].Quorate() || pr.eng[0].Suspended() {
+				t.Fatal("connected pair: no quorum or suspended")
+			}
+			if _, err := pr.write(0); err != nil {
+				t.Fatal(err)
+			}
+			pr.drain()
+			// A write the peer has not acknowledged when quorum goes
+			// with it fails: the majority may not have it.
+			id, err := pr.write(0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			o := pr.eng[0].Disconnected(1, "test")
+			if i := slices.IndexFunc(o.Completions, func(c engine.Completion) bool { return c.ID == id }); i < 0 || !errors.Is(o.Completions[i].Err, engine.ErrNoQuorum) {
+				t.Errorf("write waiting for the peer when quorum was lost: completions %+v, want it failed with no quorum", o.Completions)
+			}
+			pr.exec(0, o)
+			pr.exec(1, pr.eng[1].Disconnected(0, "test"))
+			pr.queue = [2][]wire.Message{}
+			if !hasEvent(o, "quorum", "no") {
+				t.Errorf("no quorum event on losing the peer: %+v", o.Events)
+			}
+			_, err = pr.write(0)
+			switch onNo {
+			case engine.SuspendIO:
+				if !errors.Is(err, engine.ErrSuspended) || !pr.eng[0].Suspended() || pr.eng[0].IOError() != nil {
+					t.Fatalf("suspend-io without quorum: write %v, suspended %v", err, pr.eng[0].Suspended())
+				}
+			case engine.IOError:
+				if !errors.Is(err, engine.ErrNoQuorum) || pr.eng[0].Suspended() || pr.eng[0].IOError() == nil {
+					t.Fatalf("io-error without quorum: write %v, suspended %v", err, pr.eng[0].Suspended())
+				}
+			}
+			if _, _, err := pr.eng[0].StartFlush(); err == nil {
+				t.Fatal("flush started without quorum")
+			}
+			if _, err := pr.eng[1].Promote(false); !errors.Is(err, engine.ErrNoQuorum) {
+				t.Fatalf("promotion without quorum: %v", err)
+			}
+			pr.connect()
+			if !pr.eng[0].Quorate() || pr.eng[0].Suspended() {
+				t.Fatal("quorum did not return with the peer")
+			}
+			if _, err := pr.write(0); err != nil {
+				t.Fatalf("write after quorum returned: %v", err)
+			}
+		})
 	}
 }

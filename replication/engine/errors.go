@@ -19,6 +19,9 @@ var (
 	// written every write: a new primary's writes could reach a third
 	// node before them.
 	ErrWritesInFlight = errors.New("writes still in flight to peers")
+	// ErrSuspended is returned by StartWrite, StartZero and StartFlush
+	// while I/O is suspended: the caller waits for Suspended to end.
+	ErrSuspended = errors.New("I/O is suspended")
 	// ErrUnknownPeer is returned for a node that is not a configured peer.
 	ErrUnknownPeer = errors.New("not a configured peer")
 )

@@ -57,8 +57,9 @@ func (e *NeedsFencingError) Error() string {
 
 func (e *NeedsFencingError) Is(target error) bool { return target == ErrNeedsFencing }
 
-// Suspended reports that I/O is frozen waiting for fencing.
-func (e *Engine) Suspended() bool { return e.suspended }
+// Suspended reports that I/O is frozen waiting for fencing, or for quorum
+// (on-no-quorum suspend-io). Writes and flushes must wait.
+func (e *Engine) Suspended() bool { return e.suspended || e.quorumFrozen() }
 
 // fencePeerLocked starts fencing a peer this primary lost.
 func (e *Engine) startFencing(o *Output, p *peer, why string) {

@@ -65,7 +65,7 @@ func (e *Engine) maybeAnnounce(o *Output) {
 		return
 	}
 	e.maybeCommitGeneration(o, false)
-	if e.inSyncMask() == e.announced.mask && e.announcedCurrent() == e.announced.current {
+	if e.inSyncMask() == e.announced.mask && e.announcedCurrent() == e.announced.current && (e.pendingGen != nil) == e.announced.pending {
 		return
 	}
 	e.announce(o)
@@ -83,22 +83,21 @@ func (e *Engine) markForOthers(p *peer, off, n int64) {
 }
 
 // followPrimary handles a primary's State: this node follows its new
-// generation and forgets what it marked for peers now in sync with both,
-// if this node is in sync with it.
-func (e *Engine) followPrimary(o *Output, p *peer, mask uint32, current uint64) {
+// generation (tentatively while the primary has not taken it: pending)
+// and forgets what it marked for peers now in sync with both, if this
+// node is in sync with it.
+func (e *Engine) followPrimary(o *Output, p *peer, mask uint32, current uint64, pending bool) {
 	p.inSync, p.inSyncKnown = mask, true
 	if !p.established() || e.Disk() != UpToDate || mask&bit(e.cfg.NodeID) == 0 {
 		return
 	}
 	changed := false
 	if current != e.gen.Current {
-		for _, q := range e.peers {
-			if q != p && mask&bit(q.id) == 0 && e.gen.Slots[q.slot].Bitmap == 0 {
-				e.gen.Slots[q.slot].Bitmap = e.gen.Current
-			}
-		}
-		e.pushHistory(e.gen.Current)
-		e.gen.Current = current
+		e.gen = e.gen.next(current, e.peerMask()&^mask&^bit(p.id))
+		changed = true
+	}
+	if e.gen.Tentative != pending {
+		e.gen.Tentative = pending
 		changed = true
 	}
 	for _, q := range e.peers {

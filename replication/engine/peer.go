@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/replicad/replicad/replication/uuid"
 	"github.com/replicad/replicad/replication/wire"
@@ -97,16 +98,24 @@ func (e *Engine) Connected(peerID uint32) (Output, error) {
 	p.sentHello = e.hello(p)
 	o.Sends = append(o.Sends, Send{peerID, p.sentHello})
 	p.helloSent = true
+	e.quorumChanged(&o)
 	return o, nil
 }
 
 func (e *Engine) hello(p *peer) *wire.Hello {
-	s := e.gen.Slots[p.slot]
+	g := e.gen
+	if e.pendingGen != nil {
+		// A primary shows the generation it announced as taken: a peer
+		// that took it and then lost this node is no newer than it, and
+		// one that did not misses what the commit will mark for it.
+		g = g.next(e.pendingGen.uuid, e.peerMask()&^e.inSyncMask())
+	}
+	s := g.Slots[p.slot]
 	h := &wire.Hello{
 		Version: wire.Version, Volume: e.cfg.Volume, NodeID: e.cfg.NodeID,
 		DataSize: e.store.Size(), Granularity: uint32(e.store.Granularity()), Protocol: p.proto,
 		Role: uint8(e.role), Disk: uint8(e.Disk()),
-		Current: e.gen.Current, Bitmap: s.Bitmap, History: append([]uint64(nil), e.gen.History...),
+		Current: g.Current, Bitmap: s.Bitmap, History: slices.Clone(g.History),
 		ChangedBits: e.store.OutOfSyncBytes(p.slot) / e.store.Granularity(),
 	}
 	if e.gen.CrashedPrimary {
@@ -123,6 +132,12 @@ func (e *Engine) hello(p *peer) *wire.Hello {
 	}
 	if e.multi() {
 		h.Flags |= wire.HelloMesh
+	}
+	if g.Tentative {
+		h.Flags |= wire.HelloTentative
+	}
+	if e.role == Primary && !e.Quorate() {
+		h.Flags |= wire.HelloNoQuorum
 	}
 	return h
 }
@@ -151,11 +166,15 @@ func (e *Engine) Disconnected(peerID uint32, reason string) Output {
 	}
 	wasConnected := p.conn == Connected
 	wasReplicating := p.replicating()
+	inDoubt := e.inDoubtError(p)
 	tl := p.tl
 	for _, t := range tl {
 		e.store.MarkOutOfSync(p.slot, t.off, t.n)
 		e.written(&o, t, p.id)
 		if t.w != nil {
+			if inDoubt != nil && t.w.waiting&bit(p.id) != 0 {
+				t.w.inDoubt = inDoubt
+			}
 			e.satisfy(&o, t.w, p.id)
 		}
 	}
@@ -164,6 +183,9 @@ func (e *Engine) Disconnected(peerID uint32, reason string) Output {
 	}
 	for _, f := range e.flushes {
 		if f.waiting&bit(p.id) != 0 {
+			if inDoubt != nil {
+				f.inDoubt = inDoubt
+			}
 			f.waiting &^= bit(p.id)
 			e.maybeCompleteFlush(&o, f)
 		}
@@ -197,6 +219,7 @@ func (e *Engine) Disconnected(peerID uint32, reason string) Output {
 			e.startFencing(&o, p, "lost the connection while primary: "+reason)
 		}
 	}
+	e.quorumChanged(&o)
 	return o
 }
 
@@ -265,25 +288,43 @@ func (e *Engine) onHello(o *Output, p *peer, h *wire.Hello) error {
 		e.refuse(o, p, fmt.Sprintf("protocol mismatch: peer uses %c, this node %c", h.Protocol, p.proto))
 		return nil
 	case Role(h.Role) == Primary && e.role == Primary && !(e.cfg.AllowTwoPrimaries && h.Flags&wire.HelloAllowTwoPrimaries != 0):
+		if !e.Quorate() && h.Flags&wire.HelloNoQuorum == 0 {
+			// A primary cut off in a minority meets the primary the
+			// majority promoted: it can have written nothing since it
+			// lost quorum, so it steps down and becomes a sync target
+			// (DRBD's on-suspended-primary-outdated force-secondary).
+			// Its suspended I/O then fails: it is no longer primary.
+			why := fmt.Sprintf("lost quorum and node %d is primary", p.id)
+			if err := e.demote(o, why); err == nil {
+				if !slices.ContainsFunc(o.Disconnects, func(d Disconnect) bool { return d.Peer == p.id }) {
+					o.Disconnects = append(o.Disconnects, Disconnect{Peer: p.id, Reason: "demoted (" + why + "): comparing data again"})
+				}
+				return nil
+			}
+		}
 		e.refuse(o, p, "both nodes are primary and allow-two-primaries is off")
 		return nil
 	}
 	// Both sides decide from the two Hellos. If this node changed since
 	// it sent its own, the decision could differ from the peer's: start
-	// over.
+	// over. Marked blocks count only by whether there are any (a write
+	// the peer missed during the handshake turns "no sync" into a
+	// bitmap resync; more marks do not change a bitmap decision, and the
+	// bitmap exchange carries them).
 	sent := p.sentHello
-	if now := e.hello(p); now.Role != sent.Role || now.Disk != sent.Disk || now.Current != sent.Current || now.Bitmap != sent.Bitmap || now.Flags != sent.Flags {
+	if now := e.hello(p); now.Role != sent.Role || now.Disk != sent.Disk || now.Current != sent.Current || now.Bitmap != sent.Bitmap || now.Flags != sent.Flags || (now.ChangedBits == 0) != (sent.ChangedBits == 0) {
 		o.Disconnects = append(o.Disconnects, Disconnect{Peer: p.id, Reason: "this node's state changed during the handshake: starting over"})
 		return nil
 	}
 	me := uuid.Side{
 		NodeID: e.cfg.NodeID, Current: sent.Current, Bitmap: sent.Bitmap, History: sent.History,
 		CrashedPrimary: sent.Flags&wire.HelloCrashedPrimary != 0, Primary: Role(sent.Role) == Primary,
-		ChangedBits: sent.ChangedBits,
+		ChangedBits: sent.ChangedBits, Tentative: sent.Flags&wire.HelloTentative != 0,
 	}
 	them := uuid.Side{
 		NodeID: h.NodeID, Current: h.Current, Bitmap: h.Bitmap, History: h.History,
 		CrashedPrimary: h.Flags&wire.HelloCrashedPrimary != 0, Primary: Role(h.Role) == Primary, ChangedBits: h.ChangedBits,
+		Tentative: h.Flags&wire.HelloTentative != 0,
 	}
 	r := uuid.Compare(me, them, uuid.Protocol(p.proto))
 	d := r.Decision
@@ -345,6 +386,7 @@ func (e *Engine) onHello(o *Output, p *peer, h *wire.Hello) error {
 	}
 	p.discardMyData = false
 	p.decision, p.decided = d, true
+	e.quorumChanged(o)
 	if d != uuid.NoSync && Role(sent.Role) != Primary && Role(h.Role) != Primary && (e.multi() || h.Flags&wire.HelloMesh != 0) {
 		// Resync data comes only from a primary (mesh.go). Both sides see
 		// the same roles in the Hellos and reach mirrored decisions.
@@ -446,7 +488,7 @@ func (e *Engine) inSync(o *Output, p *peer) error {
 	s := &e.gen.Slots[p.slot]
 	s.PrimaryBeforeSplit = false
 	if s.Bitmap != 0 || s.Outdated {
-		e.pushHistory(s.Bitmap)
+		e.gen.History = pushHistory(e.gen.History, s.Bitmap)
 		s.Bitmap, s.Outdated = 0, false
 		if err := e.persist(); err != nil {
 			e.diskFailed(o, err)

@@ -133,9 +133,10 @@ func (e *Engine) onState(o *Output, p *peer, s *wire.State) {
 		e.refuse(o, p, "both nodes are primary and allow-two-primaries is off")
 	}
 	e.genTaken(p, s.Current)
+	e.maybeAnnounce(o)
 	switch {
 	case p.role == Primary:
-		e.followPrimary(o, p, s.InSync, s.Current)
+		e.followPrimary(o, p, s.InSync, s.Current, s.Pending)
 	case oldRole == Primary:
 		// A primary demotes only once every peer wrote all its writes.
 		p.unconfirmed, p.inSyncKnown = nil, false

@@ -223,7 +223,7 @@ func (e *Engine) adoptGeneration(o *Output, p *peer, current uint64, history []u
 		}
 		e.gen.History = merged
 	}
-	e.gen.Current = current
+	e.gen.Current, e.gen.Tentative = current, false
 	e.gen.Consistent, e.gen.UpToDate, e.gen.CrashedPrimary = true, true, false
 	s := &e.gen.Slots[p.slot]
 	s.Bitmap, s.PrimaryBeforeSplit = 0, false
@@ -237,7 +237,7 @@ func (e *Engine) adoptGeneration(o *Output, p *peer, current uint64, history []u
 	e.event(o, "disk", oldDisk.String(), e.Disk().String(), "resync finished")
 	e.announce(o)
 	if p.role == Primary && p.inSyncKnown {
-		e.followPrimary(o, p, p.inSync, e.gen.Current)
+		e.followPrimary(o, p, p.inSync, e.gen.Current, false)
 	}
 }
 

@@ -30,6 +30,9 @@ func (e *Engine) Promote(force bool) (Output, error) {
 			return o, fmt.Errorf("%w: node %d holds newer data (promote it instead, or promote this node with --force to discard it)", ErrNotUpToDate, p.id)
 		}
 	}
+	if !e.Quorate() && !force {
+		return o, fmt.Errorf("%w: this node reaches %d of %d nodes, not a majority (promote with --force to override)", ErrNoQuorum, e.reachable(), len(e.cfg.Peers)+1)
+	}
 	if peers := e.needsFencing(); len(peers) > 0 && !force {
 		return o, &NeedsFencingError{Peers: peers}
 	}
@@ -46,8 +49,8 @@ func (e *Engine) Promote(force bool) (Output, error) {
 	e.gen.Primary = true
 	if forced {
 		e.gen.Consistent, e.gen.UpToDate = true, true
-		e.pushHistory(e.gen.Current)
-		e.gen.Current = e.freshUUID()
+		e.gen.History = pushHistory(e.gen.History, e.gen.Current)
+		e.gen.Current, e.gen.Tentative = e.freshUUID(), false
 		for _, p := range e.peers {
 			if p.conn == Connected {
 				o.Disconnects = append(o.Disconnects, Disconnect{Peer: p.id, Reason: "forced promotion started a new generation; reconnecting to resync"})
@@ -65,10 +68,15 @@ func (e *Engine) Promote(force bool) (Output, error) {
 	if forced {
 		e.event(&o, "disk", disk.String(), e.Disk().String(), "forced promotion")
 	} else {
-		// Waiting resyncs can run now that there is a primary; a
-		// handshake under way used the old role.
+		// With several peers every connection compares data again, now
+		// with this node as the primary: what a secondary knew of its
+		// peers (their disk states, what they miss) may be stale. A peer
+		// is in sync with a primary only through a handshake with it as
+		// primary. A waiting resync can run now. (Two primaries stay
+		// connected: a handshake between them cannot resync.)
+		all := e.multi() && !e.cfg.AllowTwoPrimaries
 		for _, p := range e.peers {
-			if p.conn == Connected && (p.paused() || !p.decided) {
+			if p.conn == Connected && (all || p.paused() || !p.decided) {
 				o.Disconnects = append(o.Disconnects, Disconnect{Peer: p.id, Reason: "promoted: comparing data again"})
 			}
 		}
@@ -81,22 +89,27 @@ func (e *Engine) Promote(force bool) (Output, error) {
 // writes; writes in flight finish.
 func (e *Engine) Demote() (Output, error) {
 	var o Output
+	err := e.demote(&o, "")
+	return o, err
+}
+
+func (e *Engine) demote(o *Output, reason string) error {
 	if e.role == Secondary {
-		return o, nil
+		return nil
 	}
 	for _, p := range e.peers {
 		if len(p.tl) > 0 {
-			return o, fmt.Errorf("%w: node %d has not written %d of them", ErrWritesInFlight, p.id, len(p.tl))
+			return fmt.Errorf("%w: node %d has not written %d of them", ErrWritesInFlight, p.id, len(p.tl))
 		}
 	}
-	e.maybeCommitGeneration(&o, true)
+	e.maybeCommitGeneration(o, true)
 	old := e.role
 	e.role = Secondary
 	e.gen.Primary = false
 	if err := e.persist(); err != nil {
-		e.diskFailed(&o, err)
+		e.diskFailed(o, err)
 	}
-	e.event(&o, "role", old.String(), e.role.String(), "")
+	e.event(o, "role", old.String(), e.role.String(), reason)
 	// A secondary sends no resync data (mesh.go); a handshake under way
 	// used the old role.
 	for _, p := range e.peers {
@@ -104,8 +117,8 @@ func (e *Engine) Demote() (Output, error) {
 			o.Disconnects = append(o.Disconnects, Disconnect{Peer: p.id, Reason: "demoted: comparing data again"})
 		}
 	}
-	e.announce(&o)
-	return o, nil
+	e.announce(o)
+	return nil
 }
 
 // announce tells connected peers our role, disk state and generation, and
@@ -115,12 +128,12 @@ func (e *Engine) announce(o *Output) {
 	if e.role == Primary {
 		mask = e.inSyncMask()
 	}
-	cur := e.announcedCurrent()
-	e.announced.mask, e.announced.current = mask, cur
+	cur, pending := e.announcedCurrent(), e.pendingGen != nil
+	e.announced.mask, e.announced.current, e.announced.pending = mask, cur, pending
 	for _, id := range e.cfg.Peers {
 		p := e.peers[id]
 		if p.conn == Connected && p.hello != nil {
-			o.Sends = append(o.Sends, Send{id, &wire.State{Role: uint8(e.role), Disk: uint8(e.Disk()), Current: cur, InSync: mask}})
+			o.Sends = append(o.Sends, Send{id, &wire.State{Role: uint8(e.role), Disk: uint8(e.Disk()), Current: cur, InSync: mask, Pending: pending}})
 		}
 	}
 }

@@ -16,6 +16,10 @@ type Generation struct {
 	Primary bool
 	// CrashedPrimary: the last run ended in a crash while primary.
 	CrashedPrimary bool
+	// Tentative: Current was taken from a primary that had not yet
+	// confirmed it (it may have died with the old one); compared as the
+	// previous generation against a node that does not know it.
+	Tentative bool
 }
 
 // Slot is one peer slot's generation bookkeeping.

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"cmp"
 	"fmt"
 
 	"github.com/replicad/replicad/replication/wire"
@@ -16,6 +17,9 @@ type write struct {
 	// protocol) the write still needs.
 	waiting uint32
 	done    bool
+	// inDoubt is set when quorum was lost while the write waited for a
+	// peer: it completes with this error (inDoubtError).
+	inDoubt error
 	// unwritten holds one bit per peer that has not yet written it.
 	unwritten uint32
 	retired   bool
@@ -29,6 +33,7 @@ type flush struct {
 	localErr  error
 	waiting   uint32 // protocol-C peers that have not flushed
 	done      bool
+	inDoubt   error
 }
 
 // StartWrite begins a client write of data at off. It queues the write to
@@ -57,6 +62,9 @@ func (e *Engine) startModify(off, n int64, msg func(*peer) wire.Message) (uint64
 	var o Output
 	if e.role != Primary {
 		return 0, o, ErrNotPrimary
+	}
+	if err := e.ioAllowed(); err != nil {
+		return 0, o, err
 	}
 	if err := e.rotateForAbsent(&o); err != nil {
 		return 0, o, err
@@ -132,7 +140,7 @@ func (e *Engine) maybeCompleteWrite(o *Output, w *write) {
 	}
 	w.done = true
 	delete(e.writes, w.id)
-	o.Completions = append(o.Completions, Completion{ID: w.id, Err: w.localErr})
+	o.Completions = append(o.Completions, Completion{ID: w.id, Err: cmp.Or(w.localErr, w.inDoubt)})
 }
 
 // Sent reports that every Write up to seq was written to the peer's socket
@@ -210,8 +218,11 @@ func (e *Engine) onWriteAck(o *Output, p *peer, a *wire.WriteAck) error {
 // StartFlush begins a client flush: every write completed before it must
 // become durable locally and on every protocol-C peer. The caller flushes
 // locally and reports LocalFlushDone.
-func (e *Engine) StartFlush() (uint64, Output) {
+func (e *Engine) StartFlush() (uint64, Output, error) {
 	var o Output
+	if err := e.ioAllowed(); err != nil {
+		return 0, o, err
+	}
 	e.nextID++
 	e.epoch++
 	f := &flush{id: e.nextID, epoch: e.epoch}
@@ -226,7 +237,7 @@ func (e *Engine) StartFlush() (uint64, Output) {
 		}
 	}
 	e.flushes[f.id] = f
-	return f.id, o
+	return f.id, o, nil
 }
 
 // LocalFlushDone reports the local flush's result.
@@ -247,7 +258,7 @@ func (e *Engine) maybeCompleteFlush(o *Output, f *flush) {
 	}
 	f.done = true
 	delete(e.flushes, f.id)
-	o.Completions = append(o.Completions, Completion{ID: f.id, Err: f.localErr})
+	o.Completions = append(o.Completions, Completion{ID: f.id, Err: cmp.Or(f.localErr, f.inDoubt)})
 }
 
 func (e *Engine) onFlushAck(o *Output, p *peer, a *wire.FlushAck) error {

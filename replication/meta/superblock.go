@@ -47,9 +47,12 @@ const (
 	FlagPrimaryLostQuorum
 	// FlagHaveQuorum: it had quorum when last written.
 	FlagHaveQuorum
+	// FlagTentativeGeneration: the current generation was taken from a
+	// primary that had not confirmed it yet.
+	FlagTentativeGeneration
 )
 
-var flagNames = []string{"consistent", "was-up-to-date", "primary", "crashed-primary", "al-clean", "primary-lost-quorum", "have-quorum"}
+var flagNames = []string{"consistent", "was-up-to-date", "primary", "crashed-primary", "al-clean", "primary-lost-quorum", "have-quorum", "tentative-generation"}
 
 // Names lists the flags that are set.
 func (f Flags) Names() []string {

@@ -69,6 +69,8 @@ type Cluster struct {
 	// establishedAt is, per (node, peer), the step since which the node's
 	// replication with the peer is Established.
 	establishedAt map[[2]uint32]int
+	// promotedAt is, per node, the step it last became primary.
+	promotedAt map[uint32]int
 
 	// Stats counts what happened, so tests can show they exercised it.
 	Stats Stats
@@ -152,7 +154,7 @@ var discard = slog.New(slog.NewTextHandler(io.Discard, nil))
 // operator initialises a new volume); the others are connected and synced.
 func New(r *rand.Rand, opts Options) (*Cluster, error) {
 	c := &Cluster{opts: opts, r: r, links: make(map[[2]uint32]*link), history: make(map[int64][]clientWrite),
-		ctx: context.Background(), candidates: map[uint32]int{}, establishedAt: map[[2]uint32]int{}}
+		ctx: context.Background(), candidates: map[uint32]int{}, establishedAt: map[[2]uint32]int{}, promotedAt: map[uint32]int{}}
 	geo := meta.DefaultGeometry()
 	geo.ALExtents = 67
 	geo.ALExtentSize = ALExtent
@@ -306,6 +308,9 @@ func (n *Node) exec(o engine.Output) {
 		c.breakLink(n.ID, d.Peer)
 	}
 	for _, ev := range o.Events {
+		if !ev.PeerSet && ev.What == "role" && ev.New == "Primary" {
+			c.promotedAt[n.ID] = c.step
+		}
 		if ev.PeerSet && ev.What == "replication" {
 			key := [2]uint32{n.ID, ev.Peer}
 			if ev.New == "Established" {

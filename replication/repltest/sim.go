@@ -106,7 +106,11 @@ func (c *Cluster) clientFlush() {
 	if p == nil {
 		return
 	}
-	id, o := p.Eng.StartFlush()
+	id, o, err := p.Eng.StartFlush()
+	if err != nil {
+		c.logf("node %d: flush refused: %v", p.ID, err)
+		return
+	}
 	p.waiters[id] = waiter{flush: true}
 	p.pending = append(p.pending, localOp{id: id, flush: true})
 	p.exec(o)
@@ -370,7 +374,7 @@ func (c *Cluster) crash(n *Node) {
 				continue
 			}
 			for _, p := range m.Eng.Status().Peers {
-				if p.Node == n.ID && p.Conn == engine.Connected && p.Repl == engine.Established {
+				if p.Node == n.ID && p.Conn == engine.Connected && p.Repl == engine.Established && p.InItsSyncSet {
 					c.candidates[m.ID] = c.establishedAt[[2]uint32{m.ID, n.ID}]
 				}
 			}
@@ -484,7 +488,9 @@ func (c *Cluster) switchover(p *Node) error {
 	for c.links[[2]uint32{p.ID, n.ID}].up && len(c.links[[2]uint32{p.ID, n.ID}].queue) > 0 {
 		c.deliverOn([2]uint32{p.ID, n.ID})
 	}
-	since := c.establishedAt[[2]uint32{n.ID, p.ID}]
+	// Writes p acknowledged while n was in sync with it: under protocol A
+	// or B those a previous primary acknowledged may have died with it.
+	since := max(c.establishedAt[[2]uint32{n.ID, p.ID}], c.promotedAt[p.ID])
 	o, err = n.Eng.Promote(false)
 	if err != nil {
 		c.logf("node %d: promote after switchover refused: %v", n.ID, err)

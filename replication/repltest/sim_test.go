@@ -38,7 +38,7 @@ func TestSimulation(t *testing.T) {
 	}()
 	for _, proto := range []byte{'A', 'B', 'C'} {
 		for round := 0; round < *rounds; round++ {
-			nodes := 2 + round%2
+			nodes := 2 + round%3
 			c, err := New(r, Options{Nodes: nodes, Protocol: proto, Blocks: 256, Policies: uuid.DefaultPolicies(), Checksums: round%2 == 1})
 			if err != nil {
 				t.Fatal(err)

@@ -1,6 +1,9 @@
 package uuid
 
-import "fmt"
+import (
+	"fmt"
+	"slices"
+)
 
 // JustCreated is the current UUID of metadata that has never been promoted
 // or synced.
@@ -83,6 +86,28 @@ type Side struct {
 	// ChangedBits is the number of bits set in Bitmap's slot (for the
 	// "leftover bits" rule).
 	ChangedBits int64
+	// Tentative: Current was taken from a primary that had not confirmed
+	// it; History[0] is the generation before.
+	Tentative bool
+}
+
+// knows reports whether u is one of s's generations.
+func (s Side) knows(u uint64) bool {
+	return mask(s.Current) == mask(u) || s.Bitmap == u || slices.Contains(s.History, u)
+}
+
+// settled is s as compared with other: a tentative generation other does
+// not know counts as the one before it. A secondary takes a primary's new
+// generation before the primary does; if the primary dies in between,
+// another secondary that never took it may be promoted and start its own,
+// and the two would look like a split brain although the first holds only
+// writes that the primary had not confirmed, which it marked.
+func (s Side) settled(other Side) Side {
+	if !s.Tentative || len(s.History) == 0 || other.knows(s.Current) {
+		return s
+	}
+	s.Current, s.History, s.Tentative = s.History[0], s.History[1:], false
+	return s
 }
 
 // Protocol is the replication protocol on the connection.
@@ -114,7 +139,9 @@ func fresh(u uint64) uint64 {
 	return u
 }
 
-// Compare decides what me does on meeting peer. The rules, in order:
+// Compare decides what me does on meeting peer. A tentative generation
+// the other side does not know counts as the one before it (Side.settled).
+// The rules, in order:
 //
 //  1. Both just created: no sync. One just created: it is the full-sync
 //     target.
@@ -136,6 +163,7 @@ func fresh(u uint64) uint64 {
 //  7. Any shared generation: split brain that needs an operator.
 //  8. Otherwise the data is unrelated.
 func Compare(me, peer Side, proto Protocol) Result {
+	me, peer = me.settled(peer), peer.settled(me)
 	mc, pc := fresh(mask(me.Current)), fresh(mask(peer.Current))
 	// Rule 1.
 	switch {

@@ -39,6 +39,13 @@ func TestCompareRules(t *testing.T) {
 		{"shared history only", Side{Current: B, History: []uint64{A}}, Side{Current: C, History: []uint64{A}}, ProtocolC, SplitBrainDisconnect, 7},
 		{"shared history through a bitmap", Side{Current: D, Bitmap: B, History: []uint64{A}}, Side{Current: E, Bitmap: C, History: []uint64{A}}, ProtocolC, SplitBrainDisconnect, 7},
 		{"unrelated", Side{Current: A, History: []uint64{B}}, Side{Current: C, History: []uint64{D}}, ProtocolC, Unrelated, 8},
+		// A secondary took a dying primary's new generation B (tentative);
+		// another secondary, promoted, moved from A to C and marks for it.
+		{"tentative unknown to the peer counts as the one before", Side{Current: B, History: []uint64{A}, Tentative: true}, Side{Current: C, Bitmap: A, History: []uint64{A}, Primary: true}, ProtocolC, TargetBitmap, 3},
+		{"same without the flag is a split brain", Side{Current: B, History: []uint64{A}}, Side{Current: C, Bitmap: A, History: []uint64{A}}, ProtocolC, SplitBrainDisconnect, 7},
+		{"tentative against the primary that died before taking it", Side{Current: B, History: []uint64{A}, Tentative: true}, Side{Current: A, CrashedPrimary: true}, ProtocolC, SourceBitmap, 2},
+		{"tentative the peer knows stays", Side{Current: B, History: []uint64{A}, Tentative: true}, Side{Current: C, Bitmap: B, History: []uint64{B, A}}, ProtocolC, TargetBitmap, 3},
+		{"tentative equal to the peer's current", Side{Current: B, History: []uint64{A}, Tentative: true}, Side{Current: B, History: []uint64{A}}, ProtocolC, NoSync, 2},
 	}
 	for _, c := range cases {
 		got := Compare(c.me, c.peer, c.proto)
@@ -59,7 +66,7 @@ func TestCompareSymmetric(t *testing.T) {
 	pool := []uint64{0, JustCreated, 0x10, 0x11, 0x20, 0x30, 0x40}
 	pick := func() uint64 { return pool[r.IntN(len(pool))] }
 	side := func(id uint32) Side {
-		s := Side{NodeID: id, Current: pick(), Bitmap: pick(), CrashedPrimary: r.IntN(3) == 0, Primary: r.IntN(3) == 0, ChangedBits: int64(r.IntN(3))}
+		s := Side{NodeID: id, Current: pick(), Bitmap: pick(), CrashedPrimary: r.IntN(3) == 0, Primary: r.IntN(3) == 0, ChangedBits: int64(r.IntN(3)), Tentative: r.IntN(3) == 0}
 		for i := r.IntN(3); i > 0; i-- {
 			s.History = append(s.History, pick())
 		}

@@ -62,6 +62,11 @@ const (
 	// HelloMesh: the sender's volume has more than one peer (resyncs
 	// between secondaries wait for a primary).
 	HelloMesh
+	// HelloTentative: the sender's current generation was taken from a
+	// primary that has not confirmed it (wire.State.Pending).
+	HelloTentative
+	// HelloNoQuorum: the sender is primary without quorum.
+	HelloNoQuorum
 )
 
 // Hello opens a volume's connection (after authentication): what each side
@@ -93,6 +98,10 @@ type State struct {
 	// InSync, from a primary, is the set of nodes (bit = node id) that
 	// are in sync with it: they receive its writes and hold its data.
 	InSync uint32
+	// Pending, from a primary: Current is a new generation its in-sync
+	// peers take before it does (mesh.go); a peer's copy stays tentative
+	// until a State without Pending.
+	Pending bool
 }
 
 // Write carries a replicated application write.
@@ -279,7 +288,15 @@ func (m *Hello) Append(b []byte) []byte {
 func (m *State) Append(b []byte) []byte {
 	b = append(b, m.Role, m.Disk)
 	b = be.AppendUint64(b, m.Current)
-	return be.AppendUint32(b, m.InSync)
+	b = be.AppendUint32(b, m.InSync)
+	return appendBool(b, m.Pending)
+}
+
+func appendBool(b []byte, v bool) []byte {
+	if v {
+		return append(b, 1)
+	}
+	return append(b, 0)
 }
 
 // WriteFixed is the length of a Write payload before its data.
@@ -290,11 +307,7 @@ const WriteFixed = 8 + 8 + 1 + 4 + 8
 func (m *Write) AppendFixed(b []byte) []byte {
 	b = be.AppendUint64(b, m.Seq)
 	b = be.AppendUint64(b, m.Offset)
-	var f byte
-	if m.FUA {
-		f = 1
-	}
-	b = append(b, f)
+	b = appendBool(b, m.FUA)
 	b = be.AppendUint32(b, m.CRC)
 	return be.AppendUint64(b, m.Applied)
 }

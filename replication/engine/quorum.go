@@ -1,0 +1,140 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// Quorum: with quorum majority a node that cannot reach more than half of
+// the volume's nodes (itself included) may not be promoted, and a primary
+// in that position stops writing: its I/O is suspended until quorum
+// returns (suspend-io), or fails (io-error). So in a partition only the
+// majority side can have a primary that changes data, and a primary cut
+// off in the minority cannot go on writing data that the majority's new
+// primary will never have. Counted: peers with a live, authenticated
+// connection whose handshake decided how to replicate (reachable).
+
+// QuorumPolicy is the volume's quorum setting.
+type QuorumPolicy uint8
+
+// Quorum policies.
+const (
+	QuorumOff QuorumPolicy = iota
+	QuorumMajority
+)
+
+// OnNoQuorum is what a primary does without quorum.
+type OnNoQuorum uint8
+
+// What a primary without quorum does.
+const (
+	SuspendIO OnNoQuorum = iota
+	IOError
+)
+
+// ErrNoQuorum is returned for writes on a primary without quorum under
+// on-no-quorum io-error, and by Promote without quorum.
+var ErrNoQuorum = errors.New("no quorum")
+
+func (q QuorumPolicy) String() string { return [...]string{"off", "majority"}[q] }
+
+func (q OnNoQuorum) String() string { return [...]string{"suspend-io", "io-error"}[q] }
+
+// ParseQuorum parses "off" or "majority" ("" is off).
+func ParseQuorum(s string) (QuorumPolicy, error) {
+	switch strings.ToLower(s) {
+	case "", "off":
+		return QuorumOff, nil
+	case "majority":
+		return QuorumMajority, nil
+	}
+	return 0, fmt.Errorf("quorum: %q; want off or majority", s)
+}
+
+// ParseOnNoQuorum parses "suspend-io" or "io-error" ("" is suspend-io).
+func ParseOnNoQuorum(s string) (OnNoQuorum, error) {
+	switch strings.ToLower(s) {
+	case "", "suspend-io":
+		return SuspendIO, nil
+	case "io-error":
+		return IOError, nil
+	}
+	return 0, fmt.Errorf("on-no-quorum: %q; want suspend-io or io-error", s)
+}
+
+// Quorate reports whether this node has quorum (always, with quorum off).
+func (e *Engine) Quorate() bool {
+	return e.cfg.Quorum == QuorumOff || 2*e.reachable() > len(e.cfg.Peers)+1
+}
+
+// quorumChanged reports a change of quorum as an event.
+func (e *Engine) quorumChanged(o *Output) {
+	q := e.Quorate()
+	if q == e.quorate {
+		return
+	}
+	e.quorate = q
+	old, now := "yes", "no"
+	if q {
+		old, now = now, old
+	}
+	why := ""
+	if e.role == Primary && !q {
+		why = "writes " + map[OnNoQuorum]string{SuspendIO: "are suspended until quorum returns", IOError: "fail until quorum returns"}[e.cfg.OnNoQuorum]
+	}
+	e.event(o, "quorum", old, now, why)
+}
+
+// IOError is the error for I/O on a primary without quorum under
+// on-no-quorum io-error (nil otherwise).
+func (e *Engine) IOError() error {
+	if e.role == Primary && e.cfg.OnNoQuorum == IOError && !e.Quorate() {
+		return fmt.Errorf("%w: this node reaches %d of %d nodes (on-no-quorum io-error)", ErrNoQuorum, e.reachable(), len(e.cfg.Peers)+1)
+	}
+	return nil
+}
+
+// reachable counts this node and the peers it completed a handshake with:
+// a connection alone does not count, or a primary cut off in a minority
+// would thaw the moment it reconnects to a majority that promoted another
+// primary, before the handshake refuses two primaries.
+func (e *Engine) reachable() int {
+	n := 1
+	for _, p := range e.peers {
+		if p.conn == Connected && p.decided {
+			n++
+		}
+	}
+	return n
+}
+
+// inDoubtError is the error for writes and flushes still waiting for p
+// when losing p costs this primary its quorum: the majority may not have
+// them, and it may promote another primary, so they must not complete as
+// successful. Nil when quorum stays.
+func (e *Engine) inDoubtError(p *peer) error {
+	if e.cfg.Quorum == QuorumOff || e.role != Primary || !e.Quorate() || p.conn != Connected || !p.decided {
+		return nil
+	}
+	if 2*(e.reachable()-1) > len(e.cfg.Peers)+1 {
+		return nil
+	}
+	return fmt.Errorf("%w: node %d left before acknowledging, and with it the majority: the data may be lost at failover", ErrNoQuorum, p.id)
+}
+
+// quorumFrozen: a primary without quorum under suspend-io.
+func (e *Engine) quorumFrozen() bool {
+	return e.role == Primary && e.cfg.OnNoQuorum == SuspendIO && !e.Quorate()
+}
+
+// ioAllowed: writes and flushes may start.
+func (e *Engine) ioAllowed() error {
+	if err := e.IOError(); err != nil {
+		return err
+	}
+	if e.Suspended() {
+		return ErrSuspended
+	}
+	return nil
+}
