@@ -55,9 +55,6 @@ func TestWrongSecretRefused(t *testing.T) {
 // TestWrongSecretInAcceptorStatus: the accepting node's status says why
 // its peer cannot connect, like the dialing node's does.
 func TestWrongSecretInAcceptorStatus(t *testing.T) {
-	if os.Getenv("REPLICAD_KNOWN_BUGS") == "" {
-		t.Skip("bug: a node that refuses an incoming connection (wrong secret) shows the peer as Connecting with no last_error; only its log says why (set REPLICAD_KNOWN_BUGS=1 to run)")
-	}
 	_, b := wrongSecretPair(t)
 	b.waitPeer("r0", "a last_error about the secret", func(p control.Peer) bool {
 		return strings.Contains(p.LastError, "secret") || strings.Contains(p.LastError, "authentication")
@@ -68,9 +65,6 @@ func TestWrongSecretInAcceptorStatus(t *testing.T) {
 // already went away (so it is Connecting) makes it StandAlone, and it stays
 // so when the peer comes back.
 func TestDisconnectWhileConnecting(t *testing.T) {
-	if os.Getenv("REPLICAD_KNOWN_BUGS") == "" {
-		t.Skip("bug: disconnect on a Connecting peer sets standAlone but leaves the connection Connecting (engine.Configure); the node reconnects when the peer returns (set REPLICAD_KNOWN_BUGS=1 to run)")
-	}
 	a, b := startPair(t, clusterSpec{Volume: "r0", Size: "16MiB", Protocol: "C"})
 	a.mustRepctl("disconnect", "r0")
 	b.waitPeer("r0", "a gone", func(p control.Peer) bool { return p.Connection != "Connected" })

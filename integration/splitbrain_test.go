@@ -78,8 +78,7 @@ func TestSplitBrainPolicies(t *testing.T) {
 		// generations, so the handler never runs and after-sb-2pri is
 		// dead configuration without allow-two-primaries.
 		{name: "2pri/disconnect-single-primary-mode", policies: "after-sb-2pri: disconnect", aWrites: a5, bWrites: b2,
-			aPrimary: true, bPrimary: true, victim: "b", reason: "split brain",
-			bug: "two primaries meeting after a split are refused as \"both nodes are primary\" without split-brain detection: no divergence in last_error, no split-brain handler (DRBD runs both)"},
+			aPrimary: true, bPrimary: true, victim: "b", reason: "split brain"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) { runSplitBrain(t, c) })

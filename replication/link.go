@@ -95,8 +95,7 @@ func (l *link) run() {
 		if !want {
 			select {
 			case pc := <-l.accepted:
-				pc.Write(wire.AppendFrame(nil, &wire.Goodbye{Reason: fmt.Sprintf("node %d keeps volume %s StandAlone (repctl connect on it)", r.cfg.NodeID, r.name())}))
-				pc.Close()
+				l.refuseStandAlone(pc)
 			case <-l.kick:
 			case <-r.ctx.Done():
 			}
@@ -127,10 +126,24 @@ func (l *link) run() {
 		}
 		r.mu.Lock()
 		l.lastDialErr = ""
+		want = r.eng.WantsConnection(l.peer)
 		r.mu.Unlock()
+		if !want { // disconnected by the operator meanwhile
+			l.refuseStandAlone(pc)
+			continue
+		}
 		l.runSession(pc)
-		l.pause()
+		if r.cfg.NodeID < l.peer {
+			// The dialer paces reconnection; the acceptor takes the next
+			// connection as soon as it comes.
+			l.pause()
+		}
 	}
+}
+
+func (l *link) refuseStandAlone(pc *peerConn) {
+	pc.Write(wire.AppendFrame(nil, &wire.Goodbye{Reason: fmt.Sprintf("node %d keeps volume %s StandAlone (repctl connect on it)", l.r.cfg.NodeID, l.r.name())}))
+	pc.Close()
 }
 
 // pause waits ConnectInterval (or a kick).

@@ -541,6 +541,9 @@ func (r *Replicator) Disconnect(peer uint32) error {
 	defer r.mu.Unlock()
 	out, err := r.eng.Configure(peer, true, false)
 	r.execLocked(out)
+	if l := r.links[peer]; l != nil {
+		l.wake() // an acceptor waiting for the peer refuses it instead
+	}
 	return err
 }
 
@@ -570,6 +573,8 @@ func (r *Replicator) Status() ReplicationStatus {
 	for p, l := range r.links {
 		if l.lastDialErr != "" {
 			st.LinkError[p] = l.lastDialErr
+		} else if why := r.tr.refusedFrom(p); why != "" {
+			st.LinkError[p] = why
 		}
 		t := Traffic{Sent: map[string]int64{}, Received: map[string]int64{}}
 		for k, c := range l.stats.SentBytes {

@@ -51,7 +51,31 @@ type Transport struct {
 		routes    map[routeKey]chan *peerConn
 		listeners []net.Listener
 		closed    bool
+		// refused is, per claimed node, why its last incoming connection
+		// was refused (cleared when one authenticates).
+		refused map[uint32]string
 	}
+}
+
+func (t *Transport) noteRefused(node uint32, why string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if why == "" {
+		delete(t.mu.refused, node)
+		return
+	}
+	if t.mu.refused == nil {
+		t.mu.refused = map[uint32]string{}
+	}
+	t.mu.refused[node] = why
+}
+
+// refusedFrom says why the last incoming connection from node was refused
+// ("" if the last one authenticated).
+func (t *Transport) refusedFrom(node uint32) string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.mu.refused[node]
 }
 
 type routeKey struct {
@@ -155,9 +179,13 @@ func (t *Transport) accept(c net.Conn) {
 	peer, err := peerauth.Handshake(c, t.authConfig(), peerauth.Acceptor)
 	if err != nil {
 		t.log.Warn("replication connection refused: authentication failed", "remote", c.RemoteAddr().String(), "err", err)
+		if errors.Is(err, peerauth.ErrBadProof) {
+			t.noteRefused(peer.Node, fmt.Sprintf("refused a connection from %s claiming to be node %d: %v", c.RemoteAddr(), peer.Node, err))
+		}
 		c.Close()
 		return
 	}
+	t.noteRefused(peer.Node, "")
 	if _, ok := t.cfg.Peers[peer.Node]; !ok {
 		t.log.Warn("replication connection refused: not a configured peer", "remote", c.RemoteAddr().String(), "node", peer.Node)
 		c.Close()

@@ -133,7 +133,8 @@ func proof(secret []byte, purpose string, role Role, mine, theirs []byte) []byte
 // Handshake authenticates rw as role. It returns the peer's identity, or
 // an error naming what went wrong (ErrNoSecret, ErrBadProof, ErrRefused,
 // ErrProtocol, or the stream's error). On error the caller must close the
-// connection.
+// connection; when this side refused the peer (ErrBadProof, or a role or
+// purpose mismatch), the Peer holds the node id it claimed, unverified.
 func Handshake(rw io.ReadWriter, cfg Config, role Role) (Peer, error) {
 	if len(cfg.Secret) < MinSecretLen {
 		return Peer{}, fmt.Errorf("%w (need at least %d bytes)", ErrNoSecret, MinSecretLen)
@@ -173,9 +174,11 @@ func Handshake(rw io.ReadWriter, cfg Config, role Role) (Peer, error) {
 	if role == Acceptor {
 		want = Dialer
 	}
+	// A refusal returns the node the peer claimed to be (not
+	// authenticated), for the caller's status.
 	refuse := func(e error) (Peer, error) {
 		writeMsg(rw, magicNo, []byte(e.Error()))
-		return Peer{}, e
+		return Peer{Node: peer.node}, e
 	}
 	if peer.role != want {
 		return refuse(fmt.Errorf("%w: peer claims role %q, expected %q", ErrProtocol, peer.role, want))

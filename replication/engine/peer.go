@@ -236,6 +236,12 @@ func (e *Engine) Configure(peerID uint32, standAlone, discardMyData bool) (Outpu
 	if standAlone && p.conn == Connected {
 		o.Disconnects = append(o.Disconnects, Disconnect{Peer: p.id, Reason: "disconnected by the operator", StandAlone: true})
 	}
+	if standAlone && p.conn == Connecting {
+		p.conn = StandAlone
+		p.lastErr = "disconnected by the operator"
+		e.peerEvent(&o, p, "connection", Connecting.String(), p.conn.String(), p.lastErr)
+		e.quorumChanged(&o)
+	}
 	if !standAlone && p.conn == StandAlone {
 		old := p.conn
 		p.conn = Connecting
@@ -302,9 +308,10 @@ func (e *Engine) onHello(o *Output, p *peer, h *wire.Hello) error {
 				return nil
 			}
 		}
-		e.refuse(o, p, "both nodes are primary and allow-two-primaries is off")
-		return nil
+		// Refused below, after the comparison: a split brain is reported
+		// as such (divergence, handler).
 	}
+	bothPrimary := Role(h.Role) == Primary && e.role == Primary
 	// Both sides decide from the two Hellos. If this node changed since
 	// it sent its own, the decision could differ from the peer's: start
 	// over. Marked blocks count only by whether there are any (a write
@@ -378,6 +385,10 @@ func (e *Engine) onHello(o *Output, p *peer, h *wire.Hello) error {
 		return nil
 	case uuid.Unrelated:
 		e.refuse(o, p, "unrelated data: the nodes share no generation ("+why+")")
+		return nil
+	}
+	if bothPrimary && !(e.cfg.AllowTwoPrimaries && h.Flags&wire.HelloAllowTwoPrimaries != 0) {
+		e.refuse(o, p, "both nodes are primary and allow-two-primaries is off")
 		return nil
 	}
 	if d.IsTarget() && e.role == Primary {
