@@ -45,6 +45,14 @@ func (c *conn) exportName() string {
 	return c.mu.export
 }
 
+// choose records the export the client chose (negotiation.chosen).
+func (c *conn) choose(name string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.mu.export = name
+	return !c.mu.aborted
+}
+
 // abort closes the socket: the reader fails, requests in flight finish,
 // then the connection ends.
 func (c *conn) abort() {
@@ -57,7 +65,7 @@ func (c *conn) abort() {
 
 func (c *conn) run() {
 	log := c.s.log.With("remote", c.nc.RemoteAddr().String())
-	exp, nc, r, err := c.s.negotiate(c.nc)
+	exp, nc, r, err := c.s.negotiate(c.nc, c.choose)
 	if err != nil {
 		if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || err == errAbort {
 			log.Debug("nbd negotiation ended", "err", err)
@@ -68,13 +76,12 @@ func (c *conn) run() {
 		return
 	}
 	c.mu.Lock()
-	if c.mu.aborted {
-		c.mu.Unlock()
+	aborted := c.mu.aborted
+	c.mu.Unlock()
+	if aborted {
 		nc.Close()
 		return
 	}
-	c.mu.export = exp.Name
-	c.mu.Unlock()
 	log = log.With("export", exp.Name)
 	log.Debug("nbd transmission starts")
 	c.ctx, c.cancel = context.WithCancel(context.Background())

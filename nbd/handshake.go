@@ -28,12 +28,16 @@ type negotiation struct {
 	r        *bufio.Reader
 	tls      bool
 	noZeroes bool
+	// chosen is called with the export before the reply that starts
+	// transmission, so the connection counts for it by the time the
+	// client can use it; false aborts (the server is closing it).
+	chosen func(name string) bool
 }
 
 // negotiate runs the handshake. On success it returns the export, the
 // connection and the reader to continue with.
-func (s *Server) negotiate(nc net.Conn) (Export, net.Conn, *bufio.Reader, error) {
-	n := &negotiation{s: s, nc: nc, r: bufio.NewReaderSize(nc, 128<<10)}
+func (s *Server) negotiate(nc net.Conn, chosen func(name string) bool) (Export, net.Conn, *bufio.Reader, error) {
+	n := &negotiation{s: s, nc: nc, r: bufio.NewReaderSize(nc, 128<<10), chosen: chosen}
 	nc.SetDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
 	if _, err := nc.Write(wire.Greeting()); err != nil {
 		return Export{}, nil, nil, err
@@ -93,6 +97,9 @@ func (n *negotiation) option(o wire.Option) (exp Export, done bool, err error) {
 		if !ok {
 			// EXPORT_NAME has no error reply: the protocol says disconnect.
 			return Export{}, false, fmt.Errorf("EXPORT_NAME %q: no such export: %w", name, errAbort)
+		}
+		if !n.chosen(exp.Name) {
+			return Export{}, false, errAbort
 		}
 		_, err = n.nc.Write(wire.ExportNameReply(uint64(exp.Backend.Size()), transmissionFlags(exp), n.noZeroes))
 		return exp, err == nil, err
@@ -160,6 +167,9 @@ func (n *negotiation) option(o wire.Option) (exp Export, done bool, err error) {
 		// alignment works, 4 KiB is best, MaxPayload is the limit.
 		b = wire.AppendOptionReply(b, o.ID, wire.RepInfo, wire.InfoBlockSizeData(1, 4096, n.s.cfg.MaxPayload))
 		b = wire.AppendOptionReply(b, o.ID, wire.RepAck, nil)
+		if o.ID == wire.OptGo && !n.chosen(exp.Name) {
+			return Export{}, false, errAbort
+		}
 		if _, err := n.nc.Write(b); err != nil {
 			return Export{}, false, err
 		}
