@@ -158,7 +158,7 @@ func TestRetiredWhenThePeerWrote(t *testing.T) {
 // meets a primary with quorum (here: the other node, quorum off there)
 // becomes secondary and reconnects as the sync target; without the step
 // down the two would refuse each other for good. Two primaries that both
-// lack quorum still refuse.
+// lack quorum disconnect and try again (one may regain quorum).
 func TestQuorumLostPrimaryStepsDown(t *testing.T) {
 	for _, otherQuorate := range []bool{true, false} {
 		pr := primaryPair(t, func(c *engine.Config) {
@@ -208,8 +208,8 @@ func TestQuorumLostPrimaryStepsDown(t *testing.T) {
 		}
 		role := pr.eng[0].Status().Role
 		if !otherQuorate {
-			if role != engine.Primary || len(disc[0]) != 1 || !disc[0][0].StandAlone {
-				t.Fatalf("two primaries without quorum: node 0 %v, disconnects %+v; want primary, refused", role, disc[0])
+			if role != engine.Primary || len(disc[0]) != 1 || disc[0][0].StandAlone || !strings.Contains(disc[0][0].Reason, "retrying") {
+				t.Fatalf("two primaries without quorum: node 0 %v, disconnects %+v; want primary, disconnected to retry", role, disc[0])
 			}
 			continue
 		}

@@ -329,12 +329,15 @@ func (e *Engine) rotateForAbsent(o *Output) error {
 type pendingGen struct {
 	uuid    uint64
 	waiting uint32
+	// taken: some peer took it.
+	taken bool
 }
 
 // genTaken notes a peer's State: it may have taken the pending generation.
 func (e *Engine) genTaken(p *peer, current uint64) {
 	if g := e.pendingGen; g != nil && current == g.uuid {
 		g.waiting &^= bit(p.id)
+		g.taken = true
 	}
 }
 
@@ -350,6 +353,15 @@ func (e *Engine) maybeCommitGeneration(o *Output, force bool) {
 		return
 	}
 	e.pendingGen = nil
+	if !g.taken && e.cfg.Quorum != QuorumOff {
+		// Every peer it waited for left before taking it. With quorum
+		// this node writes only while a majority hears it, so nothing
+		// it wrote under the old generation is its alone: keep the
+		// old one (the next write that misses a peer starts another).
+		// Taking it would make this node look changed since the old
+		// generation to a primary the majority promotes: a split brain.
+		return
+	}
 	if e.role != Primary {
 		return
 	}

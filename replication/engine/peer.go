@@ -267,6 +267,29 @@ func (e *Engine) refuse(o *Output, p *peer, reason string) {
 	o.Disconnects = append(o.Disconnects, Disconnect{Peer: p.id, Reason: reason, StandAlone: true})
 }
 
+// stepDown demotes a primary without quorum that met a primary with quorum
+// or newer data (DRBD's on-suspended-primary-outdated force-secondary) and
+// reconnects to p. It can have written nothing since it lost quorum; its
+// suspended I/O then fails (it is no longer primary). What it wrote before
+// the majority has (protocol C), but its generation may have moved on
+// alone: until it has resynced from a primary, a split brain is resolved
+// by discarding its side. False if it cannot demote (writes in flight).
+func (e *Engine) stepDown(o *Output, p *peer, why string) bool {
+	if g := e.pendingGen; g != nil && !g.taken {
+		e.pendingGen = nil // as maybeCommitGeneration drops it
+	}
+	if err := e.demote(o, why); err != nil {
+		return false
+	}
+	for _, q := range e.peers {
+		q.discardMyData = true
+	}
+	if !slices.ContainsFunc(o.Disconnects, func(d Disconnect) bool { return d.Peer == p.id }) {
+		o.Disconnects = append(o.Disconnects, Disconnect{Peer: p.id, Reason: "demoted (" + why + "): comparing data again"})
+	}
+	return true
+}
+
 // onHello decides what to do when the peer's Hello arrives.
 func (e *Engine) onHello(o *Output, p *peer, h *wire.Hello) error {
 	if p.hello != nil {
@@ -295,21 +318,34 @@ func (e *Engine) onHello(o *Output, p *peer, h *wire.Hello) error {
 		return nil
 	case Role(h.Role) == Primary && e.role == Primary && !(e.cfg.AllowTwoPrimaries && h.Flags&wire.HelloAllowTwoPrimaries != 0):
 		if !e.Quorate() && h.Flags&wire.HelloNoQuorum == 0 {
-			// A primary cut off in a minority meets the primary the
-			// majority promoted: it can have written nothing since it
-			// lost quorum, so it steps down and becomes a sync target
-			// (DRBD's on-suspended-primary-outdated force-secondary).
-			// Its suspended I/O then fails: it is no longer primary.
-			why := fmt.Sprintf("lost quorum and node %d is primary", p.id)
-			if err := e.demote(o, why); err == nil {
-				if !slices.ContainsFunc(o.Disconnects, func(d Disconnect) bool { return d.Peer == p.id }) {
-					o.Disconnects = append(o.Disconnects, Disconnect{Peer: p.id, Reason: "demoted (" + why + "): comparing data again"})
-				}
-				return nil
+			if !e.stepDown(o, p, fmt.Sprintf("lost quorum and node %d is primary", p.id)) {
+				o.Disconnects = append(o.Disconnects, Disconnect{Peer: p.id, Reason: "lost quorum and the peer is primary, but writes are in flight: retrying"})
 			}
+			return nil
+		}
+		if e.Quorate() && h.Flags&wire.HelloNoQuorum != 0 {
+			// The peer steps down on this node's Hello (above, on its
+			// side) and reconnects: wait for that.
+			return nil
+		}
+		if e.cfg.Quorum != QuorumOff && !e.Quorate() && h.Flags&wire.HelloNoQuorum != 0 {
+			// Neither can write; one of them may regain quorum (a new
+			// primary re-handshakes its peers): try again later.
+			o.Disconnects = append(o.Disconnects, Disconnect{Peer: p.id, Reason: "both nodes are primary and neither has quorum: retrying"})
+			return nil
 		}
 		// Refused below, after the comparison: a split brain is reported
 		// as such (divergence, handler).
+	case Role(h.Role) == Primary && e.role != Primary && !e.cfg.AllowTwoPrimaries:
+		// A secondary follows one primary: a second one (cut off, or
+		// promoted elsewhere) must not use this node to regain quorum or
+		// replicate beside the first.
+		for _, q := range e.peers {
+			if q != p && q.conn == Connected && q.decided && q.role == Primary {
+				o.Disconnects = append(o.Disconnects, Disconnect{Peer: p.id, Reason: fmt.Sprintf("node %d is primary already and allow-two-primaries is off: retrying", q.id)})
+				return nil
+			}
+		}
 	}
 	bothPrimary := Role(h.Role) == Primary && e.role == Primary
 	// Both sides decide from the two Hellos. If this node changed since
@@ -392,6 +428,9 @@ func (e *Engine) onHello(o *Output, p *peer, h *wire.Hello) error {
 		return nil
 	}
 	if d.IsTarget() && e.role == Primary {
+		if e.cfg.Quorum != QuorumOff && !e.Quorate() && e.stepDown(o, p, fmt.Sprintf("lost quorum and node %d holds newer data", p.id)) {
+			return nil
+		}
 		e.refuse(o, p, "this node is primary but would have to become the sync target ("+why+")")
 		return nil
 	}

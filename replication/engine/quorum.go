@@ -110,17 +110,17 @@ func (e *Engine) reachable() int {
 }
 
 // inDoubtError is the error for writes and flushes still waiting for p
-// when losing p costs this primary its quorum: the majority may not have
-// them, and it may promote another primary, so they must not complete as
-// successful. Nil when quorum stays.
+// when this primary is without quorum once p is gone: the majority may not
+// have them, and it may promote another primary, so they must not complete
+// as successful. Nil when quorum stays.
 func (e *Engine) inDoubtError(p *peer) error {
-	if e.cfg.Quorum == QuorumOff || e.role != Primary || !e.Quorate() || p.conn != Connected || !p.decided {
+	if e.cfg.Quorum == QuorumOff || e.role != Primary || p.conn != Connected || !p.decided {
 		return nil
 	}
 	if 2*(e.reachable()-1) > len(e.cfg.Peers)+1 {
 		return nil
 	}
-	return fmt.Errorf("%w: node %d left before acknowledging, and with it the majority: the data may be lost at failover", ErrNoQuorum, p.id)
+	return fmt.Errorf("%w: node %d left before acknowledging, and this node has no majority without it: the data may be lost at failover", ErrNoQuorum, p.id)
 }
 
 // quorumFrozen: a primary without quorum under suspend-io.

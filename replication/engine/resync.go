@@ -225,6 +225,12 @@ func (e *Engine) adoptGeneration(o *Output, p *peer, current uint64, history []u
 	}
 	e.gen.Current, e.gen.Tentative = current, false
 	e.gen.Consistent, e.gen.UpToDate, e.gen.CrashedPrimary = true, true, false
+	if p.role == Primary {
+		// Resynced from a primary: a step-down's discard is done.
+		for _, q := range e.peers {
+			q.discardMyData = false
+		}
+	}
 	s := &e.gen.Slots[p.slot]
 	s.Bitmap, s.PrimaryBeforeSplit = 0, false
 	if err := e.persist(); err != nil {

@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"math/rand/v2"
 	"sort"
+	"strings"
 
 	"github.com/replicad/replicad/replication"
 	"github.com/replicad/replicad/replication/disk"
@@ -45,6 +47,9 @@ type Options struct {
 	// which the simulated client never issues concurrently). Used to show
 	// that the checks catch it.
 	UnsafeResync bool
+	// Quorum and OnNoQuorum are the volume's quorum settings.
+	Quorum     engine.QuorumPolicy
+	OnNoQuorum engine.OnNoQuorum
 }
 
 // Cluster is a simulated set of nodes replicating one volume.
@@ -66,6 +71,12 @@ type Cluster struct {
 	// UpToDate with the primary when it crashed, not crashed since. The
 	// value is the step since which the node was Established with it.
 	candidates map[uint32]int
+	// cutOff: secondaries whose link to a primary broke while they were
+	// in its in-sync set (quorum failover candidates), with the primary
+	// and the step they were in sync since.
+	cutOff map[uint32]cut
+	// isolated is a node cut off from all others until a heal (-1: none).
+	isolated int
 	// establishedAt is, per (node, peer), the step since which the node's
 	// replication with the peer is Established.
 	establishedAt map[[2]uint32]int
@@ -82,6 +93,12 @@ type Stats struct {
 	// InterleavedResync counts resync reads made by random steps (not by
 	// Drain), i.e. interleaved with client writes.
 	InterleavedResync int
+	// NoQuorum counts writes refused or failed for lack of quorum;
+	// StepDowns primaries without quorum that met one with it.
+	NoQuorum, StepDowns int
+	// QuorumFailovers counts promotions in a majority while the primary
+	// was cut off; QuorumRefused those refused.
+	QuorumFailovers, QuorumRefused int
 }
 
 func (s *Stats) Add(o Stats) {
@@ -96,6 +113,10 @@ func (s *Stats) Add(o Stats) {
 	s.Verifies += o.Verifies
 	s.RacyReads += o.RacyReads
 	s.InterleavedResync += o.InterleavedResync
+	s.NoQuorum += o.NoQuorum
+	s.StepDowns += o.StepDowns
+	s.QuorumFailovers += o.QuorumFailovers
+	s.QuorumRefused += o.QuorumRefused
 }
 
 type clientWrite struct {
@@ -146,6 +167,10 @@ type resyncRead struct {
 type link struct {
 	up    bool
 	queue []wire.Message
+	// drainConnects counts Drain's reconnections: two nodes that refuse
+	// each other until something else changes ("retrying") would
+	// otherwise reconnect forever.
+	drainConnects int
 }
 
 var discard = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -154,7 +179,7 @@ var discard = slog.New(slog.NewTextHandler(io.Discard, nil))
 // operator initialises a new volume); the others are connected and synced.
 func New(r *rand.Rand, opts Options) (*Cluster, error) {
 	c := &Cluster{opts: opts, r: r, links: make(map[[2]uint32]*link), history: make(map[int64][]clientWrite),
-		ctx: context.Background(), candidates: map[uint32]int{}, establishedAt: map[[2]uint32]int{}, promotedAt: map[uint32]int{}}
+		ctx: context.Background(), candidates: map[uint32]int{}, cutOff: map[uint32]cut{}, isolated: -1, establishedAt: map[[2]uint32]int{}, promotedAt: map[uint32]int{}}
 	geo := meta.DefaultGeometry()
 	geo.ALExtents = 67
 	geo.ALExtentSize = ALExtent
@@ -244,8 +269,8 @@ func (n *Node) start() error {
 	}
 	eng, err := engine.New(engine.Config{
 		NodeID: n.ID, Volume: "r0", Peers: peers, Protocol: n.c.opts.Protocol, Checksums: n.c.opts.Checksums,
-		AllowTwoPrimaries: n.c.opts.DualPrimary,
-		Policies:          n.c.opts.Policies, NewUUID: n.c.r.Uint64,
+		AllowTwoPrimaries: n.c.opts.DualPrimary, Quorum: n.c.opts.Quorum, OnNoQuorum: n.c.opts.OnNoQuorum,
+		Policies: n.c.opts.Policies, NewUUID: n.c.r.Uint64,
 	}, vol)
 	if err != nil {
 		return fmt.Errorf("node %d engine: %w", n.ID, err)
@@ -286,6 +311,9 @@ func (n *Node) exec(o engine.Output) {
 		delete(n.waiters, done.ID)
 		switch {
 		case done.Err != nil:
+			if errors.Is(done.Err, engine.ErrNoQuorum) {
+				c.Stats.NoQuorum++
+			}
 			c.logf("node %d: op %d failed: %v", n.ID, done.ID, done.Err)
 		case !w.flush:
 			h := &c.history[w.block][w.index]
@@ -310,6 +338,9 @@ func (n *Node) exec(o engine.Output) {
 	for _, ev := range o.Events {
 		if !ev.PeerSet && ev.What == "role" && ev.New == "Primary" {
 			c.promotedAt[n.ID] = c.step
+		}
+		if !ev.PeerSet && ev.What == "role" && strings.Contains(ev.Reason, "lost quorum") {
+			c.Stats.StepDowns++
 		}
 		if ev.PeerSet && ev.What == "replication" {
 			key := [2]uint32{n.ID, ev.Peer}
@@ -349,6 +380,11 @@ func (n *Node) generation() string {
 }
 
 // primary returns a primary (a random one with two primaries).
+type cut struct {
+	primary uint32
+	since   int
+}
+
 func (c *Cluster) primary() *Node {
 	var ps []*Node
 	for _, n := range c.Nodes {
@@ -359,7 +395,9 @@ func (c *Cluster) primary() *Node {
 	if len(ps) == 0 {
 		return nil
 	}
-	if c.opts.DualPrimary {
+	if c.opts.DualPrimary || c.opts.Quorum != engine.QuorumOff {
+		// With quorum a primary cut off in a minority may still be up
+		// while the majority promoted another: clients try both.
 		return ps[c.r.IntN(len(ps))]
 	}
 	return ps[0]
@@ -369,6 +407,16 @@ func (c *Cluster) breakLink(a, b uint32) {
 	la, lb := c.links[[2]uint32{a, b}], c.links[[2]uint32{b, a}]
 	if !la.up && !lb.up {
 		return
+	}
+	for _, pair := range [][2]uint32{{a, b}, {b, a}} {
+		p, m := c.Nodes[pair[0]], c.Nodes[pair[1]]
+		if p.Up && m.Up && p.Eng.Role() == engine.Primary && m.Eng.Disk() == engine.UpToDate {
+			for _, st := range m.Eng.Status().Peers {
+				if st.Node == p.ID && st.Conn == engine.Connected && st.Repl == engine.Established && st.InItsSyncSet {
+					c.cutOff[m.ID] = cut{primary: p.ID, since: c.establishedAt[[2]uint32{m.ID, p.ID}]}
+				}
+			}
+		}
 	}
 	la.up, lb.up = false, false
 	la.queue, lb.queue = nil, nil
@@ -394,7 +442,7 @@ func (c *Cluster) connectAll() {
 func (c *Cluster) connect(a, b uint32) bool {
 	na, nb := c.Nodes[a], c.Nodes[b]
 	la, lb := c.links[[2]uint32{a, b}], c.links[[2]uint32{b, a}]
-	if !na.Up || !nb.Up || la.up || !na.Eng.WantsConnection(b) || !nb.Eng.WantsConnection(a) {
+	if !na.Up || !nb.Up || la.up || !na.Eng.WantsConnection(b) || !nb.Eng.WantsConnection(a) || c.isolated == int(a) || c.isolated == int(b) {
 		return false
 	}
 	la.up, lb.up = true, true

@@ -2,6 +2,7 @@ package repltest
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 
 	"github.com/replicad/replicad/replication/disk"
@@ -31,6 +32,10 @@ func (c *Cluster) Step() error {
 			c.breakRandomLink()
 		}
 	case x < 95:
+		if c.isolated >= 0 && c.r.IntN(3) == 0 {
+			c.logf("node %d: partition heals", c.isolated)
+			c.isolated = -1
+		}
 		c.connectAll()
 	case x < 96:
 		c.startVerify()
@@ -90,6 +95,9 @@ func (c *Cluster) clientWrite() {
 	}
 	if err != nil {
 		mod.End()
+		if errors.Is(err, engine.ErrSuspended) || errors.Is(err, engine.ErrNoQuorum) {
+			c.Stats.NoQuorum++
+		}
 		c.logf("node %d: write refused: %v", p.ID, err)
 		return
 	}
@@ -331,6 +339,17 @@ func (c *Cluster) startVerify() {
 }
 
 func (c *Cluster) breakRandomLink() {
+	if p := c.primary(); c.opts.Quorum != engine.QuorumOff && c.isolated < 0 && p != nil && c.r.IntN(3) == 0 {
+		// A partition: the primary alone on one side.
+		c.isolated = int(p.ID)
+		c.logf("node %d: isolated", p.ID)
+		for _, m := range c.Nodes {
+			if m != p {
+				c.breakLink(p.ID, m.ID)
+			}
+		}
+		return
+	}
 	var up [][2]uint32
 	for k, l := range c.links {
 		if l.up && k[0] < k[1] {
@@ -398,6 +417,9 @@ func (c *Cluster) crash(n *Node) {
 // holds every acknowledged write (protocol C).
 func (c *Cluster) failover() error {
 	if p := c.primary(); p != nil {
+		if c.opts.Quorum != engine.QuorumOff && !p.Eng.Quorate() {
+			return c.majorityFailover(p)
+		}
 		if c.r.IntN(4) == 0 {
 			return c.switchover(p)
 		}
@@ -436,6 +458,41 @@ func (c *Cluster) failover() error {
 	c.Stats.Failovers++
 	n.exec(o)
 	clear(c.candidates)
+	if c.opts.Protocol == 'C' {
+		c.Stats.CheckedFailovers++
+		return c.checkAcked(n, since)
+	}
+	return nil
+}
+
+// majorityFailover promotes, while the primary p is cut off without
+// quorum, a node of the majority that was in p's in-sync set when its link
+// to p broke; under protocol C it must hold every write p acknowledged
+// since then (p could acknowledge none without it and the majority).
+func (c *Cluster) majorityFailover(p *Node) error {
+	var cands []*Node
+	for _, id := range sortedKeys(c.cutOff) {
+		n := c.Nodes[id]
+		if c.cutOff[id].primary == p.ID && n.Up && n.Eng.Role() == engine.Secondary && n.Eng.Disk() == engine.UpToDate && n.Eng.Quorate() {
+			cands = append(cands, n)
+		}
+	}
+	if len(cands) == 0 {
+		return nil
+	}
+	n := cands[c.r.IntN(len(cands))]
+	o, err := n.Eng.Promote(false)
+	if err != nil {
+		c.logf("node %d: promote while node %d is cut off refused: %v", n.ID, p.ID, err)
+		c.Stats.QuorumRefused++
+		return nil
+	}
+	c.logf("node %d: promoted while node %d is cut off without quorum", n.ID, p.ID)
+	c.Stats.Failovers++
+	c.Stats.QuorumFailovers++
+	n.exec(o)
+	since := c.cutOff[n.ID].since
+	clear(c.cutOff)
 	if c.opts.Protocol == 'C' {
 		c.Stats.CheckedFailovers++
 		return c.checkAcked(n, since)
@@ -557,6 +614,9 @@ func sortPairs(p [][2]uint32) {
 // Drain runs every pending step to completion (local I/O, deliveries,
 // applies, resyncs, reconnections) until nothing is left.
 func (c *Cluster) Drain() {
+	for _, l := range c.links {
+		l.drainConnects = 0
+	}
 	for guard := 0; guard < 1_000_000; guard++ {
 		progress := false
 		for _, n := range c.Nodes {
@@ -605,7 +665,8 @@ func (c *Cluster) Drain() {
 		}
 		for i := range c.Nodes {
 			for j := i + 1; j < len(c.Nodes); j++ {
-				if c.connect(uint32(i), uint32(j)) {
+				if l := c.links[[2]uint32{uint32(i), uint32(j)}]; l.drainConnects < 20 && c.connect(uint32(i), uint32(j)) {
+					l.drainConnects++
 					progress = true
 				}
 			}

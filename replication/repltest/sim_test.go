@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/replicad/replicad/internal/testenv"
+	"github.com/replicad/replicad/replication/engine"
 	"github.com/replicad/replicad/replication/uuid"
 )
 
@@ -32,14 +33,18 @@ func TestSimulation(t *testing.T) {
 		t.Logf("%+v", total)
 		// The checks are only as good as what the run exercised: fail if a
 		// change to the step mix stops reaching the interesting cases.
-		if !t.Failed() && (total.CheckedFailovers == 0 || total.Switchovers == 0 || total.Verifies == 0 || total.LinkBreaks == 0 || total.Crashes == 0 || total.InterleavedResync == 0) {
+		if !t.Failed() && (total.CheckedFailovers == 0 || total.Switchovers == 0 || total.Verifies == 0 || total.LinkBreaks == 0 || total.Crashes == 0 || total.InterleavedResync == 0 || total.NoQuorum == 0) {
 			t.Fatalf("the simulation no longer exercises everything it checks: %+v", total)
 		}
 	}()
 	for _, proto := range []byte{'A', 'B', 'C'} {
 		for round := 0; round < *rounds; round++ {
 			nodes := 2 + round%3
-			c, err := New(r, Options{Nodes: nodes, Protocol: proto, Blocks: 256, Policies: uuid.DefaultPolicies(), Checksums: round%2 == 1})
+			opts := Options{Nodes: nodes, Protocol: proto, Blocks: 256, Policies: uuid.DefaultPolicies(), Checksums: round%2 == 1}
+			if nodes >= 3 && round%4 == 3 {
+				opts.Quorum, opts.OnNoQuorum = engine.QuorumMajority, engine.OnNoQuorum(round/4%2)
+			}
+			c, err := New(r, opts)
 			if err != nil {
 				t.Fatal(err)
 			}

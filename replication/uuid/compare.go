@@ -139,9 +139,12 @@ func fresh(u uint64) uint64 {
 	return u
 }
 
-// Compare decides what me does on meeting peer. A tentative generation
-// the other side does not know counts as the one before it (Side.settled).
-// The rules, in order:
+// Compare decides what me does on meeting peer. If the answer is a split
+// brain, a tentative generation the other side does not know counts as
+// the one before it and the sides are compared again (Side.settled): only
+// then, because a tentative secondary may hold writes the other lacks, and
+// where the generations already order the two that order is right. The
+// rules, in order:
 //
 //  1. Both just created: no sync. One just created: it is the full-sync
 //     target.
@@ -163,7 +166,20 @@ func fresh(u uint64) uint64 {
 //  7. Any shared generation: split brain that needs an operator.
 //  8. Otherwise the data is unrelated.
 func Compare(me, peer Side, proto Protocol) Result {
-	me, peer = me.settled(peer), peer.settled(me)
+	r := compare(me, peer, proto)
+	if r.Decision != SplitBrainAuto && r.Decision != SplitBrainDisconnect {
+		return r
+	}
+	sm, sp := me.settled(peer), peer.settled(me)
+	if sm.Tentative == me.Tentative && sp.Tentative == peer.Tentative {
+		return r
+	}
+	r = compare(sm, sp, proto)
+	r.Reason += " (a tentative generation the other side does not know counted as the one before it)"
+	return r
+}
+
+func compare(me, peer Side, proto Protocol) Result {
 	mc, pc := fresh(mask(me.Current)), fresh(mask(peer.Current))
 	// Rule 1.
 	switch {

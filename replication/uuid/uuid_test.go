@@ -43,7 +43,11 @@ func TestCompareRules(t *testing.T) {
 		// another secondary, promoted, moved from A to C and marks for it.
 		{"tentative unknown to the peer counts as the one before", Side{Current: B, History: []uint64{A}, Tentative: true}, Side{Current: C, Bitmap: A, History: []uint64{A}, Primary: true}, ProtocolC, TargetBitmap, 3},
 		{"same without the flag is a split brain", Side{Current: B, History: []uint64{A}}, Side{Current: C, Bitmap: A, History: []uint64{A}}, ProtocolC, SplitBrainDisconnect, 7},
-		{"tentative against the primary that died before taking it", Side{Current: B, History: []uint64{A}, Tentative: true}, Side{Current: A, CrashedPrimary: true}, ProtocolC, SourceBitmap, 2},
+		{"tentative against the primary that died before taking it: no split brain, so no settling", Side{Current: B, History: []uint64{A}, Tentative: true}, Side{Current: A, CrashedPrimary: true}, ProtocolC, SourceFull, 5},
+		// Two secondaries after their primary died: m took B and marked
+		// since A for n, which was outside the primary's set. Settling m
+		// would make them look equal and could make n the source.
+		{"tentative with marks for the peer stays the source", Side{Current: B, Bitmap: A, History: []uint64{A}, Tentative: true}, Side{Current: A}, ProtocolC, SourceBitmap, 4},
 		{"tentative the peer knows stays", Side{Current: B, History: []uint64{A}, Tentative: true}, Side{Current: C, Bitmap: B, History: []uint64{B, A}}, ProtocolC, TargetBitmap, 3},
 		{"tentative equal to the peer's current", Side{Current: B, History: []uint64{A}, Tentative: true}, Side{Current: B, History: []uint64{A}}, ProtocolC, NoSync, 2},
 	}
