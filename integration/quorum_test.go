@@ -63,26 +63,11 @@ func (n *testNet) rejoin(nft, node string) {
 //     new primary, and all three converge to the new primary's data;
 //   - a secondary cut off in a minority is refused promotion without
 //     --force, naming quorum.
-//
-// Two known bugs are worked around here and checked on their own:
-// TestQuorumPartitionHealsByItself and TestQuorumPromotionKeepsQuorum.
 func TestQuorumPartition(t *testing.T) {
 	testenv.RequireRoot(t)
 	for _, mode := range []string{"suspend-io", "io-error"} {
-		t.Run(mode, func(t *testing.T) { runQuorumPartition(t, mode, true) })
+		t.Run(mode, func(t *testing.T) { runQuorumPartition(t, mode) })
 	}
-}
-
-// TestQuorumPartitionHealsByItself: as TestQuorumPartition, but after the
-// heal nobody intervenes. The old primary steps down, and the majority's
-// primary must then take it as its sync target (docs/replication.md,
-// Quorum: "steps down to secondary and reconnects as its sync target").
-func TestQuorumPartitionHealsByItself(t *testing.T) {
-	if os.Getenv("REPLICAD_KNOWN_BUGS") == "" {
-		t.Skip("bug: after a partition heals, the majority's new primary refuses the cut-off old primary's Hello (\"both nodes are primary and allow-two-primaries is off\") and goes StandAlone toward it while the old primary steps down; and the old primary, if it meets the other secondary first, goes StandAlone toward it (\"this node is primary but would have to become the sync target\"): the mesh converges only after `repctl connect` (set REPLICAD_KNOWN_BUGS=1 to run)")
-	}
-	testenv.RequireRoot(t)
-	runQuorumPartition(t, "suspend-io", false)
 }
 
 // TestQuorumPromotionKeepsQuorum: three nodes on loopback, quorum
@@ -92,9 +77,6 @@ func TestQuorumPartitionHealsByItself(t *testing.T) {
 // succeed, and it must not lose quorum on the way: promotion gives it no
 // fewer peers.
 func TestQuorumPromotionKeepsQuorum(t *testing.T) {
-	if os.Getenv("REPLICAD_KNOWN_BUGS") == "" {
-		t.Skip("bug: in a mesh, promotion disconnects every peer to compare data again, and until those handshakes finish the new primary counts only itself: quorum yes -> no right after `repctl primary`, and under on-no-quorum io-error its first writes fail with EIO (under suspend-io they stall) (set REPLICAD_KNOWN_BUGS=1 to run)")
-	}
 	nodes := newCluster(t, clusterSpec{Nodes: 3, Volume: "r0", Size: "16MiB", Protocol: "C",
 		Extra: "      quorum: majority\n      on-no-quorum: io-error\n"})
 	a, b, c := nodes[0], nodes[1], nodes[2]
@@ -123,10 +105,8 @@ func TestQuorumPromotionKeepsQuorum(t *testing.T) {
 }
 
 // runQuorumPartition is TestQuorumPartition's scenario under an
-// on-no-quorum policy. With operator set, peers left StandAlone after the
-// heal (a known bug) are reconnected as an operator would, with `repctl
-// connect` on their nodes; without, they fail the test.
-func runQuorumPartition(t *testing.T, mode string, operator bool) {
+// on-no-quorum policy.
+func runQuorumPartition(t *testing.T, mode string) {
 	ip := testenv.RequireTool(t, "ip", "iproute2")
 	nft := testenv.RequireTool(t, "nft", "nftables")
 	names := []string{"n0", "n1", "n2"}
@@ -209,9 +189,8 @@ func runQuorumPartition(t *testing.T, mode string, operator bool) {
 	if out, err := b.repctl("primary", "r0"); err != nil {
 		t.Fatalf("repctl primary on n1 (2 of 3 nodes reached): %v\n%s", err, out)
 	}
-	// Promotion re-handshakes with n2, and until that is done n1 counts
-	// only itself (known bug, TestQuorumPromotionKeepsQuorum): wait for
-	// it before writing.
+	// Promotion re-handshakes with n2 (writes wait meanwhile,
+	// TestQuorumPromotionKeepsQuorum); the checks below want it done.
 	c.waitPeerOf("r0", "n1", "the new primary, after the handshake", func(p control.Peer) bool {
 		return p.Connection == "Connected" && p.Replication == "Established" && p.Role == "Primary" && p.InItsSyncSet
 	})
@@ -247,25 +226,8 @@ func runQuorumPartition(t *testing.T, mode string, operator bool) {
 	// The new primary takes the old one, now secondary, as its sync
 	// target, and the old one meets the third node again: the mesh
 	// converges unless a node gave up on a peer (StandAlone).
-	for round := 0; ; round++ {
-		stuck := settle(t, "r0", nodes...)
-		if len(stuck) == 0 {
-			break
-		}
-		if !operator || round == 3 {
-			t.Fatalf("after the heal, nodes gave up on peers (StandAlone), so the mesh cannot converge without an operator: %s", strings.Join(stuck, "; "))
-		}
-		// An operator's fix: repctl connect on each node with a StandAlone
-		// peer.
-		t.Logf("known bug (TestQuorumPartitionHealsByItself): %s; repctl connect on those nodes", strings.Join(stuck, "; "))
-		for _, n := range nodes {
-			for _, p := range n.volume("r0").Peers {
-				if p.Connection == "StandAlone" {
-					n.mustRepctl("connect", "r0")
-					break
-				}
-			}
-		}
+	if stuck := settle(t, "r0", nodes...); len(stuck) > 0 {
+		t.Fatalf("after the heal, nodes gave up on peers (StandAlone), so the mesh cannot converge without an operator: %s", strings.Join(stuck, "; "))
 	}
 	waitMeshInSync(t, "r0", a, b, c)
 	if v := a.volume("r0"); v.Role != "Secondary" || v.Quorum != "yes" {

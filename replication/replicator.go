@@ -469,6 +469,20 @@ func (r *Replicator) Role() engine.Role {
 // are fenced first through the fence-peer handler; promotion fails if that
 // does not settle them.
 func (r *Replicator) Promote(force bool) error {
+	err := r.promote(force)
+	if err == nil {
+		// Peers the promotion handshakes with again count for quorum
+		// until they had time to reconnect.
+		r.cfg.Clock.AfterFunc(r.cfg.ConnectInterval+r.cfg.PingTimeout, func() {
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			r.execLocked(r.eng.EndRehandshakeGrace())
+		})
+	}
+	return err
+}
+
+func (r *Replicator) promote(force bool) error {
 	r.mu.Lock()
 	out, err := r.eng.Promote(force)
 	r.execLocked(out)

@@ -168,6 +168,10 @@ type Engine struct {
 		current uint64
 		pending bool
 	}
+	// rehandshake holds the peers a promotion disconnected to compare
+	// data again: they count for quorum until their new handshake decides
+	// or fails, or EndRehandshakeGrace; meanwhile writes wait.
+	rehandshake uint32
 	// pendingGen is a new generation the in-sync peers must take before
 	// this primary does (mesh.go).
 	pendingGen *pendingGen

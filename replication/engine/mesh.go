@@ -1,7 +1,9 @@
 package engine
 
 import (
+	"cmp"
 	"fmt"
+	"slices"
 
 	"github.com/replicad/replicad/replication/wire"
 )
@@ -298,7 +300,9 @@ type seqGid struct{ seq, gid uint64 }
 // under protocol C before the peer that acknowledges it took the new
 // generation (its State comes before its WriteAck).
 func (e *Engine) rotateForAbsent(o *Output) error {
-	if e.pendingGen != nil {
+	if e.pendingGen != nil || !e.Quorate() {
+		// Without quorum nothing completes here that a generation would
+		// have to record (writes are refused or in doubt).
 		return nil
 	}
 	need := false
@@ -353,7 +357,9 @@ func (e *Engine) maybeCommitGeneration(o *Output, force bool) {
 		return
 	}
 	e.pendingGen = nil
-	if !g.taken && e.cfg.Quorum != QuorumOff {
+	dropped := !g.taken && e.cfg.Quorum != QuorumOff
+	defer e.releaseHeld(o, dropped)
+	if dropped {
 		// Every peer it waited for left before taking it. With quorum
 		// this node writes only while a majority hears it, so nothing
 		// it wrote under the old generation is its alone: keep the
@@ -368,6 +374,26 @@ func (e *Engine) maybeCommitGeneration(o *Output, force bool) {
 	e.newGeneration(g.uuid)
 	if err := e.persist(); err != nil {
 		e.diskFailed(o, err)
+	}
+}
+
+// releaseHeld completes the writes held for the pending generation, which
+// was taken, or dropped: then no peer in sync knows them as newer than a
+// peer that left without them, and they fail as in doubt.
+func (e *Engine) releaseHeld(o *Output, dropped bool) {
+	var held []*write
+	for _, w := range e.writes {
+		if w.heldForGen {
+			held = append(held, w)
+		}
+	}
+	slices.SortFunc(held, func(a, b *write) int { return cmp.Compare(a.id, b.id) })
+	for _, w := range held {
+		w.heldForGen = false
+		if dropped && w.inDoubt == nil {
+			w.inDoubt = fmt.Errorf("%w: a peer that left missed this write and no peer in sync took the new generation: the data may be lost at failover", ErrNoQuorum)
+		}
+		e.maybeCompleteWrite(o, w)
 	}
 }
 

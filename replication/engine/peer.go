@@ -166,8 +166,14 @@ func (e *Engine) Disconnected(peerID uint32, reason string) Output {
 	}
 	wasConnected := p.conn == Connected
 	wasReplicating := p.replicating()
+	if wasConnected && !p.decided {
+		// A handshake after this node's promotion failed: the peer no
+		// longer counts (quorumChanged below).
+		e.rehandshake &^= bit(p.id)
+	}
 	inDoubt := e.inDoubtError(p)
 	tl := p.tl
+	var missed []*write
 	for _, t := range tl {
 		e.store.MarkOutOfSync(p.slot, t.off, t.n)
 		e.written(&o, t, p.id)
@@ -175,7 +181,7 @@ func (e *Engine) Disconnected(peerID uint32, reason string) Output {
 			if inDoubt != nil && t.w.waiting&bit(p.id) != 0 {
 				t.w.inDoubt = inDoubt
 			}
-			e.satisfy(&o, t.w, p.id)
+			missed = append(missed, t.w)
 		}
 	}
 	if p.role == Primary {
@@ -219,6 +225,20 @@ func (e *Engine) Disconnected(peerID uint32, reason string) Output {
 			e.startFencing(&o, p, "lost the connection while primary: "+reason)
 		}
 	}
+	if len(missed) > 0 && e.role == Primary && e.multi() {
+		// The peer misses these writes: that starts a new generation
+		// (as a new write it misses would), and they complete only once
+		// the peers in sync took it, so that they, not the peer, count
+		// as newer if this node dies (holdForGeneration).
+		if err := e.rotateForAbsent(&o); err == nil && e.pendingGen != nil {
+			for _, w := range missed {
+				w.heldForGen = true
+			}
+		}
+	}
+	for _, w := range missed {
+		e.satisfy(&o, w, p.id)
+	}
 	e.quorumChanged(&o)
 	return o
 }
@@ -261,6 +281,7 @@ func (e *Engine) WantsConnection(peerID uint32) bool {
 // refuse ends a handshake for good: the peer stays StandAlone until an
 // operator connects it again.
 func (e *Engine) refuse(o *Output, p *peer, reason string) {
+	e.rehandshakeDone(o, p)
 	p.standAlone = true
 	p.lastErr = reason
 	o.Sends = append(o.Sends, Send{p.id, &wire.Goodbye{Reason: reason}})
@@ -277,6 +298,7 @@ func (e *Engine) refuse(o *Output, p *peer, reason string) {
 func (e *Engine) stepDown(o *Output, p *peer, why string) bool {
 	if g := e.pendingGen; g != nil && !g.taken {
 		e.pendingGen = nil // as maybeCommitGeneration drops it
+		e.releaseHeld(o, true)
 	}
 	if err := e.demote(o, why); err != nil {
 		return false
@@ -436,6 +458,7 @@ func (e *Engine) onHello(o *Output, p *peer, h *wire.Hello) error {
 	}
 	p.discardMyData = false
 	p.decision, p.decided = d, true
+	e.rehandshakeDone(o, p)
 	e.quorumChanged(o)
 	if d != uuid.NoSync && Role(sent.Role) != Primary && Role(h.Role) != Primary && (e.multi() || h.Flags&wire.HelloMesh != 0) {
 		// Resync data comes only from a primary (mesh.go). Both sides see

@@ -95,18 +95,52 @@ func (e *Engine) IOError() error {
 	return nil
 }
 
-// reachable counts this node and the peers it completed a handshake with:
-// a connection alone does not count, or a primary cut off in a minority
+// reachable counts this node and the peers it completed a handshake with
+// (a connection alone does not count, or a primary cut off in a minority
 // would thaw the moment it reconnects to a majority that promoted another
-// primary, before the handshake refuses two primaries.
+// primary, before the handshake refuses two primaries), and the peers a
+// promotion is handshaking with again (rehandshake).
 func (e *Engine) reachable() int {
 	n := 1
 	for _, p := range e.peers {
-		if p.conn == Connected && p.decided {
+		if p.conn == Connected && p.decided || e.rehandshake&bit(p.id) != 0 {
 			n++
 		}
 	}
 	return n
+}
+
+// rehandshaking: a new primary waits for peers it counts for quorum but
+// does not replicate to yet. Writes then would reach only this node.
+func (e *Engine) rehandshaking() bool {
+	if e.role != Primary {
+		return false
+	}
+	for _, p := range e.peers {
+		if e.rehandshake&bit(p.id) != 0 && !(p.conn == Connected && p.decided) {
+			return true
+		}
+	}
+	return false
+}
+
+// rehandshakeDone ends p's part of a promotion's grace.
+func (e *Engine) rehandshakeDone(o *Output, p *peer) {
+	if e.rehandshake&bit(p.id) == 0 {
+		return
+	}
+	e.rehandshake &^= bit(p.id)
+	e.quorumChanged(o)
+}
+
+// EndRehandshakeGrace stops counting, for quorum, peers a promotion is
+// still handshaking with again: the caller calls it once they had time to
+// reconnect (a peer that died meanwhile must not keep the quorum).
+func (e *Engine) EndRehandshakeGrace() Output {
+	var o Output
+	e.rehandshake = 0
+	e.quorumChanged(&o)
+	return o
 }
 
 // inDoubtError is the error for writes and flushes still waiting for p
@@ -123,9 +157,10 @@ func (e *Engine) inDoubtError(p *peer) error {
 	return fmt.Errorf("%w: node %d left before acknowledging, and this node has no majority without it: the data may be lost at failover", ErrNoQuorum, p.id)
 }
 
-// quorumFrozen: a primary without quorum under suspend-io.
+// quorumFrozen: a primary without quorum under suspend-io, or one
+// handshaking again with peers after its promotion.
 func (e *Engine) quorumFrozen() bool {
-	return e.role == Primary && e.cfg.OnNoQuorum == SuspendIO && !e.Quorate()
+	return e.role == Primary && (e.cfg.OnNoQuorum == SuspendIO && !e.Quorate() || e.rehandshaking())
 }
 
 // ioAllowed: writes and flushes may start.

@@ -76,6 +76,9 @@ func (e *Engine) Promote(force bool) (Output, error) {
 		// connected: a handshake between them cannot resync.)
 		all := e.multi() && !e.cfg.AllowTwoPrimaries
 		for _, p := range e.peers {
+			if all && p.conn == Connected && p.decided && e.cfg.Quorum != QuorumOff {
+				e.rehandshake |= bit(p.id)
+			}
 			if p.conn == Connected && (all || p.paused() || !p.decided) {
 				o.Disconnects = append(o.Disconnects, Disconnect{Peer: p.id, Reason: "promoted: comparing data again"})
 			}
@@ -103,6 +106,7 @@ func (e *Engine) demote(o *Output, reason string) error {
 		}
 	}
 	e.maybeCommitGeneration(o, true)
+	e.rehandshake = 0
 	old := e.role
 	e.role = Secondary
 	e.gen.Primary = false

@@ -20,6 +20,9 @@ type write struct {
 	// inDoubt is set when quorum was lost while the write waited for a
 	// peer: it completes with this error (inDoubtError).
 	inDoubt error
+	// heldForGen: a peer that left missed it; it completes once the
+	// pending generation is taken (Disconnected).
+	heldForGen bool
 	// unwritten holds one bit per peer that has not yet written it.
 	unwritten uint32
 	retired   bool
@@ -135,7 +138,7 @@ func (e *Engine) satisfy(o *Output, w *write, peerID uint32) {
 }
 
 func (e *Engine) maybeCompleteWrite(o *Output, w *write) {
-	if w.done || !w.localDone || w.waiting != 0 {
+	if w.done || !w.localDone || w.waiting != 0 || w.heldForGen && e.pendingGen != nil {
 		return
 	}
 	w.done = true

@@ -37,6 +37,11 @@ func (c *Cluster) Step() error {
 			c.isolated = -1
 		}
 		c.connectAll()
+		for _, n := range c.Nodes {
+			if n.Up {
+				n.exec(n.Eng.EndRehandshakeGrace())
+			}
+		}
 	case x < 96:
 		c.startVerify()
 	case x < 97:
