@@ -152,7 +152,9 @@ func fresh(u uint64) uint64 {
 //     A or B the crashed primary is the bitmap source (its activity log may
 //     hold acknowledged writes the peer never got); under protocol C the
 //     survivor is the source (no acknowledged write is only on the crashed
-//     node). Two crashed primaries: the lower node id is the source.
+//     node), and so it is under A or B once the survivor was promoted (an
+//     operator chose it; its writes are the ones that count). Two crashed
+//     primaries: the lower node id is the source.
 //     Otherwise leftover bits (from an activity-log replay) are synced from
 //     the primary, else from the lower node id; with no bits, no sync.
 //  3. The peer's bitmap UUID for me is my current UUID: the peer changed
@@ -197,10 +199,16 @@ func compare(me, peer Side, proto Protocol) Result {
 			if proto == ProtocolC {
 				return Result{TargetBitmap, 2, "equal generations; this side crashed while primary; protocol C: the survivor is the source"}
 			}
+			if peer.Primary {
+				return Result{TargetBitmap, 2, "equal generations; this side crashed while primary; protocol A/B, but the survivor was promoted since: it is the source"}
+			}
 			return Result{SourceBitmap, 2, "equal generations; this side crashed while primary; protocol A/B: the crashed primary is the source"}
 		case peer.CrashedPrimary && !me.CrashedPrimary:
 			if proto == ProtocolC {
 				return Result{SourceBitmap, 2, "equal generations; the peer crashed while primary; protocol C: the survivor is the source"}
+			}
+			if me.Primary {
+				return Result{SourceBitmap, 2, "equal generations; the peer crashed while primary; protocol A/B, but this node was promoted since: it is the source"}
 			}
 			return Result{TargetBitmap, 2, "equal generations; the peer crashed while primary; protocol A/B: the crashed primary is the source"}
 		case me.CrashedPrimary && peer.CrashedPrimary:

@@ -28,6 +28,7 @@ func TestCompareRules(t *testing.T) {
 		{"equal, I crashed, protocol C: survivor is source", Side{Current: A, CrashedPrimary: true}, Side{Current: A}, ProtocolC, TargetBitmap, 2},
 		{"equal, I crashed, protocol A: crashed is source", Side{Current: A, CrashedPrimary: true}, Side{Current: A}, ProtocolA, SourceBitmap, 2},
 		{"equal, peer crashed, protocol B: crashed is source", Side{Current: A}, Side{Current: A, CrashedPrimary: true}, ProtocolB, TargetBitmap, 2},
+		{"equal, peer crashed, protocol A, this node promoted since: it is the source", Side{Current: A, Primary: true}, Side{Current: A, CrashedPrimary: true}, ProtocolA, SourceBitmap, 2},
 		{"equal, both crashed, lower id is source", Side{NodeID: 0, Current: A, CrashedPrimary: true}, Side{NodeID: 1, Current: A, CrashedPrimary: true}, ProtocolC, SourceBitmap, 2},
 		{"equal, leftover bits, primary is source", Side{Current: A, Primary: true, ChangedBits: 3}, Side{Current: A}, ProtocolC, SourceBitmap, 2},
 		{"equal, leftover bits, lower id is source", Side{NodeID: 2, Current: A}, Side{NodeID: 1, Current: A, ChangedBits: 1}, ProtocolC, TargetBitmap, 2},
