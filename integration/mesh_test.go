@@ -49,12 +49,7 @@ func (n *node) peerNamed(volume, name string) control.Peer {
 // waitVolume waits until the node's volume satisfies cond.
 func (n *node) waitVolume(volume, what string, cond func(control.Volume) bool) control.Volume {
 	n.t.Helper()
-	var v control.Volume
-	waitUntil(n.t, n.name()+": "+what, 30*time.Second, func() (bool, string) {
-		v = n.volume(volume)
-		return cond(v), fmt.Sprintf("%+v", v)
-	})
-	return v
+	return waitValue(n, what, func() control.Volume { return n.volume(volume) }, cond)
 }
 
 // inSync: the volume is UpToDate and every peer is Connected, Established,

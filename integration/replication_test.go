@@ -70,12 +70,18 @@ func waitUntil(t *testing.T, what string, timeout time.Duration, cond func() (bo
 // waitPeer waits until the node's peer for volume satisfies cond.
 func (n *node) waitPeer(volume, what string, cond func(control.Peer) bool) control.Peer {
 	n.t.Helper()
-	var p control.Peer
+	return waitValue(n, what, func() control.Peer { return n.peer(volume) }, cond)
+}
+
+// waitValue waits (30 s at most) until get's result satisfies cond.
+func waitValue[T any](n *node, what string, get func() T, cond func(T) bool) T {
+	n.t.Helper()
+	var v T
 	waitUntil(n.t, n.name()+": "+what, 30*time.Second, func() (bool, string) {
-		p = n.peer(volume)
-		return cond(p), fmt.Sprintf("%+v", p)
+		v = get()
+		return cond(v), fmt.Sprintf("%+v", v)
 	})
-	return p
+	return v
 }
 
 func (n *node) name() string {
