@@ -50,6 +50,9 @@ type Options struct {
 	// Quorum and OnNoQuorum are the volume's quorum settings.
 	Quorum     engine.QuorumPolicy
 	OnNoQuorum engine.OnNoQuorum
+	// Partitions (with Quorum) cuts the primary off from all others now
+	// and then, and promotes a node of the majority meanwhile.
+	Partitions bool
 }
 
 // Cluster is a simulated set of nodes replicating one volume.

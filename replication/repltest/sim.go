@@ -344,7 +344,7 @@ func (c *Cluster) startVerify() {
 }
 
 func (c *Cluster) breakRandomLink() {
-	if p := c.primary(); c.opts.Quorum != engine.QuorumOff && c.isolated < 0 && p != nil && c.r.IntN(3) == 0 {
+	if p := c.primary(); c.opts.Partitions && c.isolated < 0 && p != nil && c.r.IntN(3) == 0 {
 		// A partition: the primary alone on one side.
 		c.isolated = int(p.ID)
 		c.logf("node %d: isolated", p.ID)
@@ -422,7 +422,7 @@ func (c *Cluster) crash(n *Node) {
 // holds every acknowledged write (protocol C).
 func (c *Cluster) failover() error {
 	if p := c.primary(); p != nil {
-		if c.opts.Quorum != engine.QuorumOff && !p.Eng.Quorate() {
+		if c.opts.Partitions && !p.Eng.Quorate() {
 			return c.majorityFailover(p)
 		}
 		if c.r.IntN(4) == 0 {
