@@ -1,0 +1,148 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"time"
+
+	"github.com/replicad/replicad/dlm"
+	"github.com/replicad/replicad/dlm/engine"
+)
+
+// timing is the nodes' timer configuration: the daemon's defaults, except
+// that the smoke test shortens the dead timeout.
+type timing struct {
+	deadTimeout time.Duration // 0: dlm.DefaultConfig's
+}
+
+// cluster is n DLM nodes in this process, on 127.0.0.1, authenticated with
+// a fresh random secret as in production.
+type cluster struct {
+	nodes map[dlm.NodeID]*dlm.Node
+}
+
+func startCluster(n int, tm timing, verbose bool) (*cluster, error) {
+	secret := make([]byte, 32)
+	if _, err := rand.Read(secret); err != nil {
+		return nil, err
+	}
+	lns := map[dlm.NodeID]net.Listener{}
+	addrs := map[dlm.NodeID]string{}
+	for i := 1; i <= n; i++ {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			for _, l := range lns {
+				l.Close()
+			}
+			return nil, err
+		}
+		lns[dlm.NodeID(i)] = ln
+		addrs[dlm.NodeID(i)] = ln.Addr().String()
+	}
+	c := &cluster{nodes: map[dlm.NodeID]*dlm.Node{}}
+	for i := 1; i <= n; i++ {
+		id := dlm.NodeID(i)
+		cfg := dlm.DefaultConfig()
+		cfg.NodeID = id
+		cfg.Listener = lns[id]
+		cfg.Secret = secret
+		cfg.Peers = map[dlm.NodeID]string{}
+		for p, a := range addrs {
+			if p != id {
+				cfg.Peers[p] = a
+			}
+		}
+		if tm.deadTimeout > 0 {
+			cfg.DeadTimeout = tm.deadTimeout
+		}
+		var w io.Writer = io.Discard
+		if verbose {
+			w = os.Stderr
+		}
+		cfg.Logger = slog.New(slog.NewTextHandler(w, nil))
+		nd, err := dlm.NewNode(cfg)
+		if err != nil {
+			c.close()
+			for j := i; j <= n; j++ {
+				lns[dlm.NodeID(j)].Close()
+			}
+			return nil, err
+		}
+		c.nodes[id] = nd
+	}
+	return c, nil
+}
+
+func (c *cluster) close() {
+	for _, nd := range c.nodes {
+		nd.Close()
+	}
+}
+
+// join joins lockspace name on every node and waits until each runs with
+// every node as a member.
+func (c *cluster) join(name string) (map[dlm.NodeID]*dlm.Lockspace, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out := map[dlm.NodeID]*dlm.Lockspace{}
+	for id, nd := range c.nodes {
+		ls, err := nd.JoinLockspace(ctx, name, dlm.LockspaceConfig{})
+		if err != nil {
+			return nil, err
+		}
+		out[id] = ls
+	}
+	for id, ls := range out {
+		for {
+			st := ls.Status()
+			if st.State == engine.StateRunning && len(st.Members) == len(c.nodes) {
+				break
+			}
+			if ctx.Err() != nil {
+				return nil, fmt.Errorf("node %d: lockspace %q not running with %d members: %+v", id, name, len(c.nodes), st)
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	}
+	return out, nil
+}
+
+// dirIndex is the index, in the sorted member list, of a resource's
+// directory node: FNV-1a of the name modulo the number of members
+// (docs/dlm.md, "Distribution").
+func dirIndex(name string, members int) int {
+	h := fnv.New32a()
+	h.Write([]byte(name))
+	return int(h.Sum32() % uint32(members))
+}
+
+// nameWithDir returns the first of prefix-0, prefix-1, ... whose directory
+// is the member at index idx of members.
+func nameWithDir(prefix string, idx, members int) string {
+	for i := 0; ; i++ {
+		name := fmt.Sprintf("%s-%d", prefix, i)
+		if dirIndex(name, members) == idx {
+			return name
+		}
+	}
+}
+
+// waitState polls ls until its state is want.
+func waitState(ctx context.Context, ls *dlm.Lockspace, want string) error {
+	for {
+		st := ls.Status()
+		if st.State == want {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("lockspace %q on node %d is %s (%s), want %s", st.Lockspace, st.Node, st.State, st.Detail, want)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
