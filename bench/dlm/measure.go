@@ -257,6 +257,13 @@ func pingPong(lss []*dlm.Lockspace, name string, d time.Duration) (int64, time.D
 					case <-c.bast:
 					case <-ctx.Done():
 					}
+					if ctx.Err() != nil {
+						// A Convert that returns granted after ctx
+						// ended may still have its cancel in flight (a
+						// further Convert would get ErrBusy); the
+						// deferred FORCEUNLOCK ends the lock.
+						return nil
+					}
 					if _, err := c.lk.Convert(context.Background(), locktable.NL, 0, nil); err != nil {
 						return fmt.Errorf("client %d: convert to NL: %w", me, err)
 					}
