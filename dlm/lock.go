@@ -371,7 +371,7 @@ func (l *Lock) deliver(cb engine.Callback) {
 		}
 	}
 	if cb.Final {
-		l.mu.gone = fmt.Errorf("lock ended: %v", cb.Result)
+		l.mu.gone = endedError{cb.Result}
 		wake = append(wake, l.mu.waiters...)
 		l.mu.waiters = nil
 	}
@@ -392,6 +392,12 @@ func (l *Lock) deliver(cb engine.Callback) {
 		w.ch <- c
 	}
 }
+
+// endedError is why a lock that had its final completion no longer
+// exists. It is formatted only when asked for: every unlock ends a lock.
+type endedError struct{ result Result }
+
+func (e endedError) Error() string { return fmt.Sprintf("lock ended: %v", e.result) }
 
 // abandon ends a lock without a completion (the lockspace was left or the
 // node closed); synchronous waiters get err.

@@ -46,7 +46,8 @@ type Lockspace struct {
 		e        *engine.Engine
 		locks    map[uint32]*Lock
 		orphans  map[uint32]*Lock
-		gone     bool // shut down: no engine calls
+		gone     bool   // shut down: no engine calls
+		ledger   uint64 // the engine's LedgerVersion last passed to the node
 		ready    bool
 		leftDone chan struct{}
 	}
@@ -191,7 +192,10 @@ func (ls *Lockspace) flushLocked() {
 		}
 		ls.disp.push(event{lk: lk, cb: cb})
 	}
-	ls.n.learnLedger(e.FailedLedger(), e.FencedLedger())
+	if v := e.LedgerVersion(); v != ls.mu.ledger {
+		ls.n.learnLedger(e.FailedLedger(), e.FencedLedger())
+		ls.mu.ledger = v
+	}
 	if !ls.mu.ready && e.Running() {
 		ls.mu.ready = true
 		close(ls.ready)

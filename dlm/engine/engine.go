@@ -1,9 +1,9 @@
 package engine
 
 import (
+	"cmp"
 	"fmt"
 	"hash/fnv"
-	"maps"
 	"slices"
 
 	"github.com/replicad/replicad/dlm/locktable"
@@ -29,6 +29,7 @@ type Engine struct {
 	viewNodeInc  map[NodeID]uint64 // process incarnation of each view member
 	failed       map[NodeID]uint64 // highest failed process incarnation known
 	fenced       map[NodeID]uint64 // highest incarnation known fenced (a max-merged ledger)
+	ledgerGen    uint64            // counts changes to failed and fenced
 	left         bool
 	helloSeq     uint64
 
@@ -214,8 +215,23 @@ func (e *Engine) Tick() {
 	})
 }
 
+// sortedKeys returns m's keys in order. It is slices.Sorted(maps.Keys(m))
+// without the iterator's allocations, and allocates nothing for an empty
+// map: it runs in every step.
+func sortedKeys[K cmp.Ordered, V any](m map[K]V) []K {
+	if len(m) == 0 {
+		return nil
+	}
+	keys := make([]K, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
 func (e *Engine) sortedPeers() []*peer {
-	ids := slices.Sorted(maps.Keys(e.peers))
+	ids := sortedKeys(e.peers)
 	ps := make([]*peer, len(ids))
 	for i, id := range ids {
 		ps[i] = e.peers[id]
@@ -238,7 +254,7 @@ func (e *Engine) send(to NodeID, m wire.Msg) {
 // flush packs queued messages into one envelope per peer, and sends bare
 // acknowledgements to peers we received from and have nothing for.
 func (e *Engine) flush() {
-	for _, to := range slices.Sorted(maps.Keys(e.out)) {
+	for _, to := range sortedKeys(e.out) {
 		msgs := e.out[to]
 		delete(e.out, to)
 		p := e.peers[to]
@@ -257,14 +273,20 @@ func (e *Engine) flush() {
 		p.ackDue = false
 		e.outbox = append(e.outbox, Outgoing{To: to, Env: env})
 	}
-	for _, p := range e.sortedPeers() {
+	var due []NodeID
+	for n, p := range e.peers {
 		if p.ackDue && p.inc != 0 {
-			p.ackDue = false
-			e.outbox = append(e.outbox, Outgoing{To: p.node, Env: &wire.Envelope{
-				Lockspace: e.cfg.Lockspace, From: e.self, FromInc: e.inc, To: p.node, ToInc: p.inc,
-				Ack: p.recvNext - 1,
-			}})
+			due = append(due, n)
 		}
+	}
+	slices.Sort(due)
+	for _, n := range due {
+		p := e.peers[n]
+		p.ackDue = false
+		e.outbox = append(e.outbox, Outgoing{To: p.node, Env: &wire.Envelope{
+			Lockspace: e.cfg.Lockspace, From: e.self, FromInc: e.inc, To: p.node, ToInc: p.inc,
+			Ack: p.recvNext - 1,
+		}})
 	}
 }
 

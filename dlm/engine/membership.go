@@ -66,6 +66,7 @@ func (e *Engine) mergeFenced(l map[NodeID]uint64) bool {
 				e.logf("fencing of node %d (through incarnation %d) confirmed", n, inc)
 			}
 			e.fenced[n] = inc
+			e.ledgerGen++
 			changed = true
 		}
 	}
@@ -79,6 +80,7 @@ func (e *Engine) mergeFailed(l map[NodeID]uint64) bool {
 	for n, inc := range l {
 		if inc > e.failed[n] {
 			e.failed[n] = inc
+			e.ledgerGen++
 			changed = true
 		}
 	}
@@ -103,6 +105,10 @@ func (e *Engine) FencedLedger() map[NodeID]uint64 { return maps.Clone(e.fenced) 
 // FailedLedger returns the failures this engine knows, including those
 // learned from other nodes, as node -> highest failed incarnation.
 func (e *Engine) FailedLedger() map[NodeID]uint64 { return maps.Clone(e.failed) }
+
+// LedgerVersion changes whenever FailedLedger or FencedLedger does, so
+// that a caller can skip copying them when they have not.
+func (e *Engine) LedgerVersion() uint64 { return e.ledgerGen }
 
 func (e *Engine) sendHello(p *peer) {
 	e.outbox = append(e.outbox, Outgoing{To: p.node, Env: &wire.Envelope{
@@ -200,6 +206,7 @@ func (e *Engine) recomputeView() {
 		}
 		if ni := e.viewNodeInc[old.Node]; ni > e.failed[old.Node] {
 			e.failed[old.Node] = ni
+			e.ledgerGen++
 		}
 		e.logf("node %d (incarnation %d) failed; its locks stay until it is fenced", old.Node, e.viewNodeInc[old.Node])
 	}

@@ -559,7 +559,7 @@ func (e *Engine) setMaster(rs *rsb, m NodeID) {
 	for _, in := range held {
 		e.handleNormal(in.from, in.m)
 	}
-	for _, id := range slices.Sorted(maps.Keys(rs.locks)) {
+	for _, id := range sortedKeys(rs.locks) {
 		if lk := e.locks[id]; lk != nil {
 			e.pump(lk)
 		}
