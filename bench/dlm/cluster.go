@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/replicad/replicad/dlm"
@@ -27,7 +29,9 @@ type cluster struct {
 	nodes map[dlm.NodeID]*dlm.Node
 }
 
-func startCluster(n int, tm timing, verbose bool) (*cluster, error) {
+// startCluster starts n nodes; with hops set, every peer connection
+// records its reads and writes there.
+func startCluster(n int, tm timing, verbose bool, hops *hopRecorder) (*cluster, error) {
 	secret := make([]byte, 32)
 	if _, err := rand.Read(secret); err != nil {
 		return nil, err
@@ -42,8 +46,11 @@ func startCluster(n int, tm timing, verbose bool) (*cluster, error) {
 			}
 			return nil, err
 		}
-		lns[dlm.NodeID(i)] = ln
 		addrs[dlm.NodeID(i)] = ln.Addr().String()
+		if hops != nil {
+			ln = hopListener{ln, hops}
+		}
+		lns[dlm.NodeID(i)] = ln
 	}
 	c := &cluster{nodes: map[dlm.NodeID]*dlm.Node{}}
 	for i := 1; i <= n; i++ {
@@ -56,6 +63,15 @@ func startCluster(n int, tm timing, verbose bool) (*cluster, error) {
 		for p, a := range addrs {
 			if p != id {
 				cfg.Peers[p] = a
+			}
+		}
+		if hops != nil {
+			cfg.Dial = func(addr string, timeout time.Duration) (net.Conn, error) {
+				c, err := net.DialTimeout("tcp", addr, timeout)
+				if err != nil {
+					return nil, err
+				}
+				return hopConn{c, hops}, nil
 			}
 		}
 		if tm.deadTimeout > 0 {
@@ -145,4 +161,64 @@ func waitState(ctx context.Context, ls *dlm.Lockspace, want string) error {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// hopRecorder notes the time of every read and write on the peer
+// connections while on, to break a remote acquire into socket events.
+type hopRecorder struct {
+	mu  sync.Mutex
+	on  bool
+	evs []time.Time
+}
+
+func (h *hopRecorder) mark() {
+	h.mu.Lock()
+	if h.on {
+		h.evs = append(h.evs, time.Now())
+	}
+	h.mu.Unlock()
+}
+
+func (h *hopRecorder) start() {
+	h.mu.Lock()
+	h.on, h.evs = true, h.evs[:0]
+	h.mu.Unlock()
+}
+
+func (h *hopRecorder) stop() []time.Time {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.on = false
+	return slices.Clone(h.evs)
+}
+
+type hopConn struct {
+	net.Conn
+	h *hopRecorder
+}
+
+func (c hopConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if n > 0 {
+		c.h.mark()
+	}
+	return n, err
+}
+
+func (c hopConn) Write(b []byte) (int, error) {
+	c.h.mark()
+	return c.Conn.Write(b)
+}
+
+type hopListener struct {
+	net.Listener
+	h *hopRecorder
+}
+
+func (l hopListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return hopConn{c, l.h}, nil
 }

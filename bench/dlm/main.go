@@ -30,6 +30,7 @@ type options struct {
 	duration       time.Duration
 	samples        int
 	inflight       int
+	hops           int
 	locks          int
 	recoveryRounds int
 	only           map[string]bool
@@ -42,6 +43,7 @@ func main() {
 	flag.IntVar(&o.rounds, "rounds", 5, "rounds of the local, remote and ping-pong measurements")
 	flag.DurationVar(&o.duration, "duration", 2*time.Second, "length of each local and ping-pong round")
 	flag.IntVar(&o.samples, "samples", 2000, "remote acquires (and TCP round trips) per case and round")
+	flag.IntVar(&o.hops, "hops", 2000, "remote acquires per case timed socket event by socket event (0: none)")
 	flag.IntVar(&o.inflight, "inflight", 64, "lock+unlock chains in flight in the asynchronous local measurement")
 	flag.IntVar(&o.locks, "locks", 100_000, "locks in the recovery measurement")
 	flag.IntVar(&o.recoveryRounds, "recovery-rounds", 3, "recovery rounds (a new three-node cluster each)")
@@ -122,7 +124,7 @@ func run(w io.Writer, o options) error {
 	// local: a single-node lockspace
 	var local *dlm.Lockspace
 	if o.only["local"] {
-		c, err := startCluster(1, o.timing, o.verbose)
+		c, err := startCluster(1, o.timing, o.verbose, nil)
 		if err != nil {
 			return err
 		}
@@ -139,7 +141,7 @@ func run(w io.Writer, o options) error {
 	lookupName := nameWithDir("acquire-lookup", 0, 2) // directory: node 1, the master
 	cachedName := "acquire-cached"
 	if o.only["remote"] || o.only["pingpong"] {
-		c, err := startCluster(2, o.timing, o.verbose)
+		c, err := startCluster(2, o.timing, o.verbose, nil)
 		if err != nil {
 			return err
 		}
@@ -225,6 +227,12 @@ func run(w io.Writer, o options) error {
 			line += fmt.Sprintf(" ping-pong %.0f handovers/s", hps)
 		}
 		log("%s\n", strings.TrimSuffix(line, ";"))
+	}
+
+	if o.only["remote"] && o.hops > 0 {
+		if err := hops(w, o); err != nil {
+			return err
+		}
 	}
 
 	if o.only["recovery"] {
@@ -329,4 +337,42 @@ func printTable(w io.Writer, o options, res *results) {
 			row(x.what, ms(median(v)), join(len(v), func(i int) string { return ms(v[i]) }), goal)
 		}
 	}
+}
+
+// hops breaks remote acquires into socket events on a separate two-node
+// cluster whose connections note every read and write.
+func hops(w io.Writer, o options) error {
+	h := &hopRecorder{}
+	c, err := startCluster(2, o.timing, o.verbose, h)
+	if err != nil {
+		return err
+	}
+	defer c.close()
+	lss, err := c.join(lockspaceName)
+	if err != nil {
+		return err
+	}
+	ctx := context.Background()
+	lookupName, cachedName := nameWithDir("hops-lookup", 0, 2), "hops-cached"
+	for _, name := range []string{lookupName, cachedName} {
+		if _, _, err := lss[1].Lock(ctx, dlm.Request{Name: name, Mode: locktable.NL}); err != nil {
+			return err
+		}
+	}
+	if _, _, err := lss[2].Lock(ctx, dlm.Request{Name: cachedName, Mode: locktable.NL}); err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "socket events of remote acquires (a separate pair of nodes whose connections time every read and write; a stall is a gap of %s or more between consecutive events):\n", us(stallGap))
+	for _, x := range []struct{ what, name string }{{"lookup + request", lookupName}, {"master known", cachedName}} {
+		if _, err := remoteAcquire(lss[2], x.name, 200); err != nil {
+			return err
+		}
+		st, err := acquireHops(lss[2], h, x.name, o.hops)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(w, "  %-17s %d acquires, median %s, %.1f socket events each; %d (%.0f%%) with a stall (largest gap median %s): median %s; without: median %s\n",
+			x.what, st.samples, us(st.all), st.events, st.stalled, 100*float64(st.stalled)/float64(st.samples), us(st.gap), us(st.stalledAt), us(st.clean))
+	}
+	return nil
 }

@@ -336,7 +336,7 @@ func lockMany(ls *dlm.Lockspace, names []string, mode dlm.Mode, window int) erro
 // recovery runs one recovery round on a new three-node cluster with locks
 // locks (see the package comment).
 func recovery(locks int, tm timing, verbose bool, log func(format string, args ...any)) (res recoveryResult, err error) {
-	c, err := startCluster(3, tm, verbose)
+	c, err := startCluster(3, tm, verbose, nil)
 	if err != nil {
 		return res, err
 	}
@@ -510,4 +510,64 @@ func percentile(v []time.Duration, p float64) time.Duration {
 	slices.Sort(s)
 	i := int(float64(len(s))*p/100+0.999999) - 1
 	return s[max(0, min(i, len(s)-1))]
+}
+
+// stallGap is the gap between consecutive socket events of an acquire (or
+// between the call and the first event, or the last event and the return)
+// counted as a stall: the usual gaps are a few µs of processing or one
+// one-way loopback trip (about half the RTT).
+const stallGap = 30 * time.Microsecond
+
+// hopStats describes acquires broken into socket events.
+type hopStats struct {
+	samples, stalled int
+	events           float64       // socket events per acquire (mean)
+	all              time.Duration // median latency
+	clean, stalledAt time.Duration // median latency without and with a stall
+	gap              time.Duration // median of the largest gap of the stalled ones
+}
+
+// acquireHops is remoteAcquire with every socket read and write of the
+// nodes timed through h.
+func acquireHops(ls *dlm.Lockspace, h *hopRecorder, name string, n int) (hopStats, error) {
+	ctx := context.Background()
+	req := dlm.Request{Name: name, Mode: locktable.EX}
+	var st hopStats
+	var all, clean, stalled, gaps []time.Duration
+	events := 0
+	for range n {
+		h.start()
+		t0 := time.Now()
+		lk, _, err := ls.Lock(ctx, req)
+		t1 := time.Now()
+		evs := h.stop()
+		if err != nil {
+			return st, fmt.Errorf("lock %q: %w", name, err)
+		}
+		if err := lk.Unlock(ctx, 0, nil); err != nil {
+			return st, fmt.Errorf("unlock %q: %w", name, err)
+		}
+		events += len(evs)
+		points := append(append([]time.Time{t0}, evs...), t1)
+		var largest time.Duration
+		for i := 1; i < len(points); i++ {
+			largest = max(largest, points[i].Sub(points[i-1]))
+		}
+		d := t1.Sub(t0)
+		all = append(all, d)
+		if largest >= stallGap {
+			stalled = append(stalled, d)
+			gaps = append(gaps, largest)
+		} else {
+			clean = append(clean, d)
+		}
+	}
+	st = hopStats{samples: n, stalled: len(stalled), events: float64(events) / float64(n), all: median(all)}
+	if len(clean) > 0 {
+		st.clean = median(clean)
+	}
+	if len(stalled) > 0 {
+		st.stalledAt, st.gap = median(stalled), median(gaps)
+	}
+	return st, nil
 }
