@@ -105,16 +105,7 @@ func (m *Manager) AddRealServer(ctx context.Context, service string, rc RealServ
 // its address) and reconciles.
 func (m *Manager) UpdateRealServer(ctx context.Context, service, address string, rc RealServerConfig) error {
 	return m.edit(ctx, func(c *Config) error {
-		i, err := serviceIndex(c, service)
-		if err != nil {
-			return err
-		}
-		sc := &c.Services[i]
-		addr, err := realServerAddr(*sc, address)
-		if err != nil {
-			return err
-		}
-		j, err := realServerIndex(*sc, addr)
+		sc, j, err := findRealServer(c, service, address)
 		if err != nil {
 			return err
 		}
@@ -123,19 +114,28 @@ func (m *Manager) UpdateRealServer(ctx context.Context, service, address string,
 	})
 }
 
+// findRealServer locates a service's real server by address.
+func findRealServer(c *Config, service, address string) (*ServiceConfig, int, error) {
+	i, err := serviceIndex(c, service)
+	if err != nil {
+		return nil, 0, err
+	}
+	sc := &c.Services[i]
+	addr, err := realServerAddr(*sc, address)
+	if err != nil {
+		return nil, 0, err
+	}
+	j, err := realServerIndex(*sc, addr)
+	if err != nil {
+		return nil, 0, err
+	}
+	return sc, j, nil
+}
+
 // DeleteRealServer removes a real server and reconciles.
 func (m *Manager) DeleteRealServer(ctx context.Context, service, address string) error {
 	return m.edit(ctx, func(c *Config) error {
-		i, err := serviceIndex(c, service)
-		if err != nil {
-			return err
-		}
-		sc := &c.Services[i]
-		addr, err := realServerAddr(*sc, address)
-		if err != nil {
-			return err
-		}
-		j, err := realServerIndex(*sc, addr)
+		sc, j, err := findRealServer(c, service, address)
 		if err != nil {
 			return err
 		}

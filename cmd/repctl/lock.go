@@ -126,6 +126,22 @@ func parseMode(flag, s string) (locktable.Mode, error) {
 	return m, nil
 }
 
+// adopt connects and takes over the persistent lock that `repctl lock
+// take` left in mode (convert and release act on it). The caller closes
+// the client.
+func (lo *lockOptions) adopt(ctx context.Context, t *lockTarget, mode locktable.Mode) (*client.Client, *client.Lock, error) {
+	c, err := lo.dial(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	l, _, err := c.Lock(ctx, t.lockspace, t.resource, mode, locktable.Orphan|locktable.Persistent, nil)
+	if err != nil {
+		c.Close()
+		return nil, nil, lockError(err, t, mode)
+	}
+	return c, l, nil
+}
+
 // lockError explains a DLM client error and picks the exit status.
 func lockError(err error, t *lockTarget, mode locktable.Mode) error {
 	switch {

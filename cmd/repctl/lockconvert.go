@@ -4,8 +4,6 @@ import (
 	"fmt"
 
 	"github.com/spf13/cobra"
-
-	"github.com/replicad/replicad/dlm/locktable"
 )
 
 type lockConvertOptions struct {
@@ -43,15 +41,11 @@ func (o *lockConvertOptions) run(cmd *cobra.Command) error {
 	if err != nil {
 		return err
 	}
-	c, err := o.lo.dial(cmd.Context())
+	c, l, err := o.lo.adopt(cmd.Context(), &o.t, from)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	l, _, err := c.Lock(cmd.Context(), o.t.lockspace, o.t.resource, from, locktable.Orphan|locktable.Persistent, nil)
-	if err != nil {
-		return lockError(err, &o.t, from)
-	}
 	ctx, cancel := o.t.waitCtx(cmd.Context())
 	defer cancel()
 	if _, err := l.Convert(ctx, to, o.t.lockFlags(), nil); err != nil {

@@ -4,8 +4,6 @@ import (
 	"fmt"
 
 	"github.com/spf13/cobra"
-
-	"github.com/replicad/replicad/dlm/locktable"
 )
 
 type lockReleaseOptions struct {
@@ -37,15 +35,11 @@ func (o *lockReleaseOptions) run(cmd *cobra.Command) error {
 	if err != nil {
 		return err
 	}
-	c, err := o.lo.dial(cmd.Context())
+	c, l, err := o.lo.adopt(cmd.Context(), &o.t, mode)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	l, _, err := c.Lock(cmd.Context(), o.t.lockspace, o.t.resource, mode, locktable.Orphan|locktable.Persistent, nil)
-	if err != nil {
-		return lockError(err, &o.t, mode)
-	}
 	if err := l.Unlock(cmd.Context(), 0, nil); err != nil {
 		return err
 	}

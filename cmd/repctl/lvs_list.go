@@ -33,12 +33,7 @@ now. On nftables the counters are new connections only.`,
 				return err
 			}
 			if len(args) == 1 {
-				var keep []lvs.ServiceStatus
-				for _, s := range st.Services {
-					if s.Name == args[0] {
-						keep = append(keep, s)
-					}
-				}
+				keep := named(st.Services, args[0], func(s lvs.ServiceStatus) string { return s.Name })
 				if keep == nil {
 					return fmt.Errorf("no service named %q (`repctl lvs list` shows them all)", args[0])
 				}

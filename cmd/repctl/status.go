@@ -26,18 +26,24 @@ func newStatusCmd(g *globals) *cobra.Command {
 	}
 }
 
+// named keeps the items called name (nil if none).
+func named[T any](items []T, name string, nameOf func(T) string) []T {
+	var keep []T
+	for _, it := range items {
+		if nameOf(it) == name {
+			keep = append(keep, it)
+		}
+	}
+	return keep
+}
+
 func (o *statusOptions) run(cmd *cobra.Command, args []string) error {
 	st, err := o.g.client().Status(cmd.Context())
 	if err != nil {
 		return err
 	}
 	if len(args) == 1 {
-		var keep []control.Volume
-		for _, v := range st.Volumes {
-			if v.Name == args[0] {
-				keep = append(keep, v)
-			}
-		}
+		keep := named(st.Volumes, args[0], func(v control.Volume) string { return v.Name })
 		if keep == nil {
 			return fmt.Errorf("no volume named %q", args[0])
 		}

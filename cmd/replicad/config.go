@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -110,53 +111,24 @@ var flagKeys = map[string]string{
 // YAML list element starts empty, not from the defaults.
 func withVolumeDefaults(v daemon.VolumeConfig) daemon.VolumeConfig {
 	d := daemon.DefaultVolume()
-	if v.Meta == "" {
-		v.Meta = d.Meta
-	}
-	if v.MaxPeers == 0 {
-		v.MaxPeers = d.MaxPeers
-	}
-	if v.BitmapGranularity == 0 {
-		v.BitmapGranularity = d.BitmapGranularity
-	}
-	if v.ALExtentSize == 0 {
-		v.ALExtentSize = d.ALExtentSize
-	}
-	if v.ALExtents == 0 {
-		v.ALExtents = d.ALExtents
-	}
+	v.Meta = cmp.Or(v.Meta, d.Meta)
+	v.MaxPeers = cmp.Or(v.MaxPeers, d.MaxPeers)
+	v.BitmapGranularity = cmp.Or(v.BitmapGranularity, d.BitmapGranularity)
+	v.ALExtentSize = cmp.Or(v.ALExtentSize, d.ALExtentSize)
+	v.ALExtents = cmp.Or(v.ALExtents, d.ALExtents)
 	r, dr := &v.Replication, d.Replication
-	if r.Protocol == "" {
-		r.Protocol = dr.Protocol
-	}
-	if r.Fencing == "" {
-		r.Fencing = dr.Fencing
-	}
-	if r.Compression == "" {
-		r.Compression = dr.Compression
-	}
-	if r.Timeout == 0 {
-		r.Timeout = dr.Timeout
-	}
-	r.Protocol = strings.ToUpper(r.Protocol)
-	if r.After0Pri == "" {
-		r.After0Pri = dr.After0Pri
-	}
-	if r.After1Pri == "" {
-		r.After1Pri = dr.After1Pri
-	}
-	if r.After2Pri == "" {
-		r.After2Pri = dr.After2Pri
-	}
-	if r.PingInterval == 0 {
-		r.PingInterval = dr.PingInterval
-	}
-	if r.PingTimeout == 0 {
-		r.PingTimeout = dr.PingTimeout
-	}
-	if r.ConnectInterval == 0 {
-		r.ConnectInterval = dr.ConnectInterval
-	}
+	r.Protocol = strings.ToUpper(cmp.Or(r.Protocol, dr.Protocol))
+	r.Fencing = cmp.Or(r.Fencing, dr.Fencing)
+	r.Quorum = cmp.Or(r.Quorum, dr.Quorum)
+	r.OnNoQuorum = cmp.Or(r.OnNoQuorum, dr.OnNoQuorum)
+	r.Compression = cmp.Or(r.Compression, dr.Compression)
+	r.Timeout = cmp.Or(r.Timeout, dr.Timeout)
+	r.After0Pri = cmp.Or(r.After0Pri, dr.After0Pri)
+	r.After1Pri = cmp.Or(r.After1Pri, dr.After1Pri)
+	r.After2Pri = cmp.Or(r.After2Pri, dr.After2Pri)
+	r.PingInterval = cmp.Or(r.PingInterval, dr.PingInterval)
+	r.PingTimeout = cmp.Or(r.PingTimeout, dr.PingTimeout)
+	r.ConnectInterval = cmp.Or(r.ConnectInterval, dr.ConnectInterval)
 	return v
 }
 

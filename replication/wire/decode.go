@@ -17,44 +17,43 @@ func (r *reader) fail(what string) {
 	}
 }
 
-func (r *reader) u8(what string) uint8 {
-	if len(r.b) < 1 {
+// take consumes n bytes (nil, and a recorded error, if fewer are left).
+func (r *reader) take(n int, what string) []byte {
+	if len(r.b) < n {
 		r.fail(what)
-		return 0
+		return nil
 	}
-	v := r.b[0]
-	r.b = r.b[1:]
-	return v
+	b := r.b[:n]
+	r.b = r.b[n:]
+	return b
+}
+
+func (r *reader) u8(what string) uint8 {
+	if b := r.take(1, what); b != nil {
+		return b[0]
+	}
+	return 0
 }
 
 func (r *reader) u16(what string) uint16 {
-	if len(r.b) < 2 {
-		r.fail(what)
-		return 0
+	if b := r.take(2, what); b != nil {
+		return be.Uint16(b)
 	}
-	v := be.Uint16(r.b)
-	r.b = r.b[2:]
-	return v
+	return 0
 }
 
 func (r *reader) u32(what string) uint32 {
-	if len(r.b) < 4 {
-		r.fail(what)
-		return 0
+	if b := r.take(4, what); b != nil {
+		return be.Uint32(b)
 	}
-	v := be.Uint32(r.b)
-	r.b = r.b[4:]
-	return v
+	return 0
 }
 
 func (r *reader) u64(what string) uint64 {
-	if len(r.b) < 8 {
-		r.fail(what)
-		return 0
+	if b := r.take(8, what); b != nil {
+		return be.Uint64(b)
 	}
-	v := be.Uint64(r.b)
-	r.b = r.b[8:]
-	return v
+	return 0
 }
 
 func (r *reader) bool(what string) bool {
@@ -70,19 +69,17 @@ func (r *reader) str(what string) string {
 	if r.err != nil {
 		return ""
 	}
-	if n > maxString || n > len(r.b) {
+	if n > maxString {
 		r.fail(what)
 		return ""
 	}
-	s := r.b[:n]
-	r.b = r.b[n:]
-	if !utf8.Valid(s) {
+	s := r.take(n, what)
+	if r.err == nil && !utf8.Valid(s) {
 		r.err = fmt.Errorf("%w: %s is not UTF-8", ErrBadFrame, what)
 	}
 	return string(s)
 }
 
-// done checks that the payload was consumed exactly.
 // history reads a count-prefixed list of UUIDs.
 func (r *reader) history() ([]uint64, error) {
 	n := int(r.u8("history count"))
@@ -96,6 +93,7 @@ func (r *reader) history() ([]uint64, error) {
 	return h, nil
 }
 
+// done checks that the payload was consumed exactly.
 func (r *reader) done(t Type) error {
 	if r.err != nil {
 		return r.err
