@@ -1,0 +1,22 @@
+// Command replication-bench measures replicad's replication against the
+// same volume unreplicated, in one run, and prints ratios.
+//
+// It starts, on 127.0.0.1, one standalone replicad (volume "bench", no
+// peers) and two replicated pairs (protocol C and protocol A), each node
+// its own `replicad run` process with its volume on a sparse file of
+// -size in -dir. Then:
+//
+//   - fio's nbd engine against each primary and the standalone volume:
+//     4k random write QD32 and 1 MiB sequential write QD8 on a 1 GiB span
+//     filled once beforehand; -rounds rounds, the setups' order rotating
+//     every round; medians and ratios to the standalone volume.
+//   - full resync: the protocol C pair's secondary gets new metadata (an
+//     empty replica) and the time until it is in sync gives the resync rate,
+//     against a loopback TCP stream measured in the same run (tcpProbe).
+//   - scattered resync: the protocol C primary disconnects, takes
+//     -scattered random 4 KiB writes, reconnects; bytes sent by the resync
+//     (traffic counters) against the dirty bytes, and the time.
+//
+// Run from the repository: go run ./bench/replication [-rounds 5] [-runtime 10s]
+// It needs fio (Debian package fio) and Go; no root.
+package main
