@@ -59,6 +59,7 @@ func (d *dispatcher) run() {
 		d.mu.Unlock()
 		for _, ev := range q {
 			ev.lk.deliver(ev.cb)
+			ev.lk.queued.Add(-1)
 		}
 	}
 }

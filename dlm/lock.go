@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	"github.com/replicad/replicad/dlm/engine"
 	"github.com/replicad/replicad/dlm/locktable"
@@ -72,11 +73,24 @@ type waiter struct {
 	ch   chan Completion
 }
 
+// waitChans recycles the channels of synchronous calls. Every waiter's
+// channel receives at most one completion (a waiter is removed from its
+// lock when it is sent one), so a channel whose completion was received is
+// empty for good and can serve another call.
+var waitChans = sync.Pool{New: func() any { return make(chan Completion, 1) }}
+
+func waitChan() chan Completion { return waitChans.Get().(chan Completion) }
+
 // Lock is a handle on one lock.
 type Lock struct {
 	ls   *Lockspace
 	id   uint32
 	name string
+
+	// queued counts this lock's callbacks handed to the dispatcher and
+	// not yet delivered; while it is zero, a callback that runs no user
+	// code is delivered at once (see Lockspace.post).
+	queued atomic.Int32
 
 	mu struct {
 		sync.Mutex
@@ -86,7 +100,8 @@ type Lock struct {
 		onBlocking func(*Lock, Mode)
 		mode       Mode
 		waiters    []waiter
-		gone       error // set once the lock no longer exists
+		waitBuf    [1]waiter // waiters' first backing array
+		gone       error     // set once the lock no longer exists
 	}
 }
 
@@ -116,9 +131,10 @@ func (ls *Lockspace) LockAsync(r Request) (*Lock, error) {
 // Lock requests a lock and waits for the outcome. If ctx ends first the
 // request is cancelled (it may still be granted in the meantime).
 func (ls *Lockspace) Lock(ctx context.Context, r Request) (*Lock, Completion, error) {
-	ch := make(chan Completion, 1)
+	ch := waitChan()
 	lk, err := ls.lock(r, ch)
 	if err != nil {
+		waitChans.Put(ch)
 		return nil, Completion{}, err
 	}
 	c, err := lk.wait(ctx, ch, true)
@@ -151,6 +167,7 @@ func (ls *Lockspace) lock(r Request, ch chan Completion) (*Lock, error) {
 	lk.mu.owner, lk.mu.persistent = owner, r.Flags&locktable.Persistent != 0
 	lk.mu.onComplete, lk.mu.onBlocking = r.OnComplete, r.OnBlocking
 	lk.mu.mode = locktable.IV
+	lk.mu.waiters = lk.mu.waitBuf[:0]
 	if ch != nil {
 		lk.mu.waiters = append(lk.mu.waiters, waiter{waitOp, ch})
 	}
@@ -210,7 +227,7 @@ func (ls *Lockspace) adopt(r Request, owner *Owner, ch chan Completion) (*Lock, 
 	mode := found.mu.mode
 	found.mu.Unlock()
 	// the adoption is the request's one completion
-	ls.disp.push(event{lk: found, cb: engine.Callback{LkID: found.id, Kind: engine.Completion, Result: locktable.ResultGranted, Mode: mode}})
+	ls.post(found, engine.Callback{LkID: found.id, Kind: engine.Completion, Result: locktable.ResultGranted, Mode: mode})
 	ls.mu.Unlock()
 	owner.add(found)
 	return found, nil
@@ -234,8 +251,9 @@ func (l *Lock) ConvertAsync(mode Mode, flags Flags, lvb []byte) error {
 // Convert changes the lock's mode and waits for the outcome; if ctx ends
 // first the conversion is cancelled.
 func (l *Lock) Convert(ctx context.Context, mode Mode, flags Flags, lvb []byte) (Completion, error) {
-	ch := make(chan Completion, 1)
+	ch := waitChan()
 	if err := l.convert(mode, flags, lvb, ch); err != nil {
+		waitChans.Put(ch)
 		return Completion{}, err
 	}
 	c, err := l.wait(ctx, ch, true)
@@ -268,8 +286,9 @@ func (l *Lock) UnlockAsync(flags Flags, lvb []byte) error {
 
 // Unlock releases the lock and waits until it is gone.
 func (l *Lock) Unlock(ctx context.Context, flags Flags, lvb []byte) error {
-	ch := make(chan Completion, 1)
+	ch := waitChan()
 	if err := l.unlock(flags, lvb, ch); err != nil {
+		waitChans.Put(ch)
 		return err
 	}
 	_, err := l.wait(ctx, ch, false)
@@ -323,9 +342,11 @@ func (l *Lock) addWaiter(w waiter) {
 
 // wait waits for a synchronous request's completion; if ctx ends first and
 // cancel is set, the request is cancelled and its outcome still awaited.
+// The channel goes back to the pool once its completion is received.
 func (l *Lock) wait(ctx context.Context, ch chan Completion, cancel bool) (Completion, error) {
 	select {
 	case c := <-ch:
+		waitChans.Put(ch)
 		return c, nil
 	case <-ctx.Done():
 	}
@@ -333,6 +354,7 @@ func (l *Lock) wait(ctx context.Context, ch chan Completion, cancel bool) (Compl
 		if err := l.Cancel(); err == nil {
 			select {
 			case c := <-ch:
+				waitChans.Put(ch)
 				if c.Result == locktable.ResultCancelled {
 					return c, ctx.Err()
 				}
@@ -344,7 +366,21 @@ func (l *Lock) wait(ctx context.Context, ch chan Completion, cancel bool) (Compl
 	return Completion{}, ctx.Err()
 }
 
-// deliver runs on the dispatcher goroutine.
+// quiet reports whether delivering a callback of this kind runs no user
+// code: the lock has no callback function for it, only (perhaps) a
+// synchronous caller waiting. A function can only be set again under the
+// lockspace's lock, which the caller holds.
+func (l *Lock) quiet(kind engine.CallbackKind) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if kind == engine.Blocking {
+		return l.mu.onBlocking == nil
+	}
+	return l.mu.onComplete == nil
+}
+
+// deliver runs on the dispatcher goroutine, or under the lockspace's lock
+// for a quiet callback (see Lockspace.post).
 func (l *Lock) deliver(cb engine.Callback) {
 	l.mu.Lock()
 	if cb.Kind == engine.Blocking {
@@ -357,14 +393,16 @@ func (l *Lock) deliver(cb engine.Callback) {
 	}
 	c := Completion{Result: cb.Result, Mode: cb.Mode, Flags: cb.SB, LVB: cb.LVB, LVBSeq: cb.LVBSeq, Final: cb.Final}
 	l.mu.mode = cb.Mode
-	var wake []waiter
+	var buf [2]waiter
+	wake := buf[:0]
 	switch {
 	case cb.Result == locktable.ResultUnlocked:
-		wake, l.mu.waiters = l.mu.waiters, nil // supersedes pending requests too
+		wake = append(wake, l.mu.waiters...) // supersedes pending requests too
+		l.mu.waiters = l.mu.waiters[:0]
 	default:
 		for i, w := range l.mu.waiters {
 			if w.kind == waitOp {
-				wake = []waiter{w}
+				wake = append(wake, w)
 				l.mu.waiters = slices.Delete(l.mu.waiters, i, i+1)
 				break
 			}

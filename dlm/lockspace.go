@@ -190,7 +190,7 @@ func (ls *Lockspace) flushLocked() {
 			delete(ls.mu.locks, cb.LkID)
 			delete(ls.mu.orphans, cb.LkID)
 		}
-		ls.disp.push(event{lk: lk, cb: cb})
+		ls.post(lk, cb)
 	}
 	if v := e.LedgerVersion(); v != ls.mu.ledger {
 		ls.n.learnLedger(e.FailedLedger(), e.FencedLedger())
@@ -203,6 +203,22 @@ func (ls *Lockspace) flushLocked() {
 	if ls.leaving.Load() && (e.LeaveDone() || ls.mu.gone) {
 		ls.finishLeaveLocked()
 	}
+}
+
+// post delivers a lock's callback, in order with its earlier ones. One
+// that runs no user code (a synchronous Lock, Convert or Unlock waiting for
+// its completion, a lock without a blocking callback) is delivered here and
+// now, when none of the lock's callbacks is still queued: the waiter wakes
+// without a trip through the dispatcher goroutine. The rest go to the
+// dispatcher, as user callbacks must not run under the lockspace's lock.
+// The caller holds ls.mu.
+func (ls *Lockspace) post(lk *Lock, cb engine.Callback) {
+	if lk.queued.Load() == 0 && lk.quiet(cb.Kind) {
+		lk.deliver(cb)
+		return
+	}
+	lk.queued.Add(1)
+	ls.disp.push(event{lk: lk, cb: cb})
 }
 
 func (ls *Lockspace) receive(env *wire.Envelope) {

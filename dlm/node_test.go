@@ -38,7 +38,7 @@ func (s *syncBuffer) String() string {
 }
 
 type testCluster struct {
-	t     *testing.T
+	t     testing.TB
 	nodes map[NodeID]*Node
 	logs  map[NodeID]*syncBuffer
 	addrs map[NodeID]string
@@ -47,13 +47,13 @@ type testCluster struct {
 
 // startCluster starts n nodes on loopback with short timers; secrets maps
 // a node to a different secret.
-func startCluster(t *testing.T, n int, secrets map[NodeID][]byte) *testCluster {
+func startCluster(t testing.TB, n int, secrets map[NodeID][]byte) *testCluster {
 	t.Helper()
 	return startTunedCluster(t, n, secrets, nil)
 }
 
 // startTunedCluster is startCluster with tune applied to each node's config.
-func startTunedCluster(t *testing.T, n int, secrets map[NodeID][]byte, tune func(NodeID, *Config)) *testCluster {
+func startTunedCluster(t testing.TB, n int, secrets map[NodeID][]byte, tune func(NodeID, *Config)) *testCluster {
 	t.Helper()
 	tc := &testCluster{t: t, nodes: map[NodeID]*Node{}, logs: map[NodeID]*syncBuffer{}, addrs: map[NodeID]string{}, tune: tune}
 	lns := map[NodeID]net.Listener{}
@@ -114,7 +114,7 @@ func (tc *testCluster) start(id NodeID, ln net.Listener, secrets map[NodeID][]by
 	tc.nodes[id] = nd
 }
 
-func ctx(t *testing.T) context.Context {
+func ctx(t testing.TB) context.Context {
 	c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
 	return c
@@ -122,7 +122,7 @@ func ctx(t *testing.T) context.Context {
 
 // eventually polls cond until it holds (the deadline is only a guard
 // against hanging; nothing is asserted about how long it takes).
-func eventually(t *testing.T, what string, cond func() bool) {
+func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for !cond() {
@@ -438,5 +438,73 @@ func TestGarbageFromAnAuthenticatedPeerClosesItsConnection(t *testing.T) {
 	eventually(t, "the refusal logged", func() bool { return strings.Contains(tc.logs[1].String(), "malformed") })
 	if _, _, err := ls[1].Lock(ctx(t), Request{Name: "r", Mode: locktable.EX}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A lock's callbacks stay in order when some run user code and some only
+// wake a synchronous caller: a Convert's completion, which needs no
+// dispatcher, still waits for the lock's blocking callback queued before
+// it to return.
+func TestSyncCompletionWaitsForQueuedCallbacks(t *testing.T) {
+	tc := startCluster(t, 1, nil)
+	ls := tc.joinAll("order")[1]
+	if err := ls.WaitRunning(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var order []string
+	note := func(s string) { mu.Lock(); order = append(order, s); mu.Unlock() }
+	inBast, release := make(chan struct{}), make(chan struct{})
+	a, _, err := ls.Lock(ctx(t), Request{Name: "r", Mode: locktable.EX, OnBlocking: func(*Lock, Mode) {
+		close(inBast)
+		<-release
+		note("bast returned")
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ls.LockAsync(Request{Name: "r", Mode: locktable.PR, OnComplete: func(*Lock, Completion) {}}); err != nil {
+		t.Fatal(err)
+	}
+	<-inBast
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if _, err := a.Convert(ctx(t), locktable.NL, 0, nil); err != nil {
+			t.Error(err)
+		}
+		note("convert returned")
+	}()
+	time.Sleep(20 * time.Millisecond) // room for a wrong early return
+	close(release)
+	<-done
+	mu.Lock()
+	defer mu.Unlock()
+	if got := strings.Join(order, ", "); got != "bast returned, convert returned" {
+		t.Fatalf("order %q", got)
+	}
+}
+
+// BenchmarkLocalLockUnlock is the sync case of bench/dlm's local
+// measurement, with allocations per lock+unlock pair.
+func BenchmarkLocalLockUnlock(b *testing.B) {
+	tc := startCluster(b, 1, nil)
+	ls, err := tc.nodes[1].JoinLockspace(context.Background(), "bench", LockspaceConfig{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := ls.WaitRunning(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		lk, _, err := ls.Lock(ctx, Request{Name: "r", Mode: locktable.EX})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := lk.Unlock(ctx, 0, nil); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

@@ -45,6 +45,7 @@ type Engine struct {
 	nextLkID  uint32
 	locks     map[uint32]*plock
 	rsbs      map[string]*rsb
+	spareRsb  *rsb // the last rsb dropped, reused by the next new one
 	lookupSeq uint64
 
 	// master side: resources this node masters, and its directory part
@@ -57,7 +58,9 @@ type Engine struct {
 	selfq  []wire.Msg
 	outbox []Outgoing
 	cbs    []Callback
-	inStep bool
+	// cbsSpare is the slice Callbacks returned last, reused next
+	cbsSpare []Callback
+	inStep   bool
 }
 
 type inbound struct {
@@ -172,9 +175,10 @@ func (e *Engine) Outbox() []Outgoing {
 }
 
 // Callbacks returns and clears the callbacks to deliver, in order.
+// The slice is valid until the next call to Callbacks.
 func (e *Engine) Callbacks() []Callback {
 	c := e.cbs
-	e.cbs = nil
+	e.cbs, e.cbsSpare = e.cbsSpare[:0], c
 	return c
 }
 

@@ -29,7 +29,13 @@ func (e *Engine) handle(from NodeID, m wire.Msg) {
 			return
 		}
 		if (m.Type == wire.TypeLookup || m.Type == wire.TypeRemove) && m.Gen < e.gen {
-			return // directory traffic from before the directory was rebuilt
+			// directory traffic from before the directory was rebuilt; a
+			// carried request is answered as not run, so its sender sends it
+			// again
+			if m.Has(wire.BitCarried) {
+				e.send(from, wire.Msg{Type: wire.TypeLookupReply, Gen: e.gen, ID: m.ID, LkID: m.LkID, Name: m.Name})
+			}
+			return
 		}
 		e.handleNormal(from, m)
 	}
@@ -63,9 +69,18 @@ func (e *Engine) handleNormal(from NodeID, m wire.Msg) {
 }
 
 func (e *Engine) onLookup(from NodeID, m wire.Msg) {
-	reply := wire.Msg{Type: wire.TypeLookupReply, Gen: e.gen, ID: m.ID, Name: m.Name}
+	reply := wire.Msg{Type: wire.TypeLookupReply, Gen: e.gen, ID: m.ID, LkID: m.LkID, Name: m.Name}
 	if dirNode(m.Name, e.view) == e.self && len(m.Name) > 0 {
 		reply.Node = e.dirAssign(m.Name, from)
+	}
+	if m.Has(wire.BitCarried) && reply.Node == e.self && e.owned[m.Name] != nil {
+		// we master it: run the carried request as if sent to the master
+		reply.Bits = wire.BitCarried
+		e.send(from, reply)
+		m.Type = wire.TypeRequest
+		m.Bits &^= wire.BitCarried
+		e.onMasterOp(from, m)
+		return
 	}
 	e.send(from, reply)
 }

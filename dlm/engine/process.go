@@ -34,6 +34,7 @@ type plock struct {
 	opSent  bool
 	opTo    NodeID
 	opToInc uint64 // the engine incarnation it was sent to
+	carried bool   // the request went with a lookup to the directory node opTo
 
 	cancelling, cancelSent bool
 	cancelTo               NodeID
@@ -106,7 +107,12 @@ func (e *Engine) Lock(name string, mode locktable.Mode, flags locktable.Flags, l
 		e.locks[id] = lk
 		rs := e.rsbs[name]
 		if rs == nil {
-			rs = &rsb{name: name, locks: map[uint32]bool{}}
+			if rs = e.spareRsb; rs != nil {
+				e.spareRsb = nil
+				rs.name = name
+			} else {
+				rs = &rsb{name: name, locks: map[uint32]bool{}}
+			}
 			e.rsbs[name] = rs
 		}
 		rs.locks[id] = true
@@ -247,12 +253,12 @@ func (e *Engine) pump(lk *plock) {
 	}
 	rs := e.rsbs[lk.name]
 	if rs.master == 0 {
-		e.lookup(rs)
+		e.lookup(rs, lk)
 		return
 	}
 	m := rs.master
 	if lk.op != opNone && !lk.opSent {
-		lk.opSent, lk.opTo = true, m
+		lk.opSent, lk.opTo, lk.carried = true, m, false
 		lk.opToInc, _ = e.viewInc(m)
 		lk.seq++
 		lk.opSeq = lk.seq
@@ -347,8 +353,12 @@ func (e *Engine) destroy(lk *plock) {
 }
 
 func (e *Engine) dropRsbIfIdle(rs *rsb) {
-	if len(rs.locks) == 0 && rs.lookupID == 0 && len(rs.heldReqs) == 0 {
+	if len(rs.locks) == 0 && rs.lookupID == 0 && len(rs.heldReqs) == 0 && e.rsbs[rs.name] == rs {
 		delete(e.rsbs, rs.name)
+		// kept for the next new resource: it is empty, and nothing
+		// refers to it once it is out of the map
+		*rs = rsb{locks: rs.locks}
+		e.spareRsb = rs
 	}
 }
 
@@ -384,22 +394,15 @@ func (e *Engine) onRequestReply(from NodeID, m wire.Msg) {
 	if lk == nil || lk.op != opRequest || !lk.opSent || lk.opTo != from || lk.name != m.Name || m.ID != lk.opSeq {
 		return
 	}
+	lk.carried = false
 	switch m.Result {
 	case resultNotMaster:
-		lk.opSent = false
 		rs := e.rsbs[lk.name]
 		if rs.master == from {
 			rs.master = 0
 		}
 		rs.retry = true // find the master again (other locks may live there)
-		if lk.unlocking {
-			e.complete(lk, locktable.ResultUnlocked, true)
-			return
-		}
-		if lk.cancelling {
-			e.complete(lk, locktable.ResultCancelled, true)
-			return
-		}
+		e.unsend(lk)
 	case locktable.ResultGranted:
 		lk.granted(&m)
 		e.complete(lk, locktable.ResultGranted, false)
@@ -531,8 +534,28 @@ func (e *Engine) retryMaster(lk *plock, from NodeID) {
 	rs.retry = true
 }
 
-// lookup asks the directory for a resource's master.
-func (e *Engine) lookup(rs *rsb) {
+// unsend takes back a request that its addressee did not run: it is sent
+// again once the master is known, unless the lock was being unlocked or
+// cancelled meanwhile, which then ends it. It reports whether the lock
+// still exists.
+func (e *Engine) unsend(lk *plock) bool {
+	lk.opSent, lk.carried = false, false
+	if lk.unlocking {
+		e.complete(lk, locktable.ResultUnlocked, true)
+		return false
+	}
+	if lk.cancelling {
+		e.complete(lk, locktable.ResultCancelled, true)
+		return false
+	}
+	return true
+}
+
+// lookup asks the directory for a resource's master. If lk has a request
+// to send, the lookup carries it: a directory node that masters the
+// resource runs it at once and saves a round trip (the kernel's
+// receive_lookup does the same).
+func (e *Engine) lookup(rs *rsb, lk *plock) {
 	if rs.lookupID != 0 || !e.running {
 		return
 	}
@@ -542,8 +565,31 @@ func (e *Engine) lookup(rs *rsb) {
 		return
 	}
 	e.lookupSeq++
+	m := wire.Msg{Type: wire.TypeLookup, Gen: e.gen, Name: rs.name}
+	if lk != nil && lk.op == opRequest && !lk.opSent && !lk.cancelling && !lk.unlocking {
+		// one number serves as the lookup's and the request's: both
+		// sequences only need to grow
+		e.lookupSeq = max(e.lookupSeq, lk.seq+1)
+		lk.seq = e.lookupSeq
+		lk.opSent, lk.opTo, lk.carried, lk.opSeq = true, d, true, lk.seq
+		lk.opToInc, _ = e.viewInc(d)
+		m = lk.opMsg(e.gen)
+		m.Type = wire.TypeLookup
+		m.Bits |= wire.BitCarried
+	}
+	m.ID = e.lookupSeq
 	rs.lookupID = e.lookupSeq
-	e.send(d, wire.Msg{Type: wire.TypeLookup, Gen: e.gen, ID: rs.lookupID, Name: rs.name})
+	e.send(d, m)
+}
+
+// carriedBy returns the lock whose request rode on the lookup that m
+// answers, if that request is still waiting for its answer.
+func (e *Engine) carriedBy(from NodeID, m *wire.Msg) *plock {
+	lk := e.locks[m.LkID]
+	if lk == nil || !lk.carried || lk.op != opRequest || !lk.opSent || lk.opTo != from || lk.opSeq != m.ID || lk.name != m.Name {
+		return nil
+	}
+	return lk
 }
 
 func (e *Engine) setMaster(rs *rsb, m NodeID) {
@@ -568,12 +614,23 @@ func (e *Engine) setMaster(rs *rsb, m NodeID) {
 }
 
 func (e *Engine) onLookupReply(from NodeID, m wire.Msg) {
+	if lk := e.carriedBy(from, &m); lk != nil && !m.Has(wire.BitCarried) {
+		// the directory node did not run the request
+		if e.unsend(lk) {
+			if rs := e.rsbs[lk.name]; rs.lookupID != m.ID {
+				// a recovery abandoned this lookup meanwhile
+				e.pump(lk)
+			}
+		}
+	}
 	rs := e.rsbs[m.Name]
 	if rs == nil || rs.lookupID != m.ID {
-		if m.Node == e.self && e.owned[m.Name] == nil && len(m.Name) > 0 {
+		if m.Node == e.self && m.Gen == e.gen && e.owned[m.Name] == nil && len(m.Name) > 0 {
 			// The directory made us master of a resource we no longer
 			// want: take it, so that it is released (and the directory
-			// told) once idle, instead of leaving a dangling entry.
+			// told) once idle, instead of leaving a dangling entry. (An
+			// answer from before a recovery is void: the directory was
+			// rebuilt from reports in which we did not claim it.)
 			e.own(m.Name)
 		}
 		return
@@ -594,7 +651,7 @@ func (e *Engine) retryLookups() {
 		}
 		rs.retry = false
 		if rs.master == 0 {
-			e.lookup(rs)
+			e.lookup(rs, nil)
 		} else {
 			for _, id := range slices.Sorted(maps.Keys(rs.locks)) {
 				if lk := e.locks[id]; lk != nil {
@@ -617,16 +674,7 @@ func (e *Engine) settleLost(lk *plock) {
 	}
 	switch {
 	case lk.op == opRequest && lk.opSent:
-		lk.opSent = false
-		if lk.unlocking {
-			e.complete(lk, locktable.ResultUnlocked, true)
-			return
-		}
-		if lk.cancelling {
-			e.complete(lk, locktable.ResultCancelled, true)
-			return
-		}
-		// resent to the new master after recovery
+		e.unsend(lk) // if the lock is left, it is resent to the new master after recovery
 	case lk.op == opConvert && lk.opSent:
 		lk.opSent = false
 		switch {

@@ -464,8 +464,11 @@ func (e *Engine) sendLocks() {
 				}
 			} else if lk.op == opRequest && lk.opSent {
 				// a request sent to a node we wrongly took for the master;
-				// if that node is gone, so is the request
-				if inc, in := e.viewInc(lk.opTo); !in || inc != lk.opToInc {
+				// if that node is gone, so is the request. A request carried
+				// by a lookup to a node that is not the master was not run
+				// there: a node that ran it holds the lock and masters the
+				// resource still.
+				if inc, in := e.viewInc(lk.opTo); !in || inc != lk.opToInc || (lk.carried && me.Master != lk.opTo) {
 					e.settleLost(lk)
 					if e.locks[id] == nil {
 						continue

@@ -145,6 +145,7 @@ type Event struct {
 type Table struct {
 	lvbLen int
 	res    map[string]*Resource
+	spare  *Resource // the last resource released, reused by the next new one
 }
 
 // New returns an empty table for a lockspace whose LVBs are lvbLen bytes.
@@ -189,7 +190,12 @@ func (t *Table) Lock(name string, id LockID) (Lock, bool) {
 func (t *Table) resource(name string) *Resource {
 	r := t.res[name]
 	if r == nil {
-		r = &Resource{name: name, byID: make(map[LockID]*Lock)}
+		if r = t.spare; r != nil {
+			t.spare = nil
+			r.name = name
+		} else {
+			r = &Resource{name: name, byID: make(map[LockID]*Lock)}
+		}
 		t.res[name] = r
 	}
 	return r
@@ -200,6 +206,14 @@ func (t *Table) resource(name string) *Resource {
 func (t *Table) release(r *Resource) {
 	if len(r.byID) == 0 && !r.newMaster {
 		delete(t.res, r.name)
+		// Keep it, emptied, for the next new resource: a lock taken and
+		// released on an otherwise unused resource then allocates neither
+		// the resource nor its map and queues.
+		clear(r.granted)
+		clear(r.converting)
+		clear(r.waiting)
+		*r = Resource{byID: r.byID, granted: r.granted[:0], converting: r.converting[:0], waiting: r.waiting[:0]}
+		t.spare = r
 	}
 }
 

@@ -75,7 +75,12 @@ const (
 	BitQuorate    uint8 = 1 << 3 // status: the sender's cluster is quorate and has no unknown nodes
 	BitRecovering uint8 = 1 << 4 // status: the sender is recovering
 	BitKnown      uint8 = 1 << 5 // hello: the sender has seen the receiver know it
-	bitsMask            = BitWantBast | BitMore | BitJoined | BitQuorate | BitRecovering | BitKnown
+	// BitCarried on a lookup: it carries lock LkID's request (Mode, Flags,
+	// LVB, BitWantBast; ID is the request's number), for the directory node
+	// to run if it masters the resource. On a lookup reply: it did, and the
+	// request reply follows.
+	BitCarried uint8 = 1 << 6
+	bitsMask         = BitWantBast | BitMore | BitJoined | BitQuorate | BitRecovering | BitKnown | BitCarried
 )
 
 // Member is a lockspace member: a node and the incarnation of its process.
