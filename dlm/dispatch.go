@@ -19,6 +19,7 @@ type dispatcher struct {
 	mu      sync.Mutex
 	cond    *sync.Cond
 	q       []event
+	spare   []event // the batch delivered last, reused for the next
 	stopped bool
 }
 
@@ -55,11 +56,15 @@ func (d *dispatcher) run() {
 			return
 		}
 		q := d.q
-		d.q = nil
+		d.q, d.spare = d.spare[:0], nil
 		d.mu.Unlock()
-		for _, ev := range q {
+		for i, ev := range q {
 			ev.lk.deliver(ev.cb)
 			ev.lk.queued.Add(-1)
+			q[i] = event{}
 		}
+		d.mu.Lock()
+		d.spare = q
+		d.mu.Unlock()
 	}
 }

@@ -605,9 +605,18 @@ func (e *Engine) setMaster(rs *rsb, m NodeID) {
 	for _, in := range held {
 		e.handleNormal(in.from, in.m)
 	}
-	for _, id := range sortedKeys(rs.locks) {
-		if lk := e.locks[id]; lk != nil {
-			e.pump(lk)
+	if len(rs.locks) == 1 {
+		// the usual case, without sorting a copy
+		for id := range rs.locks {
+			if lk := e.locks[id]; lk != nil {
+				e.pump(lk)
+			}
+		}
+	} else {
+		for _, id := range sortedKeys(rs.locks) {
+			if lk := e.locks[id]; lk != nil {
+				e.pump(lk)
+			}
 		}
 	}
 	e.dropRsbIfIdle(rs)
