@@ -21,6 +21,8 @@ func (v *Volume) Generation() engine.Generation {
 		Primary:        sb.Flags&meta.FlagPrimary != 0,
 		CrashedPrimary: sb.Flags&meta.FlagCrashedPrimary != 0,
 		Tentative:      sb.Flags&meta.FlagTentativeGeneration != 0,
+		SyncToward:     sb.SyncTowardUUID,
+		LostQuorum:     sb.Flags&meta.FlagPrimaryLostQuorum != 0,
 	}
 	for _, h := range sb.History {
 		if h != 0 {
@@ -45,7 +47,7 @@ func (v *Volume) SetGeneration(g engine.Generation) error {
 	}
 	v.mu.Lock()
 	sb := &v.mu.sb
-	sb.CurrentUUID = g.Current
+	sb.CurrentUUID, sb.SyncTowardUUID = g.Current, g.SyncToward
 	clear(sb.History[:])
 	copy(sb.History[:], g.History)
 	setFlag := func(f meta.Flags, on bool) {
@@ -60,6 +62,7 @@ func (v *Volume) SetGeneration(g engine.Generation) error {
 	setFlag(meta.FlagPrimary, g.Primary)
 	setFlag(meta.FlagCrashedPrimary, g.CrashedPrimary)
 	setFlag(meta.FlagTentativeGeneration, g.Tentative)
+	setFlag(meta.FlagPrimaryLostQuorum, g.LostQuorum)
 	for s, slot := range g.Slots {
 		if s >= v.layout.Geometry.MaxPeers {
 			break

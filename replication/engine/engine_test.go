@@ -332,3 +332,143 @@ func TestQuorum(t *testing.T) {
 		})
 	}
 }
+
+// TestCutOffPrimaryMeetsResyncTowardNewerData: a primary without quorum
+// that meets a node mid-resync towards a generation it does not have
+// (the majority's newer data, from the primary it promoted) must neither
+// become that node's sync source, which would overwrite newer blocks with
+// older ones, nor regain quorum through it: it steps down. A node
+// resyncing towards the primary's own generation still syncs from it.
+func TestCutOffPrimaryMeetsResyncTowardNewerData(t *testing.T) {
+	for _, towardKnown := range []bool{false, true} {
+		pr := primaryPair(t, func(c *engine.Config) { c.Quorum = engine.QuorumMajority })
+		pr.resync(0)
+		pr.exec(0, pr.eng[0].Disconnected(1, "partition"))
+		pr.exec(1, pr.eng[1].Disconnected(0, "partition"))
+		pr.queue = [2][]wire.Message{}
+		if q := pr.eng[0].Quorate(); q {
+			t.Fatal("node 0 quorate alone")
+		}
+		o, err := pr.eng[0].Connected(1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pr.exec(0, o)
+		var mine *wire.Hello
+		for _, m := range pr.queue[1] {
+			if h, ok := m.(*wire.Hello); ok {
+				mine = h
+			}
+		}
+		if mine == nil {
+			t.Fatal("node 0 sent no hello")
+		}
+		// node 1 as a node mid-resync from another primary
+		theirs := &wire.Hello{Version: wire.Version, Volume: "r0", NodeID: 1, DataSize: mine.DataSize, Granularity: mine.Granularity,
+			Protocol: 'C', Role: uint8(engine.Secondary), Disk: uint8(engine.Inconsistent),
+			Current: mine.Current, History: mine.History, SyncToward: 0x5eed0000}
+		if towardKnown {
+			theirs.SyncToward = mine.Current
+		}
+		o, err = pr.eng[0].Receive(1, theirs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pr.exec(0, o)
+		role, peer := pr.eng[0].Status().Role, pr.eng[0].Status().Peers[0]
+		if towardKnown {
+			if role != engine.Primary || len(o.Disconnects) != 0 {
+				t.Fatalf("resync towards this node's own generation: %v, disconnects %+v; want primary, syncing", role, o.Disconnects)
+			}
+			continue
+		}
+		if role != engine.Secondary || len(o.Disconnects) != 1 || !strings.Contains(o.Disconnects[0].Reason, "mid-resync towards generation 5eed0000") {
+			t.Fatalf("cut-off primary met a resync towards newer data: %v (peer %v), disconnects %+v; want stepped down", role, peer.Repl, o.Disconnects)
+		}
+		if pr.eng[0].Quorate() {
+			t.Fatal("quorum regained through the resyncing node")
+		}
+	}
+}
+
+// hellos returns the Hellos queued for node i.
+func (pr *pair) hellos(i int) []*wire.Hello {
+	var out []*wire.Hello
+	for _, m := range pr.queue[i] {
+		if h, ok := m.(*wire.Hello); ok {
+			out = append(out, h)
+		}
+	}
+	return out
+}
+
+// TestLostQuorumIsAnnounced: a primary that loses quorum says so in its
+// Hellos (so a later split brain is resolved against it, even after a
+// restart has forgotten its step-down), until it has resynced from the
+// primary the majority promoted.
+func TestLostQuorumIsAnnounced(t *testing.T) {
+	pr := primaryPair(t, func(c *engine.Config) {
+		c.Quorum = engine.QuorumMajority
+		if c.NodeID == 1 {
+			c.Quorum = engine.QuorumOff
+		}
+	})
+	pr.resync(0)
+	pr.exec(0, pr.eng[0].Disconnected(1, "partition"))
+	pr.exec(1, pr.eng[1].Disconnected(0, "partition"))
+	pr.queue = [2][]wire.Message{}
+	o, err := pr.eng[1].Promote(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pr.exec(1, o)
+	if _, err := pr.write(1); err != nil {
+		t.Fatal(err)
+	}
+	o, err = pr.eng[0].Connected(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pr.exec(0, o)
+	hs := pr.hellos(1)
+	if len(hs) != 1 || hs[0].Flags&wire.HelloLostQuorum == 0 {
+		t.Fatalf("hello of the primary that lost quorum: %+v, want HelloLostQuorum", hs)
+	}
+	// it steps down on meeting the new primary, and resyncs from it
+	pr.exec(1, must(pr.eng[1].Connected(0)))
+	pr.drain()
+	if r := pr.eng[0].Status().Role; r != engine.Secondary {
+		t.Fatalf("node 0 %v after meeting the new primary", r)
+	}
+	pr.exec(0, pr.eng[0].Disconnected(1, "restart"))
+	pr.exec(1, pr.eng[1].Disconnected(0, "restart"))
+	pr.queue = [2][]wire.Message{}
+	o, err = pr.eng[0].Connected(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pr.exec(0, o)
+	if hs := pr.hellos(1); len(hs) != 1 || hs[0].Flags&wire.HelloLostQuorum == 0 {
+		t.Fatalf("hello after stepping down, before the resync: %+v, want HelloLostQuorum still", hs)
+	}
+	pr.exec(1, must(pr.eng[1].Connected(0)))
+	pr.drain()
+	pr.resync(1)
+	if d := pr.eng[0].Status().Disk; d != engine.UpToDate {
+		t.Fatalf("node 0 %v after the resync", d)
+	}
+	pr.exec(0, pr.eng[0].Disconnected(1, "again"))
+	pr.exec(1, pr.eng[1].Disconnected(0, "again"))
+	pr.queue = [2][]wire.Message{}
+	pr.exec(0, must(pr.eng[0].Connected(1)))
+	if hs := pr.hellos(1); len(hs) != 1 || hs[0].Flags&wire.HelloLostQuorum != 0 {
+		t.Fatalf("hello after resyncing from the new primary: %+v, want no HelloLostQuorum", hs)
+	}
+}
+
+func must(o engine.Output, err error) engine.Output {
+	if err != nil {
+		panic(err)
+	}
+	return o
+}

@@ -118,6 +118,9 @@ func (e *Engine) hello(p *peer) *wire.Hello {
 		Current: g.Current, Bitmap: s.Bitmap, History: slices.Clone(g.History),
 		ChangedBits: e.store.OutOfSyncBytes(p.slot) / e.store.Granularity(),
 	}
+	if !g.Consistent {
+		h.SyncToward = g.SyncToward
+	}
 	if e.gen.CrashedPrimary {
 		h.Flags |= wire.HelloCrashedPrimary
 	}
@@ -138,6 +141,9 @@ func (e *Engine) hello(p *peer) *wire.Hello {
 	}
 	if e.role == Primary && !e.Quorate() {
 		h.Flags |= wire.HelloNoQuorum
+	}
+	if g.LostQuorum {
+		h.Flags |= wire.HelloLostQuorum
 	}
 	return h
 }
@@ -399,6 +405,26 @@ func (e *Engine) onHello(o *Output, p *peer, h *wire.Hello) error {
 	// source, whatever the UUIDs say (as DRBD's sync handshake does).
 	myDisk, peerDisk := DiskState(sent.Disk), DiskState(h.Disk)
 	if (myDisk == Inconsistent) != (peerDisk == Inconsistent) && d != uuid.Unrelated {
+		// ... unless it is a primary without quorum whose data is older
+		// than what the Inconsistent side's interrupted resync was
+		// bringing it to: it would overwrite newer blocks already synced
+		// (the majority's, from the primary it promoted) with older ones,
+		// and regain quorum through that node. (Without quorum there is no
+		// telling a stale source from a legitimate one whose announced
+		// generation was dropped; a primary with quorum is the majority's.)
+		target, source, toward := h.NodeID, sent, h.SyncToward
+		if myDisk == Inconsistent {
+			target, source, toward = e.cfg.NodeID, h, sent.SyncToward
+		}
+		if toward != 0 && Role(source.Role) == Primary && source.Flags&wire.HelloNoQuorum != 0 &&
+			toward != source.Current && !slices.Contains(source.History, toward) {
+			why := fmt.Sprintf("node %d is Inconsistent, mid-resync towards generation %x, which node %d does not have", target, toward, source.NodeID)
+			if target == p.id && e.role == Primary && e.cfg.Quorum != QuorumOff && !e.Quorate() && e.stepDown(o, p, "lost quorum and "+why) {
+				return nil
+			}
+			o.Disconnects = append(o.Disconnects, Disconnect{Peer: p.id, Reason: why + ": waiting for a node that has it"})
+			return nil
+		}
 		full := d == uuid.SplitBrainDisconnect || d == uuid.SourceFull || d == uuid.TargetFull
 		if myDisk == Inconsistent {
 			d = pick(full, uuid.TargetFull, uuid.TargetBitmap)
@@ -419,6 +445,10 @@ func (e *Engine) onHello(o *Output, p *peer, h *wire.Hello) error {
 			d, why = pick(full, uuid.TargetFull, uuid.TargetBitmap), "split brain: this node discards its data (operator)"
 		case theirs:
 			d, why = pick(full, uuid.SourceFull, uuid.SourceBitmap), "split brain: the peer discards its data (operator)"
+		case sent.Flags&wire.HelloLostQuorum != 0 && h.Flags&wire.HelloLostQuorum == 0:
+			d, why = pick(full, uuid.TargetFull, uuid.TargetBitmap), "split brain: this node lost quorum while primary; the peer's side was the majority's"
+		case h.Flags&wire.HelloLostQuorum != 0 && sent.Flags&wire.HelloLostQuorum == 0:
+			d, why = pick(full, uuid.SourceFull, uuid.SourceBitmap), "split brain: the peer lost quorum while primary; this node's side was the majority's"
 		case !full:
 			v, reason := uuid.Resolve(
 				uuid.SBSide{NodeID: e.cfg.NodeID, Primary: me.Primary, PrimaryBeforeSplit: sent.Flags&wire.HelloPrimaryBeforeSplit != 0, Changes: me.ChangedBits},
@@ -492,7 +522,7 @@ func (e *Engine) startDecision(o *Output, p *peer, d uuid.Decision, why string) 
 		e.store.MarkAllOutOfSync(p.slot)
 		p.bmSent, p.bmRecv = true, true
 		if d == uuid.TargetFull {
-			if err := e.becomeInconsistent(o); err != nil {
+			if err := e.becomeInconsistent(o, p); err != nil {
 				return err
 			}
 		}
@@ -501,7 +531,7 @@ func (e *Engine) startDecision(o *Output, p *peer, d uuid.Decision, why string) 
 		p.repl = WFBitmap
 		e.peerEvent(o, p, "replication", oldRepl.String(), p.repl.String(), why)
 		if d.IsTarget() {
-			if err := e.becomeInconsistent(o); err != nil {
+			if err := e.becomeInconsistent(o, p); err != nil {
 				return err
 			}
 		}
@@ -541,12 +571,21 @@ func (e *Engine) onBitmap(o *Output, p *peer, b *wire.Bitmap) error {
 	return nil
 }
 
-func (e *Engine) becomeInconsistent(o *Output) error {
+// becomeInconsistent starts a resync from p as its target; the data is
+// then on its way to p's generation (SyncToward).
+func (e *Engine) becomeInconsistent(o *Output, p *peer) error {
+	toward := p.hello.Current
 	if !e.gen.Consistent {
+		if e.gen.SyncToward != toward {
+			e.gen.SyncToward = toward
+			if err := e.persist(); err != nil {
+				e.diskFailed(o, err)
+			}
+		}
 		return nil
 	}
 	old := e.Disk()
-	e.gen.Consistent = false
+	e.gen.Consistent, e.gen.SyncToward = false, toward
 	if err := e.persist(); err != nil {
 		e.diskFailed(o, err)
 		return nil

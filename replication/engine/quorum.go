@@ -75,6 +75,14 @@ func (e *Engine) quorumChanged(o *Output) {
 		return
 	}
 	e.quorate = q
+	if e.role == Primary && q == e.gen.LostQuorum {
+		// lost as primary: remembered across restarts until regained
+		// as primary or resynced from a peer
+		e.gen.LostQuorum = !q
+		if err := e.persist(); err != nil {
+			e.diskFailed(o, err)
+		}
+	}
 	old, now := "yes", "no"
 	if q {
 		old, now = now, old

@@ -48,7 +48,7 @@ func (e *Engine) Promote(force bool) (Output, error) {
 	e.role = Primary
 	e.gen.Primary = true
 	if forced {
-		e.gen.Consistent, e.gen.UpToDate = true, true
+		e.gen.Consistent, e.gen.UpToDate, e.gen.SyncToward, e.gen.LostQuorum = true, true, 0, false
 		e.gen.History = pushHistory(e.gen.History, e.gen.Current)
 		e.gen.Current, e.gen.Tentative = e.freshUUID(), false
 		for _, p := range e.peers {

@@ -20,6 +20,19 @@ type Generation struct {
 	// confirmed it (it may have died with the old one); compared as the
 	// previous generation against a node that does not know it.
 	Tentative bool
+	// SyncToward, while not Consistent, is the generation of the source
+	// of the resync that made the data Inconsistent: what the resync was
+	// bringing it to (0: unknown). Only a node with that generation, or a
+	// newer one descended from it, can finish the resync: an older node
+	// as the source would overwrite newer blocks already synced with
+	// older ones.
+	SyncToward uint64
+	// LostQuorum: this node lost quorum while primary, and has neither
+	// regained it as primary nor resynced from a peer since. The majority
+	// may have promoted another node meanwhile; a split brain with a node
+	// that did not lose quorum is resolved by discarding this node's side
+	// (DRBD's primary-lost-quorum), across restarts.
+	LostQuorum bool
 }
 
 // Slot is one peer slot's generation bookkeeping.

@@ -14,6 +14,7 @@ func sampleSuperblock() Superblock {
 	s := Superblock{
 		Seq: 7, DeviceUUID: 0xfeedface, NodeID: 2, DataSize: 1 << 30, Internal: true,
 		Geometry: DefaultGeometry(), Flags: FlagConsistent | FlagPrimary, CurrentUUID: 0xabcdef01,
+		SyncTowardUUID: 0x5eed,
 	}
 	for i := range s.Peers {
 		s.Peers[i].NodeID = NoNode

@@ -123,8 +123,11 @@ type Superblock struct {
 	Flags    Flags
 	// CurrentUUID is the current data generation.
 	CurrentUUID uint64
-	Peers       [MaxPeerSlots]PeerSlot
-	History     [HistoryLen]uint64
+	// SyncTowardUUID, while not consistent, is the generation the
+	// interrupted resync was bringing the data to (0: unknown).
+	SyncTowardUUID uint64
+	Peers          [MaxPeerSlots]PeerSlot
+	History        [HistoryLen]uint64
 }
 
 // Layout returns the metadata layout for a superblock found on a device of
@@ -152,6 +155,7 @@ const (
 	sbExtents  = 60
 	sbFlags    = 64
 	sbCurrent  = 72
+	sbToward   = 80
 	sbPeers    = 128
 	peerSize   = 24
 	sbHistory  = sbPeers + MaxPeerSlots*peerSize
@@ -176,6 +180,7 @@ func (s *Superblock) Marshal() []byte {
 	le.PutUint32(b[sbExtents:], s.Geometry.ALExtents)
 	le.PutUint32(b[sbFlags:], uint32(s.Flags))
 	le.PutUint64(b[sbCurrent:], s.CurrentUUID)
+	le.PutUint64(b[sbToward:], s.SyncTowardUUID)
 	for i, p := range s.Peers {
 		o := sbPeers + i*peerSize
 		le.PutUint32(b[o:], uint32(p.NodeID))
@@ -227,6 +232,7 @@ func UnmarshalSuperblock(b []byte) (Superblock, error) {
 	}
 	s.Flags = Flags(le.Uint32(b[sbFlags:]))
 	s.CurrentUUID = le.Uint64(b[sbCurrent:])
+	s.SyncTowardUUID = le.Uint64(b[sbToward:])
 	for i := range s.Peers {
 		o := sbPeers + i*peerSize
 		s.Peers[i] = PeerSlot{

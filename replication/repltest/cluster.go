@@ -289,6 +289,7 @@ func (n *Node) start() error {
 		}
 		return
 	}())
+	n.c.logf("node %d: %s", n.ID, n.generation())
 	return nil
 }
 

@@ -122,6 +122,10 @@ func Decode(f Frame) (Message, error) {
 		if h.History, err = r.history(); err != nil {
 			return nil, err
 		}
+		if h.Version >= 2 {
+			// (version 1 ends here; the engine refuses it by its version)
+			h.SyncToward = r.u64("sync toward")
+		}
 		if r.err == nil && (h.DataSize < 0 || h.ChangedBits < 0) {
 			return nil, fmt.Errorf("%w: negative size or bit count", ErrBadFrame)
 		}

@@ -51,7 +51,8 @@ type Message interface {
 }
 
 // Version is the protocol version in Hello.
-const Version uint16 = 1
+// Version 2 added SyncToward.
+const Version uint16 = 2
 
 // Hello flags.
 const (
@@ -67,6 +68,9 @@ const (
 	HelloTentative
 	// HelloNoQuorum: the sender is primary without quorum.
 	HelloNoQuorum
+	// HelloLostQuorum: the sender lost quorum while primary and has not
+	// resynced from a peer since (a split brain is resolved against it).
+	HelloLostQuorum
 )
 
 // Hello opens a volume's connection (after authentication): what each side
@@ -85,6 +89,9 @@ type Hello struct {
 	Bitmap      uint64 // bitmap UUID of the sender's slot for the receiver
 	History     []uint64
 	ChangedBits int64 // bits set in that slot
+	// SyncToward, from an Inconsistent node, is the generation its
+	// interrupted resync was bringing it to (0: unknown, e.g. a new node).
+	SyncToward uint64
 }
 
 // State announces a role, disk-state or generation change, and from a
@@ -282,7 +289,11 @@ func (m *Hello) Append(b []byte) []byte {
 	b = be.AppendUint64(b, m.Current)
 	b = be.AppendUint64(b, m.Bitmap)
 	b = be.AppendUint64(b, uint64(m.ChangedBits))
-	return appendHistory(b, m.History)
+	b = appendHistory(b, m.History)
+	if m.Version < 2 {
+		return b
+	}
+	return be.AppendUint64(b, m.SyncToward)
 }
 
 func (m *State) Append(b []byte) []byte {

@@ -11,7 +11,7 @@ func samples() []Message {
 	data := bytes.Repeat([]byte("data"), 1024)
 	return []Message{
 		&Hello{Version: Version, Volume: "r0", NodeID: 3, DataSize: 1 << 30, Granularity: 4096, Protocol: 'C', Role: 1, Disk: 7,
-			Flags: HelloCrashedPrimary | HelloDiscardMyData, Current: 0xabc, Bitmap: 0xdef, History: []uint64{1, 2, 3}, ChangedBits: 99},
+			Flags: HelloCrashedPrimary | HelloDiscardMyData, Current: 0xabc, Bitmap: 0xdef, History: []uint64{1, 2, 3}, ChangedBits: 99, SyncToward: 0x5eed},
 		&State{Role: 1, Disk: 2, Current: 77, InSync: 0b101},
 		&State{Role: 1, Disk: 4, Current: 78, InSync: 0b111, Pending: true},
 		&Write{Seq: 5, Offset: 4096, FUA: true, CRC: Checksum(data), Applied: 3, Data: data},
