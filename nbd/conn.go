@@ -90,13 +90,15 @@ func (c *conn) run() {
 	c.transmit(exp, nc, r, log)
 }
 
-// transmit is the transmission phase. This goroutine reads requests and
-// serves the reads the backend can answer from memory itself (NoWaitReader);
+// transmit is the transmission phase. One goroutine at a time is the
+// reader: it reads requests and serves the reads the backend can answer
+// from memory itself (NoWaitReader). A large write is served by the reader
+// that read its payload, which first starts a new reader (handOffBytes);
 // every other request runs in its own goroutine. One writer sends the
-// replies. Replies of requests served here are handed to the writer in one
-// batch when the next header is not buffered yet (the reader is about to
-// wait for the socket), so a burst of cached reads costs one wakeup of the
-// writer and one socket write, not one of each per request.
+// replies. Replies of requests served by the reader are handed to the
+// writer in one batch when the next header is not buffered yet (the reader
+// is about to wait for the socket), so a burst of cached reads costs one
+// wakeup of the writer and one socket write, not one of each per request.
 //
 // sem bounds the requests received and not yet answered (MaxInflight): the
 // writer releases a slot after writing a reply, so the replies channel,
@@ -146,73 +148,96 @@ func (c *conn) transmit(exp Export, nc net.Conn, r *bufio.Reader, log *slog.Logg
 		}
 	}
 
+	readerDone := make(chan struct{})
 	var hdr [wire.RequestSize]byte
-	for {
-		if r.Buffered() < wire.RequestSize {
-			push()
-		}
-		if _, err := io.ReadFull(r, hdr[:]); err != nil {
-			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
-				log.Debug("nbd connection ended", "err", err)
-			}
-			break
-		}
-		req, err := wire.ParseRequest(&hdr)
-		if err != nil {
-			log.Warn("nbd framing error; closing connection", "err", err)
-			break
-		}
-		if req.Type == wire.CmdDisc {
-			break
-		}
-		rq := requestPool.Get().(*request)
-		rq.Request, rq.errno, rq.buf, rq.next = req, 0, nil, nil
-		if req.Type == wire.CmdWrite {
-			if req.Length > maxPayload {
-				log.Warn("nbd write larger than the advertised maximum; closing connection",
-					"length", req.Length, "max", maxPayload)
-				requestPool.Put(rq)
-				break
-			}
-			if r.Buffered() < int(req.Length) {
+	var read func()
+	read = func() {
+		for {
+			if r.Buffered() < wire.RequestSize {
 				push()
 			}
-			rq.buf = getBuf(req.Length)
-			if _, err := io.ReadFull(r, rq.buf); err != nil {
-				log.Debug("nbd connection ended inside a write payload", "err", err)
-				putBuf(rq.buf)
-				requestPool.Put(rq)
+			if _, err := io.ReadFull(r, hdr[:]); err != nil {
+				if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+					log.Debug("nbd connection ended", "err", err)
+				}
 				break
 			}
-		}
-		acquire()
-		if errno := wire.Check(req, size, maxPayload, exp.ReadOnly); errno != 0 {
-			rq.errno = errno
-			add(rq)
-			continue
-		}
-		if req.Type == wire.CmdRead && nw != nil {
-			rq.buf = getBuf(req.Length)
-			done, err := nw.ReadAtNoWait(rq.buf, int64(req.Offset))
-			if done || err != nil {
-				rq.errno = errnoOf(err)
+			req, err := wire.ParseRequest(&hdr)
+			if err != nil {
+				log.Warn("nbd framing error; closing connection", "err", err)
+				break
+			}
+			if req.Type == wire.CmdDisc {
+				break
+			}
+			rq := requestPool.Get().(*request)
+			rq.Request, rq.errno, rq.buf, rq.next = req, 0, nil, nil
+			if req.Type == wire.CmdWrite {
+				if req.Length > maxPayload {
+					log.Warn("nbd write larger than the advertised maximum; closing connection",
+						"length", req.Length, "max", maxPayload)
+					requestPool.Put(rq)
+					break
+				}
+				if r.Buffered() < int(req.Length) {
+					push()
+				}
+				rq.buf = getBuf(req.Length)
+				if _, err := io.ReadFull(r, rq.buf); err != nil {
+					log.Debug("nbd connection ended inside a write payload", "err", err)
+					putBuf(rq.buf)
+					requestPool.Put(rq)
+					break
+				}
+			}
+			acquire()
+			if errno := wire.Check(req, size, maxPayload, exp.ReadOnly); errno != 0 {
+				rq.errno = errno
 				add(rq)
 				continue
 			}
+			if req.Type == wire.CmdRead && nw != nil {
+				rq.buf = getBuf(req.Length)
+				done, err := nw.ReadAtNoWait(rq.buf, int64(req.Offset))
+				if done || err != nil {
+					rq.errno = errnoOf(err)
+					add(rq)
+					continue
+				}
+			}
+			inflight.Add(1)
+			if req.Type == wire.CmdWrite && req.Length >= handOffBytes {
+				// Hand reading on to a new goroutine and write the payload
+				// from here, while it is in this CPU's cache.
+				go read()
+				defer inflight.Done()
+				c.serve(exp.Backend, rq)
+				replies <- rq
+				return
+			}
+			go func() {
+				defer inflight.Done()
+				c.serve(exp.Backend, rq)
+				replies <- rq
+			}()
 		}
-		inflight.Add(1)
-		go func() {
-			defer inflight.Done()
-			c.serve(exp.Backend, rq)
-			replies <- rq
-		}()
+		push()
+		close(readerDone)
 	}
-	push()
+	read()
+	<-readerDone
 	inflight.Wait()
 	close(replies)
 	<-writerDone
 	nc.Close()
 }
+
+// handOffBytes is the smallest write payload whose request is served by
+// the goroutine that read it (reading goes on in a new one), as nbdkit's
+// threads do: a large payload is written while still in this CPU's cache
+// instead of being pulled to another. Smaller writes go to a new
+// goroutine, so the reader moves on at once.
+const handOffBytes = 256 << 10
 
 // maxBatchBytes is how much read data the reader collects before handing
 // its replies to the writer without waiting for the end of the burst.

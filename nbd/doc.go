@@ -25,7 +25,9 @@
 //
 // Per connection: the connection goroutine negotiates, then reads requests.
 // Reads a NoWaitReader backend answers from memory are served by the
-// reader itself; every other request runs in its own goroutine. At most Config.MaxInflight requests per connection
+// reader itself; a write of 256 KiB or more is served by the goroutine that
+// read its payload, after it started a new reader; every other request runs
+// in its own goroutine. At most Config.MaxInflight requests per connection
 // are received and not yet answered. One writer goroutine sends replies,
 // flushing its buffer when no reply is waiting; the reader hands it its own
 // replies in one batch before it waits for the socket. On DISC, EOF or a
