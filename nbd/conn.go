@@ -35,6 +35,7 @@ type request struct {
 	wire.Request
 	buf   []byte
 	errno uint32
+	next  *request // the rest of a batch of replies sent to the writer at once
 }
 
 var requestPool = sync.Pool{New: func() any { return new(request) }}
@@ -89,69 +90,158 @@ func (c *conn) run() {
 	c.transmit(exp, nc, r, log)
 }
 
-// transmit is the transmission phase: this goroutine reads requests, each
-// runs in its own goroutine, and one writer sends replies.
+// transmit is the transmission phase. One goroutine at a time is the
+// reader: it reads requests and serves the reads the backend can answer
+// from memory itself (NoWaitReader). A large write is served by the reader
+// that read its payload, which first starts a new reader (handOffBytes);
+// every other request runs in its own goroutine. One writer sends the
+// replies. Replies of requests served by the reader are handed to the
+// writer in one batch when the next header is not buffered yet (the reader
+// is about to wait for the socket), so a burst of cached reads costs one
+// wakeup of the writer and one socket write, not one of each per request.
+//
+// sem bounds the requests received and not yet answered (MaxInflight): the
+// writer releases a slot after writing a reply, so the replies channel,
+// one slot each, never fills and the reader never waits for the socket's
+// send side while it holds replies.
 func (c *conn) transmit(exp Export, nc net.Conn, r *bufio.Reader, log *slog.Logger) {
 	maxPayload := c.s.cfg.MaxPayload
 	size := uint64(exp.Backend.Size())
-	replies := make(chan *request, c.s.cfg.MaxInflight+1)
+	nw, _ := exp.Backend.(NoWaitReader)
+	replies := make(chan *request, c.s.cfg.MaxInflight)
 	sem := make(chan struct{}, c.s.cfg.MaxInflight)
 	var inflight sync.WaitGroup
 	writerDone := make(chan struct{})
-	go c.writer(nc, replies, writerDone)
+	go c.writer(nc, replies, sem, writerDone)
 
-	var hdr [wire.RequestSize]byte
-	for {
-		if _, err := io.ReadFull(r, hdr[:]); err != nil {
-			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
-				log.Debug("nbd connection ended", "err", err)
-			}
-			break
+	// The batch of replies served on this goroutine, oldest first.
+	var head, tail *request
+	var batchBytes int
+	push := func() {
+		if head != nil {
+			replies <- head
+			head, tail, batchBytes = nil, nil, 0
 		}
-		req, err := wire.ParseRequest(&hdr)
-		if err != nil {
-			log.Warn("nbd framing error; closing connection", "err", err)
-			break
-		}
-		if req.Type == wire.CmdDisc {
-			break
-		}
-		rq := requestPool.Get().(*request)
-		rq.Request, rq.errno, rq.buf = req, 0, nil
-		if req.Type == wire.CmdWrite {
-			if req.Length > maxPayload {
-				log.Warn("nbd write larger than the advertised maximum; closing connection",
-					"length", req.Length, "max", maxPayload)
-				requestPool.Put(rq)
-				break
-			}
-			rq.buf = getBuf(req.Length)
-			if _, err := io.ReadFull(r, rq.buf); err != nil {
-				log.Debug("nbd connection ended inside a write payload", "err", err)
-				putBuf(rq.buf)
-				requestPool.Put(rq)
-				break
-			}
-		}
-		if errno := wire.Check(req, size, maxPayload, exp.ReadOnly); errno != 0 {
-			rq.errno = errno
-			replies <- rq
-			continue
-		}
-		sem <- struct{}{}
-		inflight.Add(1)
-		go func() {
-			defer inflight.Done()
-			c.serve(exp.Backend, rq)
-			<-sem
-			replies <- rq
-		}()
 	}
+	add := func(rq *request) {
+		if tail == nil {
+			head = rq
+		} else {
+			tail.next = rq
+		}
+		tail = rq
+		if rq.errno == 0 && rq.Type == wire.CmdRead {
+			batchBytes += len(rq.buf)
+		}
+		// Large read replies go out at once, so that sending one overlaps
+		// reading the next.
+		if batchBytes >= maxBatchBytes {
+			push()
+		}
+	}
+	acquire := func() {
+		select {
+		case sem <- struct{}{}:
+		default:
+			push() // the writer frees slots only for replies it has
+			sem <- struct{}{}
+		}
+	}
+
+	readerDone := make(chan struct{})
+	var hdr [wire.RequestSize]byte
+	var read func()
+	read = func() {
+		for {
+			if r.Buffered() < wire.RequestSize {
+				push()
+			}
+			if _, err := io.ReadFull(r, hdr[:]); err != nil {
+				if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+					log.Debug("nbd connection ended", "err", err)
+				}
+				break
+			}
+			req, err := wire.ParseRequest(&hdr)
+			if err != nil {
+				log.Warn("nbd framing error; closing connection", "err", err)
+				break
+			}
+			if req.Type == wire.CmdDisc {
+				break
+			}
+			rq := requestPool.Get().(*request)
+			rq.Request, rq.errno, rq.buf, rq.next = req, 0, nil, nil
+			if req.Type == wire.CmdWrite {
+				if req.Length > maxPayload {
+					log.Warn("nbd write larger than the advertised maximum; closing connection",
+						"length", req.Length, "max", maxPayload)
+					requestPool.Put(rq)
+					break
+				}
+				if r.Buffered() < int(req.Length) {
+					push()
+				}
+				rq.buf = getBuf(req.Length)
+				if _, err := io.ReadFull(r, rq.buf); err != nil {
+					log.Debug("nbd connection ended inside a write payload", "err", err)
+					putBuf(rq.buf)
+					requestPool.Put(rq)
+					break
+				}
+			}
+			acquire()
+			if errno := wire.Check(req, size, maxPayload, exp.ReadOnly); errno != 0 {
+				rq.errno = errno
+				add(rq)
+				continue
+			}
+			if req.Type == wire.CmdRead && nw != nil {
+				rq.buf = getBuf(req.Length)
+				done, err := nw.ReadAtNoWait(rq.buf, int64(req.Offset))
+				if done || err != nil {
+					rq.errno = errnoOf(err)
+					add(rq)
+					continue
+				}
+			}
+			inflight.Add(1)
+			if req.Type == wire.CmdWrite && req.Length >= handOffBytes {
+				// Hand reading on to a new goroutine and write the payload
+				// from here, while it is in this CPU's cache.
+				go read()
+				defer inflight.Done()
+				c.serve(exp.Backend, rq)
+				replies <- rq
+				return
+			}
+			go func() {
+				defer inflight.Done()
+				c.serve(exp.Backend, rq)
+				replies <- rq
+			}()
+		}
+		push()
+		close(readerDone)
+	}
+	read()
+	<-readerDone
 	inflight.Wait()
 	close(replies)
 	<-writerDone
 	nc.Close()
 }
+
+// handOffBytes is the smallest write payload whose request is served by
+// the goroutine that read it (reading goes on in a new one), as nbdkit's
+// threads do: a large payload is written while still in this CPU's cache
+// instead of being pulled to another. Smaller writes go to a new
+// goroutine, so the reader moves on at once.
+const handOffBytes = 256 << 10
+
+// maxBatchBytes is how much read data the reader collects before handing
+// its replies to the writer without waiting for the end of the burst.
+const maxBatchBytes = 256 << 10
 
 func (c *conn) serve(b Backend, rq *request) {
 	off, n := int64(rq.Offset), int64(rq.Length)
@@ -159,7 +249,9 @@ func (c *conn) serve(b Backend, rq *request) {
 	var err error
 	switch rq.Type {
 	case wire.CmdRead:
-		rq.buf = getBuf(rq.Length)
+		if rq.buf == nil { // else allocated for a ReadAtNoWait that declined
+			rq.buf = getBuf(rq.Length)
+		}
 		err = b.ReadAt(c.ctx, rq.buf, off)
 	case wire.CmdWrite:
 		err = b.WriteAt(c.ctx, rq.buf, off, fua)
@@ -189,32 +281,39 @@ func errnoOf(err error) uint32 {
 	return wire.EIO
 }
 
-// writer sends replies in completion order, flushing when none is waiting.
-// After a write error it keeps draining so request goroutines never block.
-func (c *conn) writer(nc net.Conn, replies <-chan *request, done chan<- struct{}) {
+// writer sends replies in completion order, flushing when none is waiting,
+// and frees each reply's slot in sem. After a write error it keeps draining
+// so that neither request goroutines nor the reader block.
+func (c *conn) writer(nc net.Conn, replies <-chan *request, sem <-chan struct{}, done chan<- struct{}) {
 	defer close(done)
 	w := bufio.NewWriterSize(nc, 256<<10)
 	var hdr [wire.ReplySize]byte
 	broken := false
-	for rq := range replies {
-		if !broken {
-			wire.PutSimpleReply(hdr[:], rq.errno, rq.Cookie)
-			w.Write(hdr[:])
-			if rq.Type == wire.CmdRead && rq.errno == 0 {
-				w.Write(rq.buf)
-			}
-			if len(replies) == 0 {
-				if err := w.Flush(); err != nil {
-					broken = true
-					nc.Close()
+	for batch := range replies {
+		for rq := batch; rq != nil; {
+			if !broken {
+				wire.PutSimpleReply(hdr[:], rq.errno, rq.Cookie)
+				w.Write(hdr[:])
+				if rq.Type == wire.CmdRead && rq.errno == 0 {
+					w.Write(rq.buf)
 				}
 			}
+			if rq.buf != nil {
+				putBuf(rq.buf)
+				rq.buf = nil
+			}
+			next := rq.next
+			rq.next = nil
+			requestPool.Put(rq)
+			rq = next
+			<-sem
 		}
-		if rq.buf != nil {
-			putBuf(rq.buf)
-			rq.buf = nil
+		if !broken && len(replies) == 0 {
+			if err := w.Flush(); err != nil {
+				broken = true
+				nc.Close()
+			}
 		}
-		requestPool.Put(rq)
 	}
 	if !broken {
 		w.Flush()

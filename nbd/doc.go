@@ -23,9 +23,14 @@
 //
 // # Goroutines
 //
-// Per connection: the connection goroutine negotiates, then reads requests;
-// each request runs in its own goroutine (at most Config.MaxInflight per
-// connection); one writer goroutine sends replies, flushing its buffer when
-// no reply is waiting. On DISC, EOF or a framing error the reader stops,
-// waits for the requests in flight, lets the writer drain and closes.
+// Per connection: the connection goroutine negotiates, then reads requests.
+// Reads a NoWaitReader backend answers from memory are served by the
+// reader itself; a write of 256 KiB or more is served by the goroutine that
+// read its payload, after it started a new reader; every other request runs
+// in its own goroutine. At most Config.MaxInflight requests per connection
+// are received and not yet answered. One writer goroutine sends replies,
+// flushing its buffer when no reply is waiting; the reader hands it its own
+// replies in one batch before it waits for the socket. On DISC, EOF or a
+// framing error the reader stops, waits for the requests in flight, lets
+// the writer drain and closes.
 package nbd

@@ -15,6 +15,19 @@ type Backend interface {
 	Flush(ctx context.Context) error
 }
 
+// NoWaitReader is an optional Backend capability: reads that complete
+// without waiting for a device (from the page cache), which the server
+// answers on the connection's reader goroutine instead of starting one per
+// request. Many small cached reads then cost no goroutine handoffs and
+// share one socket write.
+type NoWaitReader interface {
+	// ReadAtNoWait is ReadAt if it can complete without waiting (true);
+	// otherwise it returns false having done nothing visible, and the
+	// server calls ReadAt from a request goroutine. Ranges are checked as
+	// for ReadAt.
+	ReadAtNoWait(p []byte, off int64) (bool, error)
+}
+
 // Export is what a client connects to.
 type Export struct {
 	Name        string

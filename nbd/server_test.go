@@ -635,3 +635,60 @@ func TestManyInflightOnManyConnections(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// declining serves no-wait reads of even 4 KiB blocks and declines odd ones,
+// so a connection uses both the reader's own reads and request goroutines.
+type declining struct{ volumeBackend }
+
+func (d declining) ReadAtNoWait(p []byte, off int64) (bool, error) {
+	if off/4096%2 == 1 {
+		return false, nil
+	}
+	return d.volumeBackend.ReadAtNoWait(p, off)
+}
+
+var _ NoWaitReader = declining{}
+
+// TestReaderServedAndHandedOffRequests: reads served by the reader itself
+// (NoWaitReader) and by request goroutines after it declined, and large
+// writes served by the goroutine that read their payload, all complete
+// with the right data and replies, many at once on one connection.
+func TestReaderServedAndHandedOffRequests(t *testing.T) {
+	v := newVolume(t, disk.NewMem(32<<20))
+	h := newHarness(t, DefaultConfig(), map[string]Export{"vol": {Name: "vol", Backend: declining{volumeBackend{v}}}})
+	c := h.dial("vol")
+	const big = 1 << 20
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	for i := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p := bytes.Repeat([]byte{byte(i + 1)}, big)
+			if err := c.WriteAt(ctx, p, int64(i)*big, i == 0); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	for i := range 8 {
+		for blk := range 16 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				got := make([]byte, 4096)
+				off := int64(i)*big + int64(blk)*4096
+				if err := c.ReadAt(ctx, got, off); err != nil {
+					errs <- err
+				} else if !bytes.Equal(got, bytes.Repeat([]byte{byte(i + 1)}, 4096)) {
+					errs <- errors.New("read back differs at " + string(rune('0'+i)))
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+}

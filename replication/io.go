@@ -26,6 +26,29 @@ func (v *Volume) ReadAt(ctx context.Context, p []byte, off int64) error {
 	return nil
 }
 
+// ReadAtNoWait is ReadAt if the data can be read without waiting for the
+// device (it is in the page cache): then it returns true. Otherwise it
+// returns false having done nothing, and the caller uses ReadAt; so does a
+// caller whose device cannot tell.
+func (v *Volume) ReadAtNoWait(p []byte, off int64) (bool, error) {
+	nw, ok := v.devs.Data.(disk.NoWaitReader)
+	if !ok {
+		return false, nil
+	}
+	if err := v.checkRange(off, int64(len(p)), false); err != nil {
+		return false, err
+	}
+	if !v.enter() {
+		return false, ErrDetached
+	}
+	defer v.gate.RUnlock()
+	done, err := nw.ReadAtNoWait(p, off)
+	if err != nil {
+		return false, fmt.Errorf("%w: %v", ErrIO, err)
+	}
+	return done, nil
+}
+
 // WriteAt writes p at off. With fua the write is durable when WriteAt
 // returns; otherwise after the next Flush.
 func (v *Volume) WriteAt(ctx context.Context, p []byte, off int64, fua bool) error {

@@ -333,6 +333,20 @@ func (r *Replicator) ReadAt(ctx context.Context, p []byte, off int64) error {
 	return r.vol.ReadAt(ctx, p, off)
 }
 
+// ReadAtNoWait is ReadAt when the data is in the page cache and I/O is
+// neither frozen nor failing; otherwise it returns false having done
+// nothing, and ReadAt decides (waits, fails or reads).
+func (r *Replicator) ReadAtNoWait(p []byte, off int64) (bool, error) {
+	r.mu.Lock()
+	d := r.eng.Disk()
+	plain := !r.eng.Suspended() && r.eng.IOError() == nil
+	r.mu.Unlock()
+	if !plain || d == engine.Inconsistent || d == engine.Failed {
+		return false, nil
+	}
+	return r.vol.ReadAtNoWait(p, off)
+}
+
 // blockRange rounds [off, off+n) out to bitmap blocks, the unit the range
 // lock must cover (bits and resync reads are per block).
 func (r *Replicator) blockRange(off, n int64) (int64, int64) {

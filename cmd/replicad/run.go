@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -13,7 +15,8 @@ import (
 )
 
 type runOptions struct {
-	config string
+	config     string
+	cpuProfile string
 }
 
 func newRunCmd() *cobra.Command {
@@ -41,6 +44,7 @@ func (o *runOptions) addFlags(cmd *cobra.Command) {
 	f.String("control-socket", "", "control socket path (overrides control.socket)")
 	f.String("metrics-listen", "", "metrics address host:port, or \"\" to disable (overrides metrics.listen)")
 	f.String("node-name", "", "node name (overrides node.name)")
+	f.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file (for benchmarks; off by default)")
 }
 
 func (o *runOptions) run(cmd *cobra.Command) error {
@@ -49,6 +53,13 @@ func (o *runOptions) run(cmd *cobra.Command) error {
 		return err
 	}
 	log := newLogger(cfg.Log, os.Stderr)
+	if o.cpuProfile != "" {
+		stop, err := startCPUProfile(o.cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	d, err := daemon.New(cfg, daemon.Options{Logger: log, Version: version, Ready: func(daemon.Info) { sdNotify("READY=1") }})
 	if err != nil {
 		return err
@@ -58,6 +69,23 @@ func (o *runOptions) run(cmd *cobra.Command) error {
 	err = d.Run(ctx)
 	sdNotify("STOPPING=1")
 	return err
+}
+
+// startCPUProfile profiles the process until stop is called, which the
+// daemon does after it detached its volumes on SIGTERM or SIGINT.
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("--cpuprofile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("--cpuprofile %s: %w", path, err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }
 
 // sdNotify tells systemd (Type=notify) about our state, if it is listening.

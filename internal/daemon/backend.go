@@ -16,6 +16,7 @@ import (
 type blockIO interface {
 	Size() int64
 	ReadAt(ctx context.Context, p []byte, off int64) error
+	ReadAtNoWait(p []byte, off int64) (bool, error)
 	WriteAt(ctx context.Context, p []byte, off int64, fua bool) error
 	WriteZeroes(ctx context.Context, off, n int64, deallocate, fua bool) error
 	Flush(ctx context.Context) error
@@ -33,7 +34,10 @@ type backend struct {
 	m  *volumeMetrics
 }
 
-var _ nbd.Backend = backend{}
+var (
+	_ nbd.Backend      = backend{}
+	_ nbd.NoWaitReader = backend{}
+)
 
 func (b backend) Size() int64 { return b.io.Size() }
 
@@ -42,6 +46,15 @@ func (b backend) ReadAt(ctx context.Context, p []byte, off int64) error {
 	err := b.io.ReadAt(ctx, p, off)
 	b.m.observe(opRead, int64(len(p)), start, err)
 	return nbdError(err)
+}
+
+func (b backend) ReadAtNoWait(p []byte, off int64) (bool, error) {
+	start := time.Now()
+	done, err := b.io.ReadAtNoWait(p, off)
+	if done || err != nil {
+		b.m.observe(opRead, int64(len(p)), start, err)
+	}
+	return done, nbdError(err)
 }
 
 func (b backend) WriteAt(ctx context.Context, p []byte, off int64, fua bool) error {

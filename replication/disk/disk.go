@@ -29,17 +29,30 @@ type Zeroer interface {
 	Zero(off, n int64, deallocate bool) error
 }
 
+// NoWaitReader is implemented by devices that can tell a read served from
+// memory (the page cache) from one that has to wait for the device, so
+// that callers can serve the first kind without handing it to another
+// goroutine.
+type NoWaitReader interface {
+	// ReadAtNoWait reads all of p at off if that needs no device I/O and
+	// returns true; otherwise it returns false and p's contents are
+	// undefined. It may leave errors to ReadAt by returning false.
+	ReadAtNoWait(p []byte, off int64) (bool, error)
+}
+
 var (
-	_ Device     = (*File)(nil)
-	_ SyncWriter = (*File)(nil)
-	_ Zeroer     = (*File)(nil)
-	_ Device     = (*Mem)(nil)
-	_ Zeroer     = (*Mem)(nil)
-	_ Device     = (*Faulty)(nil)
-	_ SyncWriter = (*Faulty)(nil)
-	_ Zeroer     = (*Faulty)(nil)
-	_ Device     = (*Crash)(nil)
-	_ SyncWriter = (*Crash)(nil)
+	_ Device       = (*File)(nil)
+	_ SyncWriter   = (*File)(nil)
+	_ Zeroer       = (*File)(nil)
+	_ NoWaitReader = (*File)(nil)
+	_ Device       = (*Mem)(nil)
+	_ Zeroer       = (*Mem)(nil)
+	_ NoWaitReader = (*Mem)(nil)
+	_ Device       = (*Faulty)(nil)
+	_ SyncWriter   = (*Faulty)(nil)
+	_ Zeroer       = (*Faulty)(nil)
+	_ Device       = (*Crash)(nil)
+	_ SyncWriter   = (*Crash)(nil)
 )
 
 // WriteSync writes p at off and makes it durable, using the device's FUA

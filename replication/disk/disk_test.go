@@ -260,3 +260,37 @@ func TestBlockDevice(t *testing.T) {
 		t.Fatal("second exclusive open of a block device succeeded")
 	}
 }
+
+// TestReadAtNoWait checks the NoWaitReader rule: a read it reports done
+// returns the latest write, exactly as ReadAt would, and a range outside
+// the device fails with ErrOutOfRange.
+func TestReadAtNoWait(t *testing.T) {
+	for name, d := range implementations(t) {
+		nw, ok := d.(NoWaitReader)
+		if !ok {
+			continue
+		}
+		t.Run(name, func(t *testing.T) {
+			p := bytes.Repeat([]byte("nowait"), 2000)
+			if err := WriteFull(d, p, 4096); err != nil {
+				t.Fatal(err)
+			}
+			got := make([]byte, len(p))
+			done, err := nw.ReadAtNoWait(got, 4096)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// A File's pages were just written, so they are in the page
+			// cache; should the kernel still decline, ReadAt is the answer.
+			if done && !bytes.Equal(got, p) {
+				t.Fatal("ReadAtNoWait reported done with other data than written")
+			}
+			if name == "Mem" && !done {
+				t.Fatal("Mem declined a read: memory never waits")
+			}
+			if _, err := nw.ReadAtNoWait(got, testSize-10); !errors.Is(err, ErrOutOfRange) {
+				t.Fatalf("read past the end: err %v, want ErrOutOfRange", err)
+			}
+		})
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync/atomic"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -16,6 +17,9 @@ type File struct {
 	dsync *os.File // the same file opened O_DSYNC, for FUA writes
 	size  int64
 	block bool
+	// noWaitRefused: the kernel refused RWF_NOWAIT once, so ReadAtNoWait
+	// stops asking.
+	noWaitRefused atomic.Bool
 }
 
 // OpenOptions say how to open a File.
@@ -114,6 +118,33 @@ func (d *File) ReadAt(p []byte, off int64) (int, error) {
 		return 0, err
 	}
 	return pfull(unix.Pread, d.fd, p, off)
+}
+
+// ReadAtNoWait reads with preadv2(RWF_NOWAIT), which fails with EAGAIN (or
+// reads short) instead of waiting for the device when some of the range is
+// not in the page cache. Kernels before 4.14 refuse the flag: then it
+// reports false from then on and callers use ReadAt, which also reports
+// any other error.
+func (d *File) ReadAtNoWait(p []byte, off int64) (bool, error) {
+	if err := checkRange(d.size, off, int64(len(p))); err != nil {
+		return false, err
+	}
+	if d.noWaitRefused.Load() {
+		return false, nil
+	}
+	iov := [][]byte{p}
+	for {
+		n, err := unix.Preadv2(d.fd, iov, off, unix.RWF_NOWAIT)
+		switch err {
+		case nil:
+			return n == len(p), nil
+		case unix.EINTR:
+			continue
+		case unix.EOPNOTSUPP, unix.EINVAL, unix.ENOSYS:
+			d.noWaitRefused.Store(true)
+		}
+		return false, nil
+	}
 }
 
 // WriteAt writes with pwrite; the data may sit in the page cache until Sync.

@@ -50,6 +50,12 @@ func (m *Mem) ReadAt(p []byte, off int64) (int, error) {
 	return done, nil
 }
 
+// ReadAtNoWait is ReadAt: memory never waits for a device.
+func (m *Mem) ReadAtNoWait(p []byte, off int64) (bool, error) {
+	_, err := m.ReadAt(p, off)
+	return err == nil, err
+}
+
 // WriteAt copies into the pages.
 func (m *Mem) WriteAt(p []byte, off int64) (int, error) {
 	if err := checkRange(m.size, off, int64(len(p))); err != nil {
