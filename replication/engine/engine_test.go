@@ -171,9 +171,7 @@ func TestQuorumLostPrimaryStepsDown(t *testing.T) {
 		if d := pr.eng[1].Status().Disk; d != engine.UpToDate {
 			t.Fatalf("node 1 %v after the initial sync", d)
 		}
-		pr.exec(0, pr.eng[0].Disconnected(1, "partition"))
-		pr.exec(1, pr.eng[1].Disconnected(0, "partition"))
-		pr.queue = [2][]wire.Message{}
+		pr.cut("partition")
 		if _, err := pr.write(0); !errors.Is(err, engine.ErrSuspended) {
 			t.Fatalf("write on the cut-off primary: %v, want suspended", err)
 		}
@@ -343,9 +341,7 @@ func TestCutOffPrimaryMeetsResyncTowardNewerData(t *testing.T) {
 	for _, towardKnown := range []bool{false, true} {
 		pr := primaryPair(t, func(c *engine.Config) { c.Quorum = engine.QuorumMajority })
 		pr.resync(0)
-		pr.exec(0, pr.eng[0].Disconnected(1, "partition"))
-		pr.exec(1, pr.eng[1].Disconnected(0, "partition"))
-		pr.queue = [2][]wire.Message{}
+		pr.cut("partition")
 		if q := pr.eng[0].Quorate(); q {
 			t.Fatal("node 0 quorate alone")
 		}
@@ -391,6 +387,14 @@ func TestCutOffPrimaryMeetsResyncTowardNewerData(t *testing.T) {
 	}
 }
 
+// cut disconnects the two nodes (for reason) and drops what was in
+// flight between them.
+func (pr *pair) cut(reason string) {
+	pr.exec(0, pr.eng[0].Disconnected(1, reason))
+	pr.exec(1, pr.eng[1].Disconnected(0, reason))
+	pr.queue = [2][]wire.Message{}
+}
+
 // hellos returns the Hellos queued for node i.
 func (pr *pair) hellos(i int) []*wire.Hello {
 	var out []*wire.Hello
@@ -414,9 +418,7 @@ func TestLostQuorumIsAnnounced(t *testing.T) {
 		}
 	})
 	pr.resync(0)
-	pr.exec(0, pr.eng[0].Disconnected(1, "partition"))
-	pr.exec(1, pr.eng[1].Disconnected(0, "partition"))
-	pr.queue = [2][]wire.Message{}
+	pr.cut("partition")
 	o, err := pr.eng[1].Promote(true)
 	if err != nil {
 		t.Fatal(err)
@@ -440,9 +442,7 @@ func TestLostQuorumIsAnnounced(t *testing.T) {
 	if r := pr.eng[0].Status().Role; r != engine.Secondary {
 		t.Fatalf("node 0 %v after meeting the new primary", r)
 	}
-	pr.exec(0, pr.eng[0].Disconnected(1, "restart"))
-	pr.exec(1, pr.eng[1].Disconnected(0, "restart"))
-	pr.queue = [2][]wire.Message{}
+	pr.cut("restart")
 	o, err = pr.eng[0].Connected(1)
 	if err != nil {
 		t.Fatal(err)
@@ -457,9 +457,7 @@ func TestLostQuorumIsAnnounced(t *testing.T) {
 	if d := pr.eng[0].Status().Disk; d != engine.UpToDate {
 		t.Fatalf("node 0 %v after the resync", d)
 	}
-	pr.exec(0, pr.eng[0].Disconnected(1, "again"))
-	pr.exec(1, pr.eng[1].Disconnected(0, "again"))
-	pr.queue = [2][]wire.Message{}
+	pr.cut("again")
 	pr.exec(0, must(pr.eng[0].Connected(1)))
 	if hs := pr.hellos(1); len(hs) != 1 || hs[0].Flags&wire.HelloLostQuorum != 0 {
 		t.Fatalf("hello after resyncing from the new primary: %+v, want no HelloLostQuorum", hs)

@@ -133,6 +133,14 @@ func (e *Engine) onState(o *Output, p *peer, s *wire.State) {
 		e.refuse(o, p, "both nodes are primary and allow-two-primaries is off")
 	}
 	e.genTaken(p, s.Current)
+	if !e.gen.Consistent && p.decided && p.decision.IsTarget() && s.Current != 0 && s.Current != e.gen.SyncToward {
+		// our sync source moved to a new generation: the writes it
+		// replicates to us now belong to that one
+		e.gen.SyncToward = s.Current
+		if err := e.persist(); err != nil {
+			e.diskFailed(o, err)
+		}
+	}
 	e.maybeAnnounce(o)
 	switch {
 	case p.role == Primary:
