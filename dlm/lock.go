@@ -286,6 +286,10 @@ func (l *Lock) UnlockAsync(flags Flags, lvb []byte) error {
 
 // Unlock releases the lock and waits until it is gone.
 func (l *Lock) Unlock(ctx context.Context, flags Flags, lvb []byte) error {
+	if flags&locktable.Cancel != 0 {
+		// the cancelled operation's own completion reports the outcome
+		return l.Cancel()
+	}
 	ch := waitChan()
 	if err := l.unlock(flags, lvb, ch); err != nil {
 		waitChans.Put(ch)

@@ -508,3 +508,24 @@ func BenchmarkLocalLockUnlock(b *testing.B) {
 		}
 	}
 }
+
+// Unlock with CANCEL cancels a pending request and returns; the request's
+// own completion says cancelled.
+func TestUnlockWithCancelReturns(t *testing.T) {
+	tc := startCluster(t, 1, nil)
+	ls := tc.joinAll("cancel")[1]
+	if _, _, err := ls.Lock(ctx(t), Request{Name: "r", Mode: locktable.EX}); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan Completion, 1)
+	b, err := ls.LockAsync(Request{Name: "r", Mode: locktable.EX, OnComplete: func(_ *Lock, c Completion) { got <- c }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Unlock(ctx(t), locktable.Cancel, nil); err != nil {
+		t.Fatal(err)
+	}
+	if c := <-got; c.Result != locktable.ResultCancelled {
+		t.Fatalf("completion %+v, want cancelled", c)
+	}
+}

@@ -468,7 +468,9 @@ func (e *Engine) sendLocks() {
 				// by a lookup to a node that is not the master was not run
 				// there: a node that ran it holds the lock and masters the
 				// resource still.
-				if inc, in := e.viewInc(lk.opTo); !in || inc != lk.opToInc || (lk.carried && me.Master != lk.opTo) {
+				// A remaster rebuilds the resource from the reports, which
+				// do not include a request that has no status yet.
+				if inc, in := e.viewInc(lk.opTo); !in || inc != lk.opToInc || (lk.carried && (me.Master != lk.opTo || me.Remaster)) {
 					e.settleLost(lk)
 					if e.locks[id] == nil {
 						continue

@@ -142,12 +142,14 @@ func (t *Table) FinishRecovery() {
 }
 
 // recoverConversion is recover_conversion: a PR<->CW conversion whose
-// granted mode is unknown takes the mode of a granted PR or CW lock if there
+// granted mode is unknown takes the mode of a lock holding PR or CW if there
 // is one (the old master must have left it compatible with that lock), else
-// its requested mode.
+// its requested mode. The holder may itself be converting (holding CW while
+// converting to PW, say): the kernel looks at the grant queue only, which
+// here granted PR beside a converting lock's CW (found by dlmsim).
 func (r *Resource) recoverConversion() {
 	gr := IV
-	for _, lk := range r.granted {
+	for _, lk := range slices.Concat(r.granted, r.converting) {
 		if lk.GrMode == PR || lk.GrMode == CW {
 			gr = lk.GrMode
 			break

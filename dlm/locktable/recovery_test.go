@@ -133,6 +133,16 @@ func TestNewMasterRecovery(t *testing.T) {
 		}
 	})
 
+	t.Run("PR<->CW of unknown outcome takes the mode of a converting lock holding CW", func(t *testing.T) {
+		tab := New(32)
+		add(t, tab, RecoveredLock{ID: LockID{2, 9}, GrMode: CW, RqMode: PW, Status: StatusConverting})
+		add(t, tab, RecoveredLock{ID: LockID{3, 9}, GrMode: IV, RqMode: PR, Status: StatusConverting})
+		tab.FinishRecovery()
+		if lk, _ := tab.Lock(res, LockID{3, 9}); lk.GrMode != CW {
+			t.Fatalf("granted mode %v beside a CW holder, want CW", lk.GrMode)
+		}
+	})
+
 	t.Run("an abandoned rebuild leaves nothing behind", func(t *testing.T) {
 		tab := New(32)
 		add(t, tab, RecoveredLock{ID: LockID{1, 1}, GrMode: PR, Status: StatusGranted, RqMode: IV})

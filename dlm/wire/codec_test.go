@@ -61,7 +61,7 @@ func TestRejects(t *testing.T) {
 	}
 	cases := map[string][]byte{
 		"empty":          {},
-		"wrong version":  append([]byte{2}, good[1:]...),
+		"wrong version":  append([]byte{Version + 1}, good[1:]...),
 		"truncated":      good[:len(good)-1],
 		"trailing":       append(append([]byte{}, good...), 0),
 		"long name":      mut(func(e *Envelope) { e.Msgs[1].Name = strings.Repeat("n", 65) }),
@@ -71,8 +71,8 @@ func TestRejects(t *testing.T) {
 		"bad type":       mut(func(e *Envelope) { e.Msgs[0].Type = 99 }),
 		"bad bits":       mut(func(e *Envelope) { e.Msgs[0].Bits = 0x80 }),
 		"bad status":     mut(func(e *Envelope) { e.Msgs[6].Locks[0].Status = 9 }),
-		"huge count":     {1, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x0f},
-		"bad varint":     {1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01},
+		"huge count":     {Version, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x0f},
+		"bad varint":     {Version, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01},
 	}
 	for name, b := range cases {
 		_, err := Unmarshal(b)

@@ -6,8 +6,10 @@ import (
 	"github.com/replicad/replicad/dlm/locktable"
 )
 
-// Version is the protocol version this package speaks.
-const Version = 1
+// Version is the protocol version this package speaks. Version 2 added
+// lookups carrying their request (BitCarried); nodes of different
+// versions refuse each other's envelopes with ErrVersion.
+const Version = 2
 
 // Limits enforced by the decoder.
 const (

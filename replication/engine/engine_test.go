@@ -470,3 +470,32 @@ func must(o engine.Output, err error) engine.Output {
 	}
 	return o
 }
+
+// TestLostQuorumClearedWhenInSync: a primary that lost quorum and was then
+// demoted, meeting its peer again with nothing to resync, holds the same
+// data as a node that kept quorum: the flag goes (a stale one would make
+// it lose a later split brain as the majority's primary).
+func TestLostQuorumClearedWhenInSync(t *testing.T) {
+	pr := primaryPair(t, func(c *engine.Config) { c.Quorum = engine.QuorumMajority })
+	pr.resync(0)
+	pr.cut("partition")
+	o, err := pr.eng[0].Demote()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pr.exec(0, o)
+	pr.exec(0, must(pr.eng[0].Connected(1)))
+	if hs := pr.hellos(1); len(hs) != 1 || hs[0].Flags&wire.HelloLostQuorum == 0 {
+		t.Fatalf("hello after losing quorum and demoting: %+v, want HelloLostQuorum", hs)
+	}
+	pr.exec(1, must(pr.eng[1].Connected(0)))
+	pr.drain()
+	if p := pr.eng[0].Status().Peers[0]; p.Repl != engine.Established {
+		t.Fatalf("reconnected %v, want Established (nothing to resync)", p.Repl)
+	}
+	pr.cut("again")
+	pr.exec(0, must(pr.eng[0].Connected(1)))
+	if hs := pr.hellos(1); len(hs) != 1 || hs[0].Flags&wire.HelloLostQuorum != 0 {
+		t.Fatalf("hello after a no-sync handshake with a peer that kept quorum: %+v, want no HelloLostQuorum", hs)
+	}
+}

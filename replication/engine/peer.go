@@ -517,6 +517,14 @@ func (e *Engine) startDecision(o *Output, p *peer, d uuid.Decision, why string) 
 	case uuid.NoSync:
 		p.repl = Established
 		e.peerEvent(o, p, "replication", oldRepl.String(), p.repl.String(), why)
+		if e.gen.LostQuorum && p.hello.Flags&wire.HelloLostQuorum == 0 {
+			// it holds the same data as a node that did not lose quorum:
+			// nothing of its own is left to lose to a split brain
+			e.gen.LostQuorum = false
+			if err := e.persist(); err != nil {
+				e.diskFailed(o, err)
+			}
+		}
 		return e.inSync(o, p)
 	case uuid.SourceFull, uuid.TargetFull:
 		e.store.MarkAllOutOfSync(p.slot)

@@ -46,9 +46,11 @@ func (e *Engine) Promote(force bool) (Output, error) {
 	}
 	oldRole := e.role
 	e.role = Primary
-	e.gen.Primary = true
+	// (a promotion makes this node's data the one that counts: whatever
+	// it lost as an earlier primary no longer marks it)
+	e.gen.Primary, e.gen.LostQuorum = true, false
 	if forced {
-		e.gen.Consistent, e.gen.UpToDate, e.gen.SyncToward, e.gen.LostQuorum = true, true, 0, false
+		e.gen.Consistent, e.gen.UpToDate, e.gen.SyncToward = true, true, 0
 		e.gen.History = pushHistory(e.gen.History, e.gen.Current)
 		e.gen.Current, e.gen.Tentative = e.freshUUID(), false
 		for _, p := range e.peers {
