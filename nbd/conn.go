@@ -112,16 +112,26 @@ func (c *conn) transmit(exp Export, nc net.Conn, r *bufio.Reader, log *slog.Logg
 	sem := make(chan struct{}, c.s.cfg.MaxInflight)
 	var inflight sync.WaitGroup
 	writerDone := make(chan struct{})
-	go c.writer(nc, replies, sem, writerDone)
+	out := &replyOut{nc: nc, w: bufio.NewWriterSize(nc, 256<<10), sem: sem}
+	go out.writer(replies, writerDone)
 
 	// The batch of replies served on this goroutine, oldest first.
 	var head, tail *request
 	var batchBytes int
 	push := func() {
-		if head != nil {
-			replies <- head
-			head, tail, batchBytes = nil, nil, 0
+		if head == nil {
+			return
 		}
+		if out.mu.TryLock() {
+			// nobody is writing: send them from here, without waking
+			// the writer
+			out.putLocked(head)
+			out.flushLocked()
+			out.mu.Unlock()
+		} else {
+			replies <- head
+		}
+		head, tail, batchBytes = nil, nil, 0
 	}
 	add := func(rq *request) {
 		if tail == nil {
@@ -281,41 +291,67 @@ func errnoOf(err error) uint32 {
 	return wire.EIO
 }
 
-// writer sends replies in completion order, flushing when none is waiting,
-// and frees each reply's slot in sem. After a write error it keeps draining
-// so that neither request goroutines nor the reader block.
-func (c *conn) writer(nc net.Conn, replies <-chan *request, sem <-chan struct{}, done chan<- struct{}) {
+// replyOut is a connection's reply side. Replies are written under mu by
+// the writer goroutine, or by the reader itself when mu is free (as each
+// of nbdkit's threads sends its own reply): a burst of cached reads then
+// costs no wakeup of the writer. Replies go out in any order (NBD matches
+// them by cookie).
+type replyOut struct {
+	mu     sync.Mutex
+	nc     net.Conn
+	w      *bufio.Writer
+	hdr    [wire.ReplySize]byte
+	broken bool            // a write failed: replies are dropped
+	sem    <-chan struct{} // a slot per request received and not answered
+}
+
+// putLocked buffers a batch of replies, recycles their requests and frees
+// their slots in sem.
+func (o *replyOut) putLocked(batch *request) {
+	for rq := batch; rq != nil; {
+		if !o.broken {
+			wire.PutSimpleReply(o.hdr[:], rq.errno, rq.Cookie)
+			o.w.Write(o.hdr[:])
+			if rq.Type == wire.CmdRead && rq.errno == 0 {
+				o.w.Write(rq.buf)
+			}
+		}
+		if rq.buf != nil {
+			putBuf(rq.buf)
+			rq.buf = nil
+		}
+		next := rq.next
+		rq.next = nil
+		requestPool.Put(rq)
+		rq = next
+		<-o.sem
+	}
+}
+
+func (o *replyOut) flushLocked() {
+	if o.broken {
+		return
+	}
+	if err := o.w.Flush(); err != nil {
+		o.broken = true
+		o.nc.Close()
+	}
+}
+
+// writer sends the replies handed to it, flushing when none is waiting.
+// After a write error it keeps draining so that neither request
+// goroutines nor the reader block.
+func (o *replyOut) writer(replies <-chan *request, done chan<- struct{}) {
 	defer close(done)
-	w := bufio.NewWriterSize(nc, 256<<10)
-	var hdr [wire.ReplySize]byte
-	broken := false
 	for batch := range replies {
-		for rq := batch; rq != nil; {
-			if !broken {
-				wire.PutSimpleReply(hdr[:], rq.errno, rq.Cookie)
-				w.Write(hdr[:])
-				if rq.Type == wire.CmdRead && rq.errno == 0 {
-					w.Write(rq.buf)
-				}
-			}
-			if rq.buf != nil {
-				putBuf(rq.buf)
-				rq.buf = nil
-			}
-			next := rq.next
-			rq.next = nil
-			requestPool.Put(rq)
-			rq = next
-			<-sem
+		o.mu.Lock()
+		o.putLocked(batch)
+		if len(replies) == 0 {
+			o.flushLocked()
 		}
-		if !broken && len(replies) == 0 {
-			if err := w.Flush(); err != nil {
-				broken = true
-				nc.Close()
-			}
-		}
+		o.mu.Unlock()
 	}
-	if !broken {
-		w.Flush()
-	}
+	o.mu.Lock()
+	o.flushLocked()
+	o.mu.Unlock()
 }

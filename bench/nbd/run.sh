@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # NBD benchmark: replicad vs nbdkit's file plugin, same kind of file, same run.
 #
-#   bench/nbd/run.sh [-r SECONDS] [-n ROUNDS] [-d SCRATCH_DIR]
+#   bench/nbd/run.sh [-r SECONDS] [-n ROUNDS] [-d SCRATCH_DIR] [-w WORKLOADS]
 #
 # For each workload (4k random write QD32, 4k random read QD32, 1 MiB
 # sequential write QD8; one fio job, one connection, fio's nbd engine) it
@@ -9,12 +9,13 @@
 # prints each server's median and the ratio replicad/nbdkit. Both backing
 # files are sparse files of the same size in SCRATCH_DIR (default /var/tmp),
 # both served from the page cache, both preallocated by one full write pass
-# before measuring. Needs fio, nbdkit and Go.
+# before measuring. -w picks workloads by fio name (default
+# randwrite,randread,write). Needs fio, nbdkit and Go.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-runtime=10 rounds=3 scratch=/var/tmp size=2G
-while getopts "r:n:d:" o; do
-  case $o in r) runtime=$OPTARG ;; n) rounds=$OPTARG ;; d) scratch=$OPTARG ;; *) exit 2 ;; esac
+runtime=10 rounds=3 scratch=/var/tmp size=2G workloads=randwrite,randread,write
+while getopts "r:n:d:w:" o; do
+  case $o in r) runtime=$OPTARG ;; n) rounds=$OPTARG ;; d) scratch=$OPTARG ;; w) workloads=$OPTARG ;; *) exit 2 ;; esac
 done
 for t in fio nbdkit go; do command -v $t >/dev/null || { echo "bench: $t is missing" >&2; exit 1; }; done
 
@@ -73,6 +74,7 @@ median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a
 printf '%-26s %12s %12s %8s\n' workload nbdkit replicad ratio
 for w in "randwrite 4k 32 IOPS" "randread 4k 32 IOPS" "write 1M 8 MB/s"; do
   set -- $w
+  [[ ",$workloads," == *",$1,"* ]] || continue
   k=() r=()
   for i in $(seq "$rounds"); do
     if ((i % 2)); then
