@@ -118,19 +118,33 @@ func (c *conn) transmit(exp Export, nc net.Conn, r *bufio.Reader, log *slog.Logg
 	// The batch of replies served on this goroutine, oldest first.
 	var head, tail *request
 	var batchBytes int
+	// Small writes read in one burst, served together by one goroutine
+	// that sends their replies together: a goroutine and a reply write
+	// per burst instead of per request.
+	var whead, wtail *request
+	var wn int
+	dispatch := func() {
+		if whead == nil {
+			return
+		}
+		batch := whead
+		whead, wtail, wn = nil, nil, 0
+		inflight.Add(1)
+		go func() {
+			defer inflight.Done()
+			for rq := batch; rq != nil; rq = rq.next {
+				c.serve(exp.Backend, rq)
+			}
+			out.send(batch, replies)
+		}()
+	}
+	// push hands on what the reader holds, before it may wait.
 	push := func() {
+		dispatch()
 		if head == nil {
 			return
 		}
-		if out.mu.TryLock() {
-			// nobody is writing: send them from here, without waking
-			// the writer
-			out.putLocked(head)
-			out.flushLocked()
-			out.mu.Unlock()
-		} else {
-			replies <- head
-		}
+		out.send(head, replies)
 		head, tail, batchBytes = nil, nil, 0
 	}
 	add := func(rq *request) {
@@ -215,6 +229,18 @@ func (c *conn) transmit(exp Export, nc net.Conn, r *bufio.Reader, log *slog.Logg
 					continue
 				}
 			}
+			if req.Type == wire.CmdWrite && req.Length < handOffBytes && req.Flags&wire.CmdFlagFUA == 0 {
+				if wtail == nil {
+					whead = rq
+				} else {
+					wtail.next = rq
+				}
+				wtail = rq
+				if wn++; wn >= maxWriteBatch {
+					dispatch()
+				}
+				continue
+			}
 			inflight.Add(1)
 			if req.Type == wire.CmdWrite && req.Length >= handOffBytes {
 				// Hand reading on to a new goroutine and write the payload
@@ -248,6 +274,9 @@ func (c *conn) transmit(exp Export, nc net.Conn, r *bufio.Reader, log *slog.Logg
 // instead of being pulled to another. Smaller writes go to a new
 // goroutine, so the reader moves on at once.
 const handOffBytes = 256 << 10
+
+// maxWriteBatch is the most small writes one goroutine serves together.
+const maxWriteBatch = 16
 
 // maxBatchBytes is how much read data the reader collects before handing
 // its replies to the writer without waiting for the end of the burst.
@@ -326,6 +355,18 @@ func (o *replyOut) putLocked(batch *request) {
 		rq = next
 		<-o.sem
 	}
+}
+
+// send writes a batch of replies from this goroutine if nobody is
+// writing (without waking the writer), else hands it to the writer.
+func (o *replyOut) send(batch *request, replies chan<- *request) {
+	if o.mu.TryLock() {
+		o.putLocked(batch)
+		o.flushLocked()
+		o.mu.Unlock()
+		return
+	}
+	replies <- batch
 }
 
 func (o *replyOut) flushLocked() {

@@ -108,6 +108,7 @@ func (o *demoOptions) run(out io.Writer) error {
 	}
 	defer logFile.Close()
 	log := newLogger(cfg.Log, logFile)
+	setMaxProcs(cfg.Node.MaxProcs, log)
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()

@@ -3,9 +3,11 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/pprof"
 	"syscall"
 
@@ -53,6 +55,7 @@ func (o *runOptions) run(cmd *cobra.Command) error {
 		return err
 	}
 	log := newLogger(cfg.Log, os.Stderr)
+	setMaxProcs(cfg.Node.MaxProcs, log)
 	if o.cpuProfile != "" {
 		stop, err := startCPUProfile(o.cpuProfile)
 		if err != nil {
@@ -69,6 +72,15 @@ func (o *runOptions) run(cmd *cobra.Command) error {
 	err = d.Run(ctx)
 	sdNotify("STOPPING=1")
 	return err
+}
+
+// setMaxProcs applies node.max-procs (daemon.MaxProcs).
+func setMaxProcs(setting int, log *slog.Logger) {
+	_, envSet := os.LookupEnv("GOMAXPROCS")
+	if n := daemon.MaxProcs(setting, envSet, runtime.GOMAXPROCS(0)); n > 0 {
+		runtime.GOMAXPROCS(n)
+	}
+	log.Debug("go runtime", "gomaxprocs", runtime.GOMAXPROCS(0), "cpus", runtime.NumCPU())
 }
 
 // startCPUProfile profiles the process until stop is called, which the

@@ -133,6 +133,29 @@ type NodeConfig struct {
 	Name string `mapstructure:"name"`
 	// ID is the node id (0..31) stored in metadata and used by peers.
 	ID uint32 `mapstructure:"id"`
+	// MaxProcs bounds the CPUs that run the daemon's Go code at once
+	// (GOMAXPROCS; blocking system calls such as a volume's pwrite do
+	// not count). 0: half the CPUs available, at least one (see
+	// MaxProcs); the GOMAXPROCS environment variable overrides both.
+	MaxProcs int `mapstructure:"max-procs"`
+}
+
+// MaxProcs is the GOMAXPROCS for the daemon: the max-procs setting if
+// positive, else half of avail (the CPUs the Go runtime found, container
+// limits included), at least one; 0 when the GOMAXPROCS environment
+// variable is set (the runtime has applied it: leave it). The daemon
+// serves consumers on its own host (NBD clients, the kernel's nbd
+// devices and the filesystems on them, DLM users): with all CPUs its
+// runtime's spinning threads take CPU time those need, which on two CPUs
+// cost a fifth of 1 MiB write throughput (docs/benchmarks.md, NBD).
+func MaxProcs(setting int, envSet bool, avail int) int {
+	switch {
+	case envSet:
+		return 0
+	case setting > 0:
+		return setting
+	}
+	return max(1, avail/2)
 }
 
 // ControlConfig is the control socket.
@@ -240,6 +263,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Node.ID > 31 {
 		add("node.id", "%d; want 0..31", c.Node.ID)
+	}
+	if c.Node.MaxProcs < 0 {
+		add("node.max-procs", "%d; want 0 (half the CPUs) or more", c.Node.MaxProcs)
 	}
 	if c.Control.Socket == "" {
 		add("control.socket", "required")

@@ -271,3 +271,24 @@ func TestUnknownEndpoint(t *testing.T) {
 		t.Fatalf("typo in request body: %v", err)
 	}
 }
+
+func TestMaxProcs(t *testing.T) {
+	for _, tc := range []struct {
+		setting int
+		env     bool
+		avail   int
+		want    int
+	}{
+		{0, false, 2, 1}, {0, false, 1, 1}, {0, false, 8, 4}, {0, false, 3, 1},
+		{3, false, 2, 3}, {0, true, 8, 0}, {2, true, 8, 0},
+	} {
+		if got := MaxProcs(tc.setting, tc.env, tc.avail); got != tc.want {
+			t.Errorf("MaxProcs(%d, env %v, %d CPUs) = %d, want %d", tc.setting, tc.env, tc.avail, got, tc.want)
+		}
+	}
+	c := testConfig(t.TempDir())
+	c.Node.MaxProcs = -1
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "node.max-procs") {
+		t.Fatalf("max-procs -1: %v", err)
+	}
+}
