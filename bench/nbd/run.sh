@@ -6,7 +6,8 @@
 # For each workload (4k random write QD32, 4k random read QD32, 1 MiB
 # sequential write QD8; one fio job, one connection, fio's nbd engine) it
 # measures both servers ROUNDS times, alternating which goes first, and
-# prints each server's median and the ratio replicad/nbdkit. Both backing
+# prints each server's median, the ratio of the medians (replicad/nbdkit)
+# and the median of the rounds' own ratios (paired). Both backing
 # files are sparse files of the same size in SCRATCH_DIR (default /var/tmp),
 # both served from the page cache, both preallocated by one full write pass
 # before measuring. -w picks workloads by fio name (default
@@ -71,7 +72,7 @@ fio_metric() {
 
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
-printf '%-26s %12s %12s %8s\n' workload nbdkit replicad ratio
+printf '%-26s %12s %12s %8s %8s\n' workload nbdkit replicad ratio paired
 for w in "randwrite 4k 32 IOPS" "randread 4k 32 IOPS" "write 1M 8 MB/s"; do
   set -- $w
   [[ ",$workloads," == *",$1,"* ]] || continue
@@ -84,6 +85,9 @@ for w in "randwrite 4k 32 IOPS" "randread 4k 32 IOPS" "write 1M 8 MB/s"; do
     fi
   done
   km=$(printf '%s\n' "${k[@]}" | median) rm=$(printf '%s\n' "${r[@]}" | median)
-  printf '%-26s %12s %12s %7.2fx   (%s: nbdkit %s; replicad %s)\n' "$1 $2 QD$3" "$km $4" "$rm $4" \
-    "$(echo "$rm / $km" | bc -l)" "$4" "${k[*]}" "${r[*]}"
+  # each round measures both servers back to back: the median of the
+  # rounds' ratios is robust to the machine's speed drifting between rounds
+  pr=$(for i in "${!k[@]}"; do echo "${r[$i]} / ${k[$i]}" | bc -l; done | median)
+  printf '%-26s %12s %12s %7.2fx %7.2fx   (%s: nbdkit %s; replicad %s)\n' "$1 $2 QD$3" "$km $4" "$rm $4" \
+    "$(echo "$rm / $km" | bc -l)" "$pr" "$4" "${k[*]}" "${r[*]}"
 done
