@@ -36,21 +36,30 @@ func hops(t *testing.T, c *dlmsim.Cluster, n dlmsim.NodeID, id uint32) int {
 	return 0
 }
 
+// acquireFromDirectory1 makes master the master of a resource whose
+// directory node is node 1 (in a cluster of three), then takes EX on it
+// from requester and checks the grant takes the given number of hops.
+func acquireFromDirectory1(t *testing.T, master, requester dlmsim.NodeID, wantHops int, what string) (*dlmsim.Cluster, string, uint32) {
+	t.Helper()
+	c := cluster(t, 3)
+	name := nameWithDir(t, c, 1)
+	lock(t, c, master, name, locktable.NL, 0, nil)
+	settle(t, c)
+	if m := masterOf(c, name); m != master {
+		t.Fatalf("master %d, want %d", m, master)
+	}
+	b := lock(t, c, requester, name, locktable.EX, 0, nil)
+	if h := hops(t, c, requester, b); h != wantHops {
+		t.Fatalf("granted after %d hops, want %d (%s)", h, wantHops, what)
+	}
+	wantCallbacks(t, c, requester, b, "granted EX")
+	return c, name, b
+}
+
 // A lookup carries the request; a directory node that masters the
 // resource runs it, so the acquire takes one round trip instead of two.
 func TestLookupCarriesRequestToMasteringDirectory(t *testing.T) {
-	c := cluster(t, 3)
-	name := nameWithDir(t, c, 1)
-	lock(t, c, 1, name, locktable.NL, 0, nil)
-	settle(t, c)
-	if m := masterOf(c, name); m != 1 {
-		t.Fatalf("master %d, want 1", m)
-	}
-	b := lock(t, c, 2, name, locktable.EX, 0, nil)
-	if h := hops(t, c, 2, b); h != 2 {
-		t.Fatalf("granted after %d hops, want 2 (lookup carrying the request, and its replies)", h)
-	}
-	wantCallbacks(t, c, 2, b, "granted EX")
+	c, name, b := acquireFromDirectory1(t, 1, 2, 2, "lookup carrying the request, and its replies")
 	settle(t, c)
 	// a queued carried request is granted by the master it reached
 	d := lock(t, c, 3, name, locktable.PR, 0, nil)
@@ -69,18 +78,7 @@ func TestLookupCarriesRequestToMasteringDirectory(t *testing.T) {
 // A directory node that does not master the resource answers with the
 // master and does not run the request, which then goes to the master.
 func TestCarriedRequestNotRunByOtherDirectory(t *testing.T) {
-	c := cluster(t, 3)
-	name := nameWithDir(t, c, 1)
-	lock(t, c, 2, name, locktable.NL, 0, nil)
-	settle(t, c)
-	if m := masterOf(c, name); m != 2 {
-		t.Fatalf("master %d, want 2", m)
-	}
-	b := lock(t, c, 3, name, locktable.EX, 0, nil)
-	if h := hops(t, c, 3, b); h != 4 {
-		t.Fatalf("granted after %d hops, want 4 (lookup, reply, request, reply)", h)
-	}
-	wantCallbacks(t, c, 3, b, "granted EX")
+	c, name, _ := acquireFromDirectory1(t, 2, 3, 4, "lookup, reply, request, reply")
 	if m := masterOf(c, name); m != 2 {
 		t.Fatalf("master %d after the request, want 2", m)
 	}
