@@ -94,11 +94,13 @@ func (c *conn) run() {
 // reader: it reads requests and serves the reads the backend can answer
 // from memory itself (NoWaitReader). A large write is served by the reader
 // that read its payload, which first starts a new reader (handOffBytes);
-// every other request runs in its own goroutine. One writer sends the
-// replies. Replies of requests served by the reader are handed to the
-// writer in one batch when the next header is not buffered yet (the reader
-// is about to wait for the socket), so a burst of cached reads costs one
-// wakeup of the writer and one socket write, not one of each per request.
+// small writes read in one burst are served together by one goroutine
+// (maxWriteBatch); every other request runs in its own goroutine. Replies
+// of requests served by the reader go out in one batch when the next
+// header is not buffered yet (the reader is about to wait for the
+// socket), written by the reader itself if no one is writing, else by the
+// writer goroutine (replyOut): a burst of cached reads costs one socket
+// write, not one per request.
 //
 // sem bounds the requests received and not yet answered (MaxInflight): the
 // writer releases a slot after writing a reply, so the replies channel,
