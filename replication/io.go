@@ -13,6 +13,12 @@ import (
 
 // ReadAt fills p from offset off.
 func (v *Volume) ReadAt(ctx context.Context, p []byte, off int64) error {
+	return v.read(p, off, func() error { return disk.ReadFull(v.devs.Data, p, off) })
+}
+
+// read checks the range, holds the volume attached while read runs, and
+// reports read's device error as ErrIO.
+func (v *Volume) read(p []byte, off int64, read func() error) error {
 	if err := v.checkRange(off, int64(len(p)), false); err != nil {
 		return err
 	}
@@ -20,7 +26,7 @@ func (v *Volume) ReadAt(ctx context.Context, p []byte, off int64) error {
 		return ErrDetached
 	}
 	defer v.gate.RUnlock()
-	if err := disk.ReadFull(v.devs.Data, p, off); err != nil {
+	if err := read(); err != nil {
 		return fmt.Errorf("%w: %v", ErrIO, err)
 	}
 	return nil
@@ -35,18 +41,12 @@ func (v *Volume) ReadAtNoWait(p []byte, off int64) (bool, error) {
 	if !ok {
 		return false, nil
 	}
-	if err := v.checkRange(off, int64(len(p)), false); err != nil {
-		return false, err
-	}
-	if !v.enter() {
-		return false, ErrDetached
-	}
-	defer v.gate.RUnlock()
-	done, err := nw.ReadAtNoWait(p, off)
-	if err != nil {
-		return false, fmt.Errorf("%w: %v", ErrIO, err)
-	}
-	return done, nil
+	done := false
+	err := v.read(p, off, func() (err error) {
+		done, err = nw.ReadAtNoWait(p, off)
+		return err
+	})
+	return done && err == nil, err
 }
 
 // WriteAt writes p at off. With fua the write is durable when WriteAt

@@ -101,6 +101,21 @@ func (c *cluster) close() {
 	}
 }
 
+// startJoined starts an n-node cluster (see startCluster) and joins
+// lockspace name on every node; the caller closes the cluster.
+func startJoined(n int, tm timing, verbose bool, hops *hopRecorder, name string) (*cluster, map[dlm.NodeID]*dlm.Lockspace, error) {
+	c, err := startCluster(n, tm, verbose, hops)
+	if err != nil {
+		return nil, nil, err
+	}
+	lss, err := c.join(name)
+	if err != nil {
+		c.close()
+		return nil, nil, err
+	}
+	return c, lss, nil
+}
+
 // join joins lockspace name on every node and waits until each runs with
 // every node as a member.
 func (c *cluster) join(name string) (map[dlm.NodeID]*dlm.Lockspace, error) {

@@ -124,15 +124,11 @@ func run(w io.Writer, o options) error {
 	// local: a single-node lockspace
 	var local *dlm.Lockspace
 	if o.only["local"] {
-		c, err := startCluster(1, o.timing, o.verbose, nil)
+		c, lss, err := startJoined(1, o.timing, o.verbose, nil, lockspaceName)
 		if err != nil {
 			return err
 		}
 		defer c.close()
-		lss, err := c.join(lockspaceName)
-		if err != nil {
-			return err
-		}
 		local = lss[1]
 	}
 	// remote and ping-pong: two nodes
@@ -141,14 +137,12 @@ func run(w io.Writer, o options) error {
 	lookupName := nameWithDir("acquire-lookup", 0, 2) // directory: node 1, the master
 	cachedName := "acquire-cached"
 	if o.only["remote"] || o.only["pingpong"] {
-		c, err := startCluster(2, o.timing, o.verbose, nil)
+		c, lss, err := startJoined(2, o.timing, o.verbose, nil, lockspaceName)
 		if err != nil {
 			return err
 		}
 		defer c.close()
-		if pair, err = c.join(lockspaceName); err != nil {
-			return err
-		}
+		pair = lss
 	}
 	if o.only["remote"] {
 		ctx := context.Background()
@@ -343,15 +337,11 @@ func printTable(w io.Writer, o options, res *results) {
 // cluster whose connections note every read and write.
 func hops(w io.Writer, o options) error {
 	h := &hopRecorder{}
-	c, err := startCluster(2, o.timing, o.verbose, h)
+	c, lss, err := startJoined(2, o.timing, o.verbose, h, lockspaceName)
 	if err != nil {
 		return err
 	}
 	defer c.close()
-	lss, err := c.join(lockspaceName)
-	if err != nil {
-		return err
-	}
 	ctx := context.Background()
 	lookupName, cachedName := nameWithDir("hops-lookup", 0, 2), "hops-cached"
 	for _, name := range []string{lookupName, cachedName} {

@@ -336,15 +336,11 @@ func lockMany(ls *dlm.Lockspace, names []string, mode dlm.Mode, window int) erro
 // recovery runs one recovery round on a new three-node cluster with locks
 // locks (see the package comment).
 func recovery(locks int, tm timing, verbose bool, log func(format string, args ...any)) (res recoveryResult, err error) {
-	c, err := startCluster(3, tm, verbose, nil)
+	c, lss, err := startJoined(3, tm, verbose, nil, "recovery")
 	if err != nil {
 		return res, err
 	}
 	defer c.close()
-	lss, err := c.join("recovery")
-	if err != nil {
-		return res, err
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 
