@@ -60,6 +60,7 @@ func (c *Cluster) Settle() error {
 					n.exec(o)
 					break
 				}
+				c.logf("node %d: promote to settle refused: %v", n.ID, err)
 			}
 		}
 	}

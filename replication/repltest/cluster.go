@@ -63,7 +63,9 @@ type Cluster struct {
 	links map[[2]uint32]*link
 	log   []string
 	ctx   context.Context
-	step  int
+	// noWait is cancelled: calls that would block return at once.
+	noWait context.Context
+	step   int
 	// extents is the volume size in activity-log extents.
 	extents int64
 
@@ -182,7 +184,7 @@ var discard = slog.New(slog.NewTextHandler(io.Discard, nil))
 // operator initialises a new volume); the others are connected and synced.
 func New(r *rand.Rand, opts Options) (*Cluster, error) {
 	c := &Cluster{opts: opts, r: r, links: make(map[[2]uint32]*link), history: make(map[int64][]clientWrite),
-		ctx: context.Background(), candidates: map[uint32]int{}, cutOff: map[uint32]cut{}, isolated: -1, establishedAt: map[[2]uint32]int{}, promotedAt: map[uint32]int{}}
+		ctx: context.Background(), noWait: cancelled(), candidates: map[uint32]int{}, cutOff: map[uint32]cut{}, isolated: -1, establishedAt: map[[2]uint32]int{}, promotedAt: map[uint32]int{}}
 	geo := meta.DefaultGeometry()
 	geo.ALExtents = 67
 	geo.ALExtentSize = ALExtent
@@ -500,4 +502,10 @@ func sortedKeys[V any](m map[uint32]V) []uint32 {
 	}
 	sort.Slice(keys, func(i, j int) bool { return keys[i] < keys[j] })
 	return keys
+}
+
+func cancelled() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
 }

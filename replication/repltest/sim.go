@@ -1,6 +1,7 @@
 package repltest
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -84,7 +85,14 @@ func (c *Cluster) clientWrite() {
 	var o engine.Output
 	var err error
 	// The activity log covers the write before it goes to any peer.
-	mod, err := p.Vol.BeginModify(c.ctx, c.off(b), Block)
+	// A client whose write waits for activity-log room (every extent
+	// held by writes in flight) does not issue it yet: the steps that
+	// complete those writes run first.
+	mod, err := p.Vol.BeginModify(c.noWait, c.off(b), Block)
+	if errors.Is(err, context.Canceled) {
+		c.nextWrite--
+		return
+	}
 	if err != nil {
 		c.logf("node %d: write refused by the volume: %v", p.ID, err)
 		return
