@@ -37,28 +37,36 @@ func newPairWith(t *testing.T, proto byte, tune func(*engine.Config)) *pair {
 	pr := &pair{t: t}
 	r := rand.New(rand.NewPCG(1, 2))
 	for i := range pr.eng {
-		mem := disk.NewMem(8 << 20)
-		g := meta.DefaultGeometry()
-		g.ALExtents = 67
-		if _, err := replication.CreateMetadata(replication.Devices{Data: mem}, replication.CreateOptions{NodeID: uint32(i), Geometry: g}); err != nil {
-			t.Fatal(err)
-		}
-		vol, _, err := replication.Attach("r0", replication.Devices{Data: mem}, replication.AttachOptions{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { vol.Close() })
-		cfg := engine.Config{NodeID: uint32(i), Volume: "r0", Peers: []uint32{uint32(1 - i)}, Protocol: proto,
-			Policies: uuid.DefaultPolicies(), NewUUID: r.Uint64}
-		if tune != nil {
-			tune(&cfg)
-		}
-		pr.eng[i], err = engine.New(cfg, vol)
-		if err != nil {
-			t.Fatal(err)
-		}
+		pr.eng[i] = newEngine(t, uint32(i), []uint32{uint32(1 - i)}, proto, r, tune)
 	}
 	return pr
+}
+
+// newEngine returns node id's engine for volume r0 on a fresh 8 MiB
+// in-memory disk.
+func newEngine(t *testing.T, id uint32, peers []uint32, proto byte, r *rand.Rand, tune func(*engine.Config)) *engine.Engine {
+	t.Helper()
+	mem := disk.NewMem(8 << 20)
+	g := meta.DefaultGeometry()
+	g.ALExtents, g.MaxPeers = 67, len(peers)
+	if _, err := replication.CreateMetadata(replication.Devices{Data: mem}, replication.CreateOptions{NodeID: id, Geometry: g}); err != nil {
+		t.Fatal(err)
+	}
+	vol, _, err := replication.Attach("r0", replication.Devices{Data: mem}, replication.AttachOptions{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { vol.Close() })
+	cfg := engine.Config{NodeID: id, Volume: "r0", Peers: peers, Protocol: proto,
+		Policies: uuid.DefaultPolicies(), NewUUID: r.Uint64}
+	if tune != nil {
+		tune(&cfg)
+	}
+	e, err := engine.New(cfg, vol)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
 }
 
 // exec performs node i's output: sends are queued, applies are done at
@@ -497,5 +505,171 @@ func TestLostQuorumClearedWhenInSync(t *testing.T) {
 	pr.exec(0, must(pr.eng[0].Connected(1)))
 	if hs := pr.hellos(1); len(hs) != 1 || hs[0].Flags&wire.HelloLostQuorum != 0 {
 		t.Fatalf("hello after a no-sync handshake with a peer that kept quorum: %+v, want no HelloLostQuorum", hs)
+	}
+}
+
+// TestPromoteRefusedWhilePeerSyncsTowardNewerData: a secondary whose
+// connected peer is mid-resync from this node's generation towards one this
+// node lacks is not promoted without --force: the peer's source wrote data
+// this node does not have, maybe acknowledged with the peer as its only
+// other copy, and as primary this node would resync the peer over it. A
+// resync towards a generation this node has, or a peer whose resync
+// started from a generation this node has moved on from, does not block.
+func TestPromoteRefusedWhilePeerSyncsTowardNewerData(t *testing.T) {
+	for _, tc := range []struct {
+		name          string
+		toward        func(mine *wire.Hello) uint64
+		peerCurrent   func(mine *wire.Hello) uint64
+		wantPromotion bool
+	}{
+		{"toward an unknown generation", func(*wire.Hello) uint64 { return 0x5eed0000 }, func(m *wire.Hello) uint64 { return m.Current }, false},
+		{"toward this node's generation", func(m *wire.Hello) uint64 { return m.Current }, func(m *wire.Hello) uint64 { return m.Current }, true},
+		{"from a generation this node moved on from", func(*wire.Hello) uint64 { return 0x5eed0000 }, func(*wire.Hello) uint64 { return 0x01d0000 }, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pr := primaryPair(t, nil)
+			pr.resync(0)
+			pr.cut("primary gone")
+			pr.exec(1, must(pr.eng[1].Connected(0)))
+			var mine *wire.Hello
+			if hs := pr.hellos(0); len(hs) == 1 {
+				mine = hs[0]
+			} else {
+				t.Fatalf("node 1 sent %d hellos", len(hs))
+			}
+			theirs := &wire.Hello{Version: wire.Version, Volume: "r0", NodeID: 0, DataSize: mine.DataSize, Granularity: mine.Granularity,
+				Protocol: 'C', Role: uint8(engine.Secondary), Disk: uint8(engine.Inconsistent),
+				Current: tc.peerCurrent(mine), History: []uint64{0x01d0000}, SyncToward: tc.toward(mine)}
+			pr.exec(1, must(pr.eng[1].Receive(0, theirs)))
+			if p := pr.eng[1].Status().Peers[0]; p.Conn != engine.Connected {
+				t.Fatalf("peer %v after the handshake", p.Conn)
+			}
+			_, err := pr.eng[1].Promote(false)
+			if tc.wantPromotion {
+				if err != nil {
+					t.Fatalf("promote: %v", err)
+				}
+				return
+			}
+			if !errors.Is(err, engine.ErrNotUpToDate) || !strings.Contains(err.Error(), "towards generation 5eed0000") {
+				t.Fatalf("promote: %v; want refused, naming generation 5eed0000", err)
+			}
+			if r := pr.eng[1].Role(); r != engine.Secondary {
+				t.Fatalf("role %v after a refused promotion", r)
+			}
+			if _, err := pr.eng[1].Promote(true); err != nil {
+				t.Fatalf("forced promotion: %v", err)
+			}
+		})
+	}
+}
+
+// TestSyncTowardTakenGenerations: a sync target records as the generation
+// it resyncs towards the one its source has taken, not one the source only
+// announced (wire.HelloPending, State.Pending): a crash or a lost quorum
+// can drop that one, and a node that lacks it would then look stale to
+// the target's other peers (lacksSyncToward) for no reason.
+func TestSyncTowardTakenGenerations(t *testing.T) {
+	pr := primaryPair(t, nil)
+	pr.resync(0)
+	pr.cut("primary restarts")
+	const announced = 0x9e4d0000
+	var committed uint64
+	// handshake runs node 1's side of a handshake with a primary node 0
+	// showing the announced generation, and returns the generation node 1
+	// then says it resyncs towards.
+	handshake := func() uint64 {
+		t.Helper()
+		pr.exec(1, must(pr.eng[1].Connected(0)))
+		hs := pr.hellos(0)
+		if len(hs) != 1 {
+			t.Fatalf("node 1 sent %d hellos", len(hs))
+		}
+		mine := hs[0]
+		if committed == 0 {
+			committed = mine.Current
+		}
+		pr.queue[0] = nil
+		theirs := &wire.Hello{Version: wire.Version, Volume: "r0", NodeID: 0, DataSize: mine.DataSize, Granularity: mine.Granularity,
+			Protocol: 'C', Role: uint8(engine.Primary), Disk: uint8(engine.UpToDate), Flags: wire.HelloPending,
+			Current: announced, Bitmap: committed, History: append([]uint64{committed}, mine.History...), ChangedBits: 1}
+		pr.exec(1, must(pr.eng[1].Receive(0, theirs)))
+		if p := pr.eng[1].Status().Peers[0]; p.Conn != engine.Connected || p.Repl != engine.WFBitmap {
+			t.Fatalf("node 1 sees node 0 %v/%v, want Connected/WFBitmap", p.Conn, p.Repl)
+		}
+		return mine.SyncToward
+	}
+	toward := func() uint64 {
+		t.Helper()
+		pr.cut("look")
+		pr.exec(1, must(pr.eng[1].Connected(0)))
+		hs := pr.hellos(0)
+		pr.cut("looked")
+		return hs[0].SyncToward
+	}
+	handshake()
+	if g := toward(); g != committed {
+		t.Fatalf("after a handshake with a primary announcing %x: towards %x, want its taken generation %x", announced, g, committed)
+	}
+	handshake()
+	pr.exec(1, must(pr.eng[1].Receive(0, &wire.State{Role: uint8(engine.Primary), Disk: uint8(engine.UpToDate), Current: announced, Pending: true})))
+	if g := toward(); g != committed {
+		t.Fatalf("after a State announcing %x: towards %x, want %x", announced, g, committed)
+	}
+	handshake()
+	pr.exec(1, must(pr.eng[1].Receive(0, &wire.State{Role: uint8(engine.Primary), Disk: uint8(engine.UpToDate), Current: announced})))
+	if g := toward(); g != announced {
+		t.Fatalf("after a State with %x taken: towards %x, want it", announced, g)
+	}
+}
+
+// TestQuorumCountsPeerOnceBothSidesDecided: a peer counts for a primary's
+// quorum only once its State shows that it, too, accepted the handshake.
+// Both sides decide from the two Hellos, but a secondary that already
+// follows another primary (promoted in a majority while this one was cut
+// off) refuses this one when it reads its Hello: counted on this side's
+// decision alone, it would let the cut-off primary write in between, and
+// start a generation of its own that the majority never sees.
+func TestQuorumCountsPeerOnceBothSidesDecided(t *testing.T) {
+	for _, peerAccepts := range []bool{true, false} {
+		r := rand.New(rand.NewPCG(3, 4))
+		e := newEngine(t, 0, []uint32{1, 2}, 'C', r, func(c *engine.Config) { c.Quorum = engine.QuorumMajority })
+		if _, err := e.Promote(true); err != nil {
+			t.Fatal(err)
+		}
+		o := must(e.Connected(1))
+		var mine *wire.Hello
+		for _, s := range o.Sends {
+			if h, ok := s.Msg.(*wire.Hello); ok {
+				mine = h
+			}
+		}
+		if mine == nil {
+			t.Fatal("no hello sent")
+		}
+		theirs := &wire.Hello{Version: wire.Version, Volume: "r0", NodeID: 1, DataSize: mine.DataSize, Granularity: mine.Granularity,
+			Protocol: 'C', Role: uint8(engine.Secondary), Disk: uint8(engine.UpToDate), Flags: wire.HelloMesh,
+			Current: mine.Current, History: mine.History}
+		o = must(e.Receive(1, theirs))
+		if p := e.Status().Peers[0]; p.Repl != engine.Established {
+			t.Fatalf("node 0 decided %v, want Established", p.Repl)
+		}
+		if !slices.ContainsFunc(o.Sends, func(s engine.Send) bool { _, ok := s.Msg.(*wire.State); return ok && s.Peer == 1 }) {
+			t.Fatalf("no State sent to the peer on deciding: %+v", o.Sends)
+		}
+		if e.Quorate() {
+			t.Fatal("quorate on this side's decision alone")
+		}
+		if !peerAccepts {
+			e.Disconnected(1, "node 2 is primary already")
+			if e.Quorate() {
+				t.Fatal("quorate after the peer refused")
+			}
+			continue
+		}
+		must(e.Receive(1, &wire.State{Role: uint8(engine.Secondary), Disk: uint8(engine.UpToDate), Current: mine.Current}))
+		if !e.Quorate() {
+			t.Fatal("not quorate once the peer's State confirmed its decision")
+		}
 	}
 }

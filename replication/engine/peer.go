@@ -27,6 +27,10 @@ type peer struct {
 	hello     *wire.Hello // theirs
 	decision  uuid.Decision
 	decided   bool // the handshake reached a decision (NoSync is the zero Decision)
+	// confirmed: the peer's State arrived after the decision, so its side
+	// reached one too (it sends a State when it decides; a peer that
+	// refuses disconnects instead). Only then does it count for quorum.
+	confirmed bool
 	bmSent    bool
 	bmRecv    bool
 
@@ -145,13 +149,16 @@ func (e *Engine) hello(p *peer) *wire.Hello {
 	if g.LostQuorum {
 		h.Flags |= wire.HelloLostQuorum
 	}
+	if e.pendingGen != nil {
+		h.Flags |= wire.HelloPending
+	}
 	return h
 }
 
 func (e *Engine) resetLink(p *peer) {
 	p.link++
 	p.repl, p.role, p.disk = ReplOff, RoleUnknown, DUnknown
-	p.helloSent, p.hello, p.decision, p.decided, p.bmSent, p.bmRecv = false, nil, 0, false, false, false
+	p.helloSent, p.hello, p.decision, p.decided, p.confirmed, p.bmSent, p.bmRecv = false, nil, 0, false, false, false, false
 	p.seq, p.sent, p.recvAck, p.writeAck, p.rxSeq, p.appliedSeq = 0, 0, 0, 0, 0, 0
 	p.incoming, p.unconfirmed, p.sentGids = nil, nil, nil
 	p.inSync, p.inSyncKnown = 0, false
@@ -172,7 +179,7 @@ func (e *Engine) Disconnected(peerID uint32, reason string) Output {
 	}
 	wasConnected := p.conn == Connected
 	wasReplicating := p.replicating()
-	if wasConnected && !p.decided {
+	if wasConnected && !p.counted() {
 		// A handshake after this node's promotion failed: the peer no
 		// longer counts (quorumChanged below).
 		e.rehandshake &^= bit(p.id)
@@ -488,8 +495,11 @@ func (e *Engine) onHello(o *Output, p *peer, h *wire.Hello) error {
 	}
 	p.discardMyData = false
 	p.decision, p.decided = d, true
-	e.rehandshakeDone(o, p)
-	e.quorumChanged(o)
+	// The peer decides from the same two Hellos, but it may refuse what
+	// this node accepts (it follows another primary, or its state changed
+	// since its Hello): it counts for quorum once its State says it
+	// decided too.
+	o.Sends = append(o.Sends, Send{p.id, e.state()})
 	if d != uuid.NoSync && Role(sent.Role) != Primary && Role(h.Role) != Primary && (e.multi() || h.Flags&wire.HelloMesh != 0) {
 		// Resync data comes only from a primary (mesh.go). Both sides see
 		// the same roles in the Hellos and reach mirrored decisions.
@@ -580,9 +590,16 @@ func (e *Engine) onBitmap(o *Output, p *peer, b *wire.Bitmap) error {
 }
 
 // becomeInconsistent starts a resync from p as its target; the data is
-// then on its way to p's generation (SyncToward).
+// then on its way to p's generation (SyncToward): the one it has taken,
+// not one it only announced, which a crash or a lost quorum may drop.
 func (e *Engine) becomeInconsistent(o *Output, p *peer) error {
 	toward := p.hello.Current
+	if p.hello.Flags&wire.HelloPending != 0 {
+		toward = 0
+		if len(p.hello.History) > 0 {
+			toward = p.hello.History[0]
+		}
+	}
 	if !e.gen.Consistent {
 		if e.gen.SyncToward != toward {
 			e.gen.SyncToward = toward

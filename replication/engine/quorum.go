@@ -103,20 +103,25 @@ func (e *Engine) IOError() error {
 	return nil
 }
 
-// reachable counts this node and the peers it completed a handshake with
-// (a connection alone does not count, or a primary cut off in a minority
-// would thaw the moment it reconnects to a majority that promoted another
-// primary, before the handshake refuses two primaries), and the peers a
+// reachable counts this node and the peers it completed a handshake with,
+// on both sides (a connection alone does not count, or a primary cut off
+// in a minority would thaw the moment it reconnects to a majority that
+// promoted another primary, before the handshake refuses two primaries;
+// nor does this side's decision alone: a secondary that follows another
+// primary refuses when it reads this node's Hello), and the peers a
 // promotion is handshaking with again (rehandshake).
 func (e *Engine) reachable() int {
 	n := 1
 	for _, p := range e.peers {
-		if p.conn == Connected && p.decided || e.rehandshake&bit(p.id) != 0 {
+		if p.counted() || e.rehandshake&bit(p.id) != 0 {
 			n++
 		}
 	}
 	return n
 }
+
+// counted: p counts for quorum, its handshake done on both sides.
+func (p *peer) counted() bool { return p.conn == Connected && p.decided && p.confirmed }
 
 // rehandshaking: a new primary waits for peers it counts for quorum but
 // does not replicate to yet. Writes then would reach only this node.
@@ -125,7 +130,7 @@ func (e *Engine) rehandshaking() bool {
 		return false
 	}
 	for _, p := range e.peers {
-		if e.rehandshake&bit(p.id) != 0 && !(p.conn == Connected && p.decided) {
+		if e.rehandshake&bit(p.id) != 0 && !p.counted() {
 			return true
 		}
 	}
@@ -156,7 +161,7 @@ func (e *Engine) EndRehandshakeGrace() Output {
 // have them, and it may promote another primary, so they must not complete
 // as successful. Nil when quorum stays.
 func (e *Engine) inDoubtError(p *peer) error {
-	if e.cfg.Quorum == QuorumOff || e.role != Primary || p.conn != Connected || !p.decided {
+	if e.cfg.Quorum == QuorumOff || e.role != Primary || !p.counted() {
 		return nil
 	}
 	if 2*(e.reachable()-1) > len(e.cfg.Peers)+1 {

@@ -133,9 +133,15 @@ func (e *Engine) onState(o *Output, p *peer, s *wire.State) {
 		e.refuse(o, p, "both nodes are primary and allow-two-primaries is off")
 	}
 	e.genTaken(p, s.Current)
-	if !e.gen.Consistent && p.decided && p.decision.IsTarget() && s.Current != 0 && s.Current != e.gen.SyncToward {
+	if p.decided && !p.confirmed {
+		p.confirmed = true
+		e.rehandshakeDone(o, p)
+		e.quorumChanged(o)
+	}
+	if !e.gen.Consistent && p.decided && p.decision.IsTarget() && s.Current != 0 && !s.Pending && s.Current != e.gen.SyncToward {
 		// our sync source moved to a new generation: the writes it
-		// replicates to us now belong to that one
+		// replicates to us now belong to that one (once it took it: an
+		// announced one may be dropped)
 		e.gen.SyncToward = s.Current
 		if err := e.persist(); err != nil {
 			e.diskFailed(o, err)

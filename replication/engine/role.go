@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/replicad/replicad/replication/wire"
 )
@@ -28,6 +29,9 @@ func (e *Engine) Promote(force bool) (Output, error) {
 		}
 		if p.repl == PausedSyncT && !p.pausedSameGen && !force {
 			return o, fmt.Errorf("%w: node %d holds newer data (promote it instead, or promote this node with --force to discard it)", ErrNotUpToDate, p.id)
+		}
+		if g := e.lacksSyncToward(p); g != 0 && !force {
+			return o, fmt.Errorf("%w: node %d is resyncing towards generation %x, which this node does not have: its source holds newer data (promote that node, or promote this node with --force to discard it)", ErrNotUpToDate, p.id, g)
 		}
 	}
 	if !e.Quorate() && !force {
@@ -78,7 +82,7 @@ func (e *Engine) Promote(force bool) (Output, error) {
 		// connected: a handshake between them cannot resync.)
 		all := e.multi() && !e.cfg.AllowTwoPrimaries
 		for _, p := range e.peers {
-			if all && p.conn == Connected && p.decided && e.cfg.Quorum != QuorumOff {
+			if all && p.counted() && e.cfg.Quorum != QuorumOff {
 				e.rehandshake |= bit(p.id)
 			}
 			if p.conn == Connected && (all || p.paused() || !p.decided) {
@@ -88,6 +92,25 @@ func (e *Engine) Promote(force bool) (Output, error) {
 	}
 	e.announce(&o)
 	return o, nil
+}
+
+// lacksSyncToward returns the generation a connected, Inconsistent peer is
+// resyncing towards when it grew from this node's current generation and
+// this node does not have it (0 otherwise). The peer's source then wrote
+// data this node lacks, perhaps acknowledged with the peer as its only
+// copy (it gave that primary quorum): promoted, this node would resync
+// the peer from older data and lose it. (A node that has moved on to a
+// generation of its own since was promoted after that source: the peer
+// syncs towards a branch it superseded.)
+func (e *Engine) lacksSyncToward(p *peer) uint64 {
+	if p.conn != Connected || p.hello == nil || p.disk != Inconsistent || p.hello.Current != e.gen.Current {
+		return 0
+	}
+	g := p.hello.SyncToward
+	if g == 0 || g == e.gen.Current || slices.Contains(e.gen.History, g) {
+		return 0
+	}
+	return g
 }
 
 // Demote makes this node secondary. The caller must have stopped new
@@ -130,16 +153,22 @@ func (e *Engine) demote(o *Output, reason string) error {
 // announce tells connected peers our role, disk state and generation, and
 // a primary its in-sync set.
 func (e *Engine) announce(o *Output) {
+	s := e.state()
+	e.announced.mask, e.announced.current, e.announced.pending = s.InSync, s.Current, s.Pending
+	for _, id := range e.cfg.Peers {
+		p := e.peers[id]
+		if p.conn == Connected && p.hello != nil {
+			c := *s
+			o.Sends = append(o.Sends, Send{id, &c})
+		}
+	}
+}
+
+// state is the State this node announces.
+func (e *Engine) state() *wire.State {
 	var mask uint32
 	if e.role == Primary {
 		mask = e.inSyncMask()
 	}
-	cur, pending := e.announcedCurrent(), e.pendingGen != nil
-	e.announced.mask, e.announced.current, e.announced.pending = mask, cur, pending
-	for _, id := range e.cfg.Peers {
-		p := e.peers[id]
-		if p.conn == Connected && p.hello != nil {
-			o.Sends = append(o.Sends, Send{id, &wire.State{Role: uint8(e.role), Disk: uint8(e.Disk()), Current: cur, InSync: mask, Pending: pending}})
-		}
-	}
+	return &wire.State{Role: uint8(e.role), Disk: uint8(e.Disk()), Current: e.announcedCurrent(), InSync: mask, Pending: e.pendingGen != nil}
 }

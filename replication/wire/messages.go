@@ -71,6 +71,10 @@ const (
 	// HelloLostQuorum: the sender lost quorum while primary and has not
 	// resynced from a peer since (a split brain is resolved against it).
 	HelloLostQuorum
+	// HelloPending: the sender is a primary, and the current generation
+	// in this Hello is one it announced and has not taken yet
+	// (State.Pending); the previous one is History[0].
+	HelloPending
 )
 
 // Hello opens a volume's connection (after authentication): what each side
