@@ -673,3 +673,73 @@ func TestQuorumCountsPeerOnceBothSidesDecided(t *testing.T) {
 		}
 	}
 }
+
+// handshake connects engine e to peer id and feeds it a Hello for that
+// peer, built from e's own by edit, and returns e's Output.
+func handshake(t *testing.T, e *engine.Engine, id uint32, edit func(mine, theirs *wire.Hello)) engine.Output {
+	t.Helper()
+	var mine *wire.Hello
+	for _, s := range must(e.Connected(id)).Sends {
+		if h, ok := s.Msg.(*wire.Hello); ok {
+			mine = h
+		}
+	}
+	if mine == nil {
+		t.Fatalf("no hello sent to node %d", id)
+	}
+	theirs := &wire.Hello{Version: wire.Version, Volume: "r0", NodeID: id, DataSize: mine.DataSize, Granularity: mine.Granularity,
+		Protocol: mine.Protocol, Role: uint8(engine.Secondary), Disk: uint8(engine.UpToDate), Flags: wire.HelloMesh,
+		Current: mine.Current, History: mine.History}
+	edit(mine, theirs)
+	return must(e.Receive(id, theirs))
+}
+
+// TestGraceQuorumPrimaryYieldsToNewerResync: a primary whose quorum still
+// counts peers its promotion has not handshaken with again (the grace) is
+// not yet the majority's: promoted while a secondary followed another
+// primary, it may be the stale side. Meeting a node mid-resync from its
+// generation towards one it lacks, it steps down instead of resyncing that
+// node over the newer data; with quorum of its own it is the source.
+func TestGraceQuorumPrimaryYieldsToNewerResync(t *testing.T) {
+	for _, ownQuorum := range []bool{false, true} {
+		r := rand.New(rand.NewPCG(5, 6))
+		e := newEngine(t, 1, []uint32{0, 2}, 'C', r, func(c *engine.Config) { c.Quorum = engine.QuorumMajority })
+		// UpToDate, in sync with node 0, then promoted: node 0 counts
+		// while the promotion handshakes with it again
+		must(e.Promote(true))
+		must(e.Demote())
+		same := func(mine, theirs *wire.Hello) { theirs.Current, theirs.History = mine.Current, mine.History }
+		handshake(t, e, 0, same)
+		must(e.Receive(0, &wire.State{Role: uint8(engine.Secondary), Disk: uint8(engine.UpToDate), Current: e.Status().Current}))
+		must(e.Promote(false))
+		e.Disconnected(0, "promoted: comparing data again")
+		e.Disconnected(2, "down")
+		if !e.Quorate() {
+			t.Fatal("no quorum during the promotion's grace")
+		}
+		if ownQuorum {
+			handshake(t, e, 0, same)
+			must(e.Receive(0, &wire.State{Role: uint8(engine.Secondary), Disk: uint8(engine.UpToDate), Current: e.Status().Current}))
+		}
+		var sent *wire.Hello
+		o := handshake(t, e, 2, func(mine, theirs *wire.Hello) {
+			sent = mine
+			theirs.Disk, theirs.SyncToward = uint8(engine.Inconsistent), 0x5eed0000
+		})
+		if grace := sent.Flags&wire.HelloGraceQuorum != 0; grace == ownQuorum {
+			t.Fatalf("own quorum %v: hello flags %#x", ownQuorum, sent.Flags)
+		}
+		if ownQuorum {
+			if e.Role() != engine.Primary || len(o.Disconnects) != 0 {
+				t.Fatalf("with quorum of its own: %v, disconnects %+v; want primary, the source", e.Role(), o.Disconnects)
+			}
+			continue
+		}
+		stepped := slices.ContainsFunc(o.Events, func(ev engine.Event) bool {
+			return ev.What == "role" && ev.New == "Secondary" && strings.Contains(ev.Reason, "mid-resync towards generation 5eed0000")
+		})
+		if e.Role() != engine.Secondary || !stepped || !slices.ContainsFunc(o.Disconnects, func(d engine.Disconnect) bool { return d.Peer == 2 }) {
+			t.Fatalf("grace-only quorum met a resync towards newer data: %v, events %+v, disconnects %+v; want stepped down, reconnecting", e.Role(), o.Events, o.Disconnects)
+		}
+	}
+}

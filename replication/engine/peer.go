@@ -145,6 +145,8 @@ func (e *Engine) hello(p *peer) *wire.Hello {
 	}
 	if e.role == Primary && !e.Quorate() {
 		h.Flags |= wire.HelloNoQuorum
+	} else if e.role == Primary && !e.quorateWithoutGrace() {
+		h.Flags |= wire.HelloGraceQuorum
 	}
 	if g.LostQuorum {
 		h.Flags |= wire.HelloLostQuorum
@@ -390,7 +392,9 @@ func (e *Engine) onHello(o *Output, p *peer, h *wire.Hello) error {
 	// bitmap resync; more marks do not change a bitmap decision, and the
 	// bitmap exchange carries them).
 	sent := p.sentHello
-	if now := e.hello(p); now.Role != sent.Role || now.Disk != sent.Disk || now.Current != sent.Current || now.Bitmap != sent.Bitmap || now.Flags != sent.Flags || (now.ChangedBits == 0) != (sent.ChangedBits == 0) {
+	// (Quorum that came from the grace becoming real does not count as a
+	// change: the decision from the Hello as sent is only more careful.)
+	if now := e.hello(p); now.Role != sent.Role || now.Disk != sent.Disk || now.Current != sent.Current || now.Bitmap != sent.Bitmap || now.Flags&^wire.HelloGraceQuorum != sent.Flags&^wire.HelloGraceQuorum || (now.ChangedBits == 0) != (sent.ChangedBits == 0) {
 		o.Disconnects = append(o.Disconnects, Disconnect{Peer: p.id, Reason: "this node's state changed during the handshake: starting over"})
 		return nil
 	}
@@ -418,15 +422,18 @@ func (e *Engine) onHello(o *Output, p *peer, h *wire.Hello) error {
 		// (the majority's, from the primary it promoted) with older ones,
 		// and regain quorum through that node. (Without quorum there is no
 		// telling a stale source from a legitimate one whose announced
-		// generation was dropped; a primary with quorum is the majority's.)
+		// generation was dropped; a primary with quorum is the majority's.
+		// One whose quorum counts peers it is still handshaking with after
+		// its promotion is not yet: promoted while the target followed
+		// another primary, it may be the stale side.)
 		target, source, toward := h.NodeID, sent, h.SyncToward
 		if myDisk == Inconsistent {
 			target, source, toward = e.cfg.NodeID, h, sent.SyncToward
 		}
-		if toward != 0 && Role(source.Role) == Primary && source.Flags&wire.HelloNoQuorum != 0 &&
+		if toward != 0 && Role(source.Role) == Primary && source.Flags&(wire.HelloNoQuorum|wire.HelloGraceQuorum) != 0 &&
 			toward != source.Current && !slices.Contains(source.History, toward) {
 			why := fmt.Sprintf("node %d is Inconsistent, mid-resync towards generation %x, which node %d does not have", target, toward, source.NodeID)
-			if target == p.id && e.role == Primary && e.cfg.Quorum != QuorumOff && !e.Quorate() && e.stepDown(o, p, "lost quorum and "+why) {
+			if target == p.id && e.role == Primary && e.cfg.Quorum != QuorumOff && !e.quorateWithoutGrace() && e.stepDown(o, p, "no quorum of its own and "+why) {
 				return nil
 			}
 			o.Disconnects = append(o.Disconnects, Disconnect{Peer: p.id, Reason: why + ": waiting for a node that has it"})

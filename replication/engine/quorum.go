@@ -120,6 +120,21 @@ func (e *Engine) reachable() int {
 	return n
 }
 
+// quorateWithoutGrace: Quorate, not counting the peers a promotion is
+// handshaking with again.
+func (e *Engine) quorateWithoutGrace() bool {
+	if e.cfg.Quorum == QuorumOff {
+		return true
+	}
+	n := 1
+	for _, p := range e.peers {
+		if p.counted() {
+			n++
+		}
+	}
+	return 2*n > len(e.cfg.Peers)+1
+}
+
 // counted: p counts for quorum, its handshake done on both sides.
 func (p *peer) counted() bool { return p.conn == Connected && p.decided && p.confirmed }
 

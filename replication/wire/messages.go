@@ -75,6 +75,10 @@ const (
 	// in this Hello is one it announced and has not taken yet
 	// (State.Pending); the previous one is History[0].
 	HelloPending
+	// HelloGraceQuorum: the sender is a primary that has quorum only by
+	// counting peers its promotion is still handshaking with again: until
+	// they accept it, it may be the stale side of a partition.
+	HelloGraceQuorum
 )
 
 // Hello opens a volume's connection (after authentication): what each side
