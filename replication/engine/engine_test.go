@@ -621,6 +621,21 @@ func TestSyncTowardTakenGenerations(t *testing.T) {
 	if g := toward(); g != announced {
 		t.Fatalf("after a State with %x taken: towards %x, want it", announced, g)
 	}
+	// A peer of a paused resync (neither node primary) is no source yet:
+	// its State does not move the target's generation either.
+	pr.exec(1, must(pr.eng[1].Connected(0)))
+	mine := pr.hellos(0)[0]
+	pr.queue[0] = nil
+	pr.exec(1, must(pr.eng[1].Receive(0, &wire.Hello{Version: wire.Version, Volume: "r0", NodeID: 0, DataSize: mine.DataSize, Granularity: mine.Granularity,
+		Protocol: 'C', Role: uint8(engine.Secondary), Disk: uint8(engine.UpToDate), Flags: wire.HelloMesh,
+		Current: announced, Bitmap: committed, History: append([]uint64{committed}, mine.History...), ChangedBits: 1})))
+	if p := pr.eng[1].Status().Peers[0]; p.Repl != engine.PausedSyncT {
+		t.Fatalf("node 1 sees node 0 %v, want PausedSyncT", p.Repl)
+	}
+	pr.exec(1, must(pr.eng[1].Receive(0, &wire.State{Role: uint8(engine.Secondary), Disk: uint8(engine.UpToDate), Current: 0x7777000})))
+	if g := toward(); g != announced {
+		t.Fatalf("after a State from a paused resync's peer: towards %x, want %x still", g, announced)
+	}
 }
 
 // TestQuorumCountsPeerOnceBothSidesDecided: a peer counts for a primary's

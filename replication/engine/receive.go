@@ -138,10 +138,11 @@ func (e *Engine) onState(o *Output, p *peer, s *wire.State) {
 		e.rehandshakeDone(o, p)
 		e.quorumChanged(o)
 	}
-	if !e.gen.Consistent && p.decided && p.decision.IsTarget() && s.Current != 0 && !s.Pending && s.Current != e.gen.SyncToward {
+	if !e.gen.Consistent && p.decided && p.decision.IsTarget() && !p.paused() && s.Current != 0 && !s.Pending && s.Current != e.gen.SyncToward {
 		// our sync source moved to a new generation: the writes it
 		// replicates to us now belong to that one (once it took it: an
-		// announced one may be dropped)
+		// announced one may be dropped; and a paused resync's peer is no
+		// source yet: its generation may be older, or a branch)
 		e.gen.SyncToward = s.Current
 		if err := e.persist(); err != nil {
 			e.diskFailed(o, err)

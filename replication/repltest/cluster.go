@@ -376,6 +376,12 @@ func (n *Node) generation() string {
 		}
 		return
 	}())
+	if g.SyncToward != 0 {
+		s += fmt.Sprintf(" towards %x", g.SyncToward&0xffff)
+	}
+	if g.Tentative {
+		s += " (tentative)"
+	}
 	for _, sl := range g.Slots {
 		if sl.Node >= 0 {
 			slot, _ := n.Vol.SlotFor(uint32(sl.Node))
