@@ -110,6 +110,7 @@ func (c *conn) transmit(exp Export, nc net.Conn, r *bufio.Reader, log *slog.Logg
 	maxPayload := c.s.cfg.MaxPayload
 	size := uint64(exp.Backend.Size())
 	nw, _ := exp.Backend.(NoWaitReader)
+	aw, _ := exp.Backend.(AsyncWriter)
 	replies := make(chan *request, c.s.cfg.MaxInflight)
 	sem := make(chan struct{}, c.s.cfg.MaxInflight)
 	var inflight sync.WaitGroup
@@ -134,8 +135,22 @@ func (c *conn) transmit(exp Export, nc net.Conn, r *bufio.Reader, log *slog.Logg
 		inflight.Add(1)
 		go func() {
 			defer inflight.Done()
-			for rq := batch; rq != nil; rq = rq.next {
-				c.serve(exp.Backend, rq)
+			if aw != nil {
+				var waits [maxWriteBatch]func() error
+				i := 0
+				for rq := batch; rq != nil; rq = rq.next {
+					waits[i] = aw.StartWriteAt(c.ctx, rq.buf, int64(rq.Offset))
+					i++
+				}
+				i = 0
+				for rq := batch; rq != nil; rq = rq.next {
+					rq.errno = errnoOf(waits[i]())
+					i++
+				}
+			} else {
+				for rq := batch; rq != nil; rq = rq.next {
+					c.serve(exp.Backend, rq)
+				}
 			}
 			out.send(batch, replies)
 		}()

@@ -28,6 +28,16 @@ type NoWaitReader interface {
 	ReadAtNoWait(p []byte, off int64) (bool, error)
 }
 
+// AsyncWriter is implemented by backends whose writes wait for more than
+// the local disk (a replicated volume waits for its peers'
+// acknowledgements). StartWriteAt does what must happen in order and
+// returns a function that waits for the rest and gives WriteAt's result.
+// The small writes one goroutine serves together (see transmit) then wait
+// for their peers concurrently instead of one after the other.
+type AsyncWriter interface {
+	StartWriteAt(ctx context.Context, p []byte, off int64) (wait func() error)
+}
+
 // Export is what a client connects to.
 type Export struct {
 	Name        string

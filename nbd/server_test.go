@@ -692,3 +692,81 @@ func TestReaderServedAndHandedOffRequests(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// barrierWriter is an AsyncWriter whose writes complete only once n of
+// them have started, as a replicated volume's writes wait for their peers:
+// served one after the other (start, wait, start, wait) a batch of them
+// would never finish.
+type barrierWriter struct {
+	volumeBackend
+	n       int
+	mu      sync.Mutex
+	started int
+	all     chan struct{}
+}
+
+func (b *barrierWriter) StartWriteAt(ctx context.Context, p []byte, off int64) func() error {
+	err := b.volumeBackend.WriteAt(ctx, p, off, false)
+	b.mu.Lock()
+	if b.started++; b.started == b.n {
+		close(b.all)
+	}
+	b.mu.Unlock()
+	return func() error {
+		if err != nil {
+			return err
+		}
+		select {
+		case <-b.all:
+			return nil
+		case <-time.After(5 * time.Second):
+			return errors.New("waited for the other writes of its batch: they were served one by one")
+		}
+	}
+}
+
+func (b *barrierWriter) WriteAt(ctx context.Context, p []byte, off int64, fua bool) error {
+	return b.StartWriteAt(ctx, p, off)()
+}
+
+var _ AsyncWriter = (*barrierWriter)(nil)
+
+// TestAsyncWriterBatchWaitsTogether: small writes that arrive in one burst
+// are served together by one goroutine, which starts them one after the
+// other and then waits for them together: writes that wait on something
+// remote (a replicated volume's peers) overlap their waits.
+func TestAsyncWriterBatchWaitsTogether(t *testing.T) {
+	const n = 8
+	b := &barrierWriter{volumeBackend: volumeBackend{newVolume(t, disk.NewMem(16<<20))}, n: n, all: make(chan struct{})}
+	h := newHarness(t, DefaultConfig(), map[string]Export{"vol": {Name: "vol", Backend: b}})
+	nc := h.raw(wire.ClientFixedNewstyle | wire.ClientNoZeroes)
+	sendOption(nc, wire.OptExportName, []byte("vol"))
+	if _, err := io.ReadFull(nc, make([]byte, 10)); err != nil {
+		t.Fatal(err)
+	}
+	// one burst: n write requests with their payloads in one socket write
+	var burst []byte
+	for i := range n {
+		var hdr [wire.RequestSize]byte
+		wire.PutRequest(&hdr, wire.Request{Type: wire.CmdWrite, Cookie: uint64(i), Offset: uint64(i) * 4096, Length: 512})
+		burst = append(append(burst, hdr[:]...), bytes.Repeat([]byte{byte(i + 1)}, 512)...)
+	}
+	if _, err := nc.Write(burst); err != nil {
+		t.Fatal(err)
+	}
+	for range n {
+		var rep [16]byte
+		if _, err := io.ReadFull(nc, rep[:]); err != nil {
+			t.Fatalf("reply: %v (writes served one by one wait for each other until the backend gives up)", err)
+		}
+		if errno := binary.BigEndian.Uint32(rep[4:]); errno != 0 {
+			t.Fatalf("write %d: errno %d", binary.BigEndian.Uint64(rep[8:]), errno)
+		}
+	}
+	for i := range n {
+		got := make([]byte, 512)
+		if err := b.ReadAt(ctx, got, int64(i)*4096); err != nil || !bytes.Equal(got, bytes.Repeat([]byte{byte(i + 1)}, 512)) {
+			t.Fatalf("block %d: %v, %x…", i, err, got[:4])
+		}
+	}
+}

@@ -359,6 +359,18 @@ func (r *Replicator) blockRange(off, n int64) (int64, int64) {
 // WriteAt replicates a write: its extents enter the activity log, it is
 // queued to the peers, written locally, and complete per the protocol.
 func (r *Replicator) WriteAt(ctx context.Context, p []byte, off int64, fua bool) error {
+	return r.StartWrite(ctx, p, off, fua)()
+}
+
+// StartWriteAt is WriteAt in two parts (nbd.AsyncWriter): it queues the
+// write to the peers and writes it locally, and returns a function that
+// waits for the protocol's acknowledgements.
+func (r *Replicator) StartWriteAt(ctx context.Context, p []byte, off int64) (wait func() error) {
+	return r.StartWrite(ctx, p, off, false)
+}
+
+// StartWrite is StartWriteAt with FUA.
+func (r *Replicator) StartWrite(ctx context.Context, p []byte, off int64, fua bool) (wait func() error) {
 	return r.modify(ctx, off, int64(len(p)), func(m *Modification) error { return m.Write(p, fua) },
 		func() (uint64, engine.Output, error) { return r.eng.StartWrite(off, p, fua) })
 }
@@ -366,26 +378,27 @@ func (r *Replicator) WriteAt(ctx context.Context, p []byte, off int64, fua bool)
 // WriteZeroes replicates a zeroing (WRITE_ZEROES or TRIM).
 func (r *Replicator) WriteZeroes(ctx context.Context, off, n int64, deallocate, fua bool) error {
 	return r.modify(ctx, off, n, func(m *Modification) error { return m.Zero(deallocate, fua) },
-		func() (uint64, engine.Output, error) { return r.eng.StartZero(off, n, deallocate, fua) })
+		func() (uint64, engine.Output, error) { return r.eng.StartZero(off, n, deallocate, fua) })()
 }
 
 // modify is the replicated write path: range lock, activity log, queue to
-// the peers (start), local write (local), wait for the protocol.
-func (r *Replicator) modify(ctx context.Context, off, n int64, local func(*Modification) error, start func() (uint64, engine.Output, error)) error {
+// the peers (start), local write (local); the function it returns waits
+// for the protocol.
+func (r *Replicator) modify(ctx context.Context, off, n int64, local func(*Modification) error, start func() (uint64, engine.Output, error)) (wait func() error) {
 	lo, ln := r.blockRange(off, n)
 	var m *Modification
 	var id uint64
 	var out engine.Output
 	for {
 		if err := r.waitThawed(ctx); err != nil {
-			return err
+			return failed(err)
 		}
 		r.ranges.lock(lo, ln)
 		var err error
 		m, err = r.vol.BeginModify(ctx, off, n)
 		if err != nil || m == nil {
 			r.ranges.unlock(lo, ln)
-			return err
+			return failed(err)
 		}
 		r.mu.Lock()
 		id, out, err = start()
@@ -396,7 +409,7 @@ func (r *Replicator) modify(ctx context.Context, off, n int64, local func(*Modif
 		m.End()
 		r.ranges.unlock(lo, ln)
 		if !errors.Is(err, engine.ErrSuspended) {
-			return err
+			return failed(err)
 		}
 		// I/O was suspended after waitThawed looked: wait again.
 	}
@@ -409,8 +422,11 @@ func (r *Replicator) modify(ctx context.Context, off, n int64, local func(*Modif
 	r.mu.Lock()
 	r.execLocked(r.eng.LocalWriteDone(id, err))
 	r.mu.Unlock()
-	return <-done
+	return func() error { return <-done }
 }
+
+// failed is a wait function for a write that did not start.
+func failed(err error) func() error { return func() error { return err } }
 
 // waitThawed blocks while I/O is frozen for fencing (resource-and-stonith)
 // or for quorum (on-no-quorum suspend-io).

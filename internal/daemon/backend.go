@@ -64,6 +64,25 @@ func (b backend) WriteAt(ctx context.Context, p []byte, off int64, fua bool) err
 	return nbdError(err)
 }
 
+// replicatedBackend is a replicated volume's backend: the small writes the
+// NBD server serves together wait for the peers concurrently.
+type replicatedBackend struct {
+	backend
+	rep *replication.Replicator
+}
+
+var _ nbd.AsyncWriter = replicatedBackend{}
+
+func (b replicatedBackend) StartWriteAt(ctx context.Context, p []byte, off int64) func() error {
+	start := time.Now()
+	wait := b.rep.StartWriteAt(ctx, p, off)
+	return func() error {
+		err := wait()
+		b.m.observe(opWrite, int64(len(p)), start, err)
+		return nbdError(err)
+	}
+}
+
 func (b backend) Flush(ctx context.Context) error {
 	start := time.Now()
 	err := b.io.Flush(ctx)

@@ -306,7 +306,7 @@ func (e exports) Export(name string) (nbd.Export, bool) {
 	if rep != nil {
 		// A secondary's export is read-only; promotion takes effect for
 		// connections made after it.
-		return nbd.Export{Name: name, Description: v.cfg.Description, Backend: backend{io: rep, m: m},
+		return nbd.Export{Name: name, Description: v.cfg.Description, Backend: replicatedBackend{backend{io: rep, m: m}, rep},
 			ReadOnly: vol.ReadOnly() || rep.Role() != engine.Primary}, true
 	}
 	return nbd.Export{Name: name, Description: v.cfg.Description, Backend: backend{io: vol, m: m}, ReadOnly: vol.ReadOnly()}, true
