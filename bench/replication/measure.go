@@ -44,12 +44,14 @@ func fill(fio, uri string) error {
 }
 
 // runFio runs one workload against uri and returns IOPS or MB/s.
-func runFio(fio, uri string, w workload, runtime time.Duration) (float64, error) {
+// It returns the rate (IOPS or MB/s, as w.unit says) and fio's own CPU
+// time in µs per operation or per MB.
+func runFio(fio, uri string, w workload, runtime time.Duration) (rate, cpu float64, err error) {
 	out, err := exec.Command(fio, "--name=b", "--ioengine=nbd", "--uri="+uri, "--rw="+w.rw, "--bs="+w.bs,
 		fmt.Sprintf("--iodepth=%d", w.qd), "--size="+span, "--time_based", fmt.Sprintf("--runtime=%d", int(runtime.Seconds())),
 		"--ramp_time=2", "--output-format=json").Output()
 	if err != nil {
-		return 0, fmt.Errorf("fio %s on %s: %v", w.name, uri, err)
+		return 0, 0, fmt.Errorf("fio %s on %s: %v", w.name, uri, err)
 	}
 	var res struct {
 		Jobs []struct {
@@ -58,6 +60,9 @@ func runFio(fio, uri string, w workload, runtime time.Duration) (float64, error)
 				BWBytes float64 `json:"bw_bytes"`
 			} `json:"write"`
 			Error int `json:"error"`
+			// percent of one CPU over the measured run
+			UsrCPU float64 `json:"usr_cpu"`
+			SysCPU float64 `json:"sys_cpu"`
 		} `json:"jobs"`
 	}
 	// fio's nbd engine prints "fio: connected to NBD server" first.
@@ -65,12 +70,17 @@ func runFio(fio, uri string, w workload, runtime time.Duration) (float64, error)
 		out = out[i:]
 	}
 	if err := json.Unmarshal(out, &res); err != nil || len(res.Jobs) != 1 || res.Jobs[0].Error != 0 {
-		return 0, fmt.Errorf("fio %s on %s: bad output (%v): %.300s", w.name, uri, err, out)
+		return 0, 0, fmt.Errorf("fio %s on %s: bad output (%v): %.300s", w.name, uri, err, out)
 	}
+	j := res.Jobs[0]
+	rate = j.Write.BWBytes / 1e6
 	if w.unit == "IOPS" {
-		return res.Jobs[0].Write.IOPS, nil
+		rate = j.Write.IOPS
 	}
-	return res.Jobs[0].Write.BWBytes / 1e6, nil
+	if rate > 0 {
+		cpu = 1e6 * (j.UsrCPU + j.SysCPU) / 100 / rate
+	}
+	return rate, cpu, nil
 }
 
 // tcpProbe measures one loopback TCP stream: a writer sends total bytes
