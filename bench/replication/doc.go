@@ -6,10 +6,14 @@
 // its own `replicad run` process with its volume on a sparse file of
 // -size in -dir. Then:
 //
+//   - the CPU time of one random 4 KiB buffered pwrite into a cached file
+//     in -dir (-only pwrite): what each node pays per replicated write.
 //   - fio's nbd engine against each primary and the standalone volume:
 //     4k random write QD32 and 1 MiB sequential write QD8 on a 1 GiB span
 //     filled once beforehand; -rounds rounds, the setups' order rotating
-//     every round; medians and ratios to the standalone volume.
+//     every round; medians and ratios to the standalone volume, the CPU
+//     time per operation of replicad (all nodes) and of fio, and the ratio
+//     those CPU times allow when everything shares the CPUs.
 //   - full resync: the protocol C pair's secondary gets new metadata (an
 //     empty replica) and the time until it is in sync gives the resync rate,
 //     against a loopback TCP stream measured in the same run (tcpProbe).

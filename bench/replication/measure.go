@@ -8,9 +8,11 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"os"
 	"os/exec"
 	"slices"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/replicad/replicad/internal/control"
@@ -262,4 +264,38 @@ func median(v []float64) float64 {
 		return s[len(s)/2]
 	}
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// pwriteCost returns the CPU time, in µs, of one random 4 KiB pwrite into
+// a 1 GiB file in dir whose pages are all in the page cache: the kernel
+// work every node does for each 4k write it stores.
+func pwriteCost(dir string, n int) (float64, error) {
+	f, err := os.CreateTemp(dir, "replicad-pwrite-")
+	if err != nil {
+		return 0, err
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	const size = 1 << 30
+	buf := make([]byte, 1<<20)
+	for off := int64(0); off < size; off += int64(len(buf)) {
+		if _, err := f.WriteAt(buf, off); err != nil {
+			return 0, err
+		}
+	}
+	b := make([]byte, 4096)
+	var before, after syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &before); err != nil {
+		return 0, err
+	}
+	for range n {
+		if _, err := f.WriteAt(b, rand.Int64N(size/4096)*4096); err != nil {
+			return 0, err
+		}
+	}
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &after); err != nil {
+		return 0, err
+	}
+	cpu := after.Utime.Nano() + after.Stime.Nano() - before.Utime.Nano() - before.Stime.Nano()
+	return float64(cpu) / 1e3 / float64(n), nil
 }
