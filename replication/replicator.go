@@ -359,18 +359,18 @@ func (r *Replicator) blockRange(off, n int64) (int64, int64) {
 // WriteAt replicates a write: its extents enter the activity log, it is
 // queued to the peers, written locally, and complete per the protocol.
 func (r *Replicator) WriteAt(ctx context.Context, p []byte, off int64, fua bool) error {
-	return r.StartWrite(ctx, p, off, fua)()
+	return r.startWrite(ctx, p, off, fua)()
 }
 
 // StartWriteAt is WriteAt in two parts (nbd.AsyncWriter): it queues the
 // write to the peers and writes it locally, and returns a function that
 // waits for the protocol's acknowledgements.
 func (r *Replicator) StartWriteAt(ctx context.Context, p []byte, off int64) (wait func() error) {
-	return r.StartWrite(ctx, p, off, false)
+	return r.startWrite(ctx, p, off, false)
 }
 
-// StartWrite is StartWriteAt with FUA.
-func (r *Replicator) StartWrite(ctx context.Context, p []byte, off int64, fua bool) (wait func() error) {
+// startWrite is StartWriteAt with FUA.
+func (r *Replicator) startWrite(ctx context.Context, p []byte, off int64, fua bool) (wait func() error) {
 	return r.modify(ctx, off, int64(len(p)), func(m *Modification) error { return m.Write(p, fua) },
 		func() (uint64, engine.Output, error) { return r.eng.StartWrite(off, p, fua) })
 }
