@@ -51,8 +51,10 @@ type Message interface {
 }
 
 // Version is the protocol version in Hello.
-// Version 2 added SyncToward.
-const Version uint16 = 2
+// Version 2 added SyncToward; version 3 HelloPending, HelloGraceQuorum
+// and the State each side sends when it decides (a peer counts for quorum
+// from that State on).
+const Version uint16 = 3
 
 // Hello flags.
 const (
