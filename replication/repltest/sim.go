@@ -353,7 +353,10 @@ func (c *Cluster) startVerify() {
 
 func (c *Cluster) breakRandomLink() {
 	if p := c.primary(); c.opts.Partitions && c.isolated < 0 && p != nil && c.r.IntN(3) == 0 {
-		// A partition: the primary alone on one side.
+		// A partition: one node alone on one side, mostly the primary.
+		if c.r.IntN(4) == 0 {
+			p = c.Nodes[c.r.IntN(len(c.Nodes))]
+		}
 		c.isolated = int(p.ID)
 		c.logf("node %d: isolated", p.ID)
 		for _, m := range c.Nodes {
