@@ -299,3 +299,12 @@ func pwriteCost(dir string, n int) (float64, error) {
 	cpu := after.Utime.Nano() + after.Stime.Nano() - before.Utime.Nano() - before.Stime.Nano()
 	return float64(cpu) / 1e3 / float64(n), nil
 }
+
+// selfCPU is this process's user and system CPU time so far, in seconds.
+func selfCPU() float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
+}
