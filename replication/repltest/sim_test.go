@@ -12,7 +12,7 @@ import (
 
 var (
 	rounds     = flag.Int("sim.rounds", 25, "simulated clusters per protocol (go test -sim.rounds=N)")
-	partitions = flag.Bool("sim.partitions", os.Getenv("REPLICAD_SIM_PARTITIONS") != "0", "quorum rounds isolate the primary and fail over to the majority (off: -sim.partitions=false or REPLICAD_SIM_PARTITIONS=0)")
+	partitions = flag.Bool("sim.partitions", os.Getenv("REPLICAD_SIM_PARTITIONS") != "0", "quorum rounds isolate a node, mostly the primary, and fail over to the majority (off: -sim.partitions=false or REPLICAD_SIM_PARTITIONS=0)")
 	simLog     = flag.Int("sim.log", 0, "log lines to print with a failure (default: a few dozen)")
 )
 
