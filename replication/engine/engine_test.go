@@ -758,3 +758,35 @@ func TestGraceQuorumPrimaryYieldsToNewerResync(t *testing.T) {
 		}
 	}
 }
+
+// TestPromoteRefusedWhenPeerBecameSyncTargetAfterHello: the refusal
+// follows the peer's latest State, not only its Hello: a peer consistent
+// when it said Hello may become another node's sync target later (found
+// by review).
+func TestPromoteRefusedWhenPeerBecameSyncTargetAfterHello(t *testing.T) {
+	for _, late := range []bool{false, true} {
+		r := rand.New(rand.NewPCG(7, 8))
+		e := newEngine(t, 1, []uint32{0, 2}, 'C', r, nil)
+		must(e.Promote(true))
+		must(e.Demote())
+		cur := e.Status().Current
+		handshake(t, e, 2, func(mine, theirs *wire.Hello) {
+			theirs.Current, theirs.History = mine.Current, mine.History
+			if !late {
+				theirs.Disk, theirs.SyncToward = uint8(engine.Inconsistent), 0x5eed0000
+			}
+		})
+		st := &wire.State{Role: uint8(engine.Secondary), Disk: uint8(engine.UpToDate), Current: cur}
+		if !late {
+			st.Disk, st.SyncToward = uint8(engine.Inconsistent), 0x5eed0000
+		}
+		must(e.Receive(2, st))
+		if late {
+			// node 2 became node 0's sync target after its Hello
+			must(e.Receive(2, &wire.State{Role: uint8(engine.Secondary), Disk: uint8(engine.Inconsistent), Current: cur, SyncToward: 0x5eed0000}))
+		}
+		if _, err := e.Promote(false); !errors.Is(err, engine.ErrNotUpToDate) || !strings.Contains(err.Error(), "towards generation 5eed0000") {
+			t.Fatalf("late %v: promote: %v; want refused, naming generation 5eed0000", late, err)
+		}
+	}
+}

@@ -27,6 +27,10 @@ type peer struct {
 	hello     *wire.Hello // theirs
 	decision  uuid.Decision
 	decided   bool // the handshake reached a decision (NoSync is the zero Decision)
+	// current and toward are the peer's current generation and, while it
+	// is Inconsistent, the one its resync is bringing it to, as its latest
+	// Hello or State said.
+	current, toward uint64
 	// confirmed: the peer's State arrived after the decision, so its side
 	// reached one too (it sends a State when it decides; a peer that
 	// refuses disconnects instead). Only then does it count for quorum.
@@ -161,6 +165,7 @@ func (e *Engine) resetLink(p *peer) {
 	p.link++
 	p.repl, p.role, p.disk = ReplOff, RoleUnknown, DUnknown
 	p.helloSent, p.hello, p.decision, p.decided, p.confirmed, p.bmSent, p.bmRecv = false, nil, 0, false, false, false, false
+	p.current, p.toward = 0, 0
 	p.seq, p.sent, p.recvAck, p.writeAck, p.rxSeq, p.appliedSeq = 0, 0, 0, 0, 0, 0
 	p.incoming, p.unconfirmed, p.sentGids = nil, nil, nil
 	p.inSync, p.inSyncKnown = 0, false
@@ -334,6 +339,7 @@ func (e *Engine) onHello(o *Output, p *peer, h *wire.Hello) error {
 	}
 	p.hello = h
 	p.role, p.disk = Role(h.Role), DiskState(h.Disk)
+	p.current, p.toward = h.Current, h.SyncToward
 	switch {
 	case h.Version != wire.Version:
 		e.refuse(o, p, fmt.Sprintf("peer speaks protocol version %d, this node %d", h.Version, wire.Version))

@@ -103,10 +103,10 @@ func (e *Engine) Promote(force bool) (Output, error) {
 // generation of its own since was promoted after that source: the peer
 // syncs towards a branch it superseded.)
 func (e *Engine) lacksSyncToward(p *peer) uint64 {
-	if p.conn != Connected || p.hello == nil || p.disk != Inconsistent || p.hello.Current != e.gen.Current {
+	if p.conn != Connected || p.hello == nil || p.disk != Inconsistent || p.current != e.gen.Current {
 		return 0
 	}
-	g := p.hello.SyncToward
+	g := p.toward
 	if g == 0 || g == e.gen.Current || slices.Contains(e.gen.History, g) {
 		return 0
 	}
@@ -170,5 +170,9 @@ func (e *Engine) state() *wire.State {
 	if e.role == Primary {
 		mask = e.inSyncMask()
 	}
-	return &wire.State{Role: uint8(e.role), Disk: uint8(e.Disk()), Current: e.announcedCurrent(), InSync: mask, Pending: e.pendingGen != nil}
+	s := &wire.State{Role: uint8(e.role), Disk: uint8(e.Disk()), Current: e.announcedCurrent(), InSync: mask, Pending: e.pendingGen != nil}
+	if !e.gen.Consistent {
+		s.SyncToward = e.gen.SyncToward
+	}
+	return s
 }

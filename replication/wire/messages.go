@@ -53,7 +53,7 @@ type Message interface {
 // Version is the protocol version in Hello.
 // Version 2 added SyncToward; version 3 HelloPending, HelloGraceQuorum
 // and the State each side sends when it decides (a peer counts for quorum
-// from that State on).
+// from that State on), and State.SyncToward.
 const Version uint16 = 3
 
 // Hello flags.
@@ -119,6 +119,10 @@ type State struct {
 	// peers take before it does (mesh.go); a peer's copy stays tentative
 	// until a State without Pending.
 	Pending bool
+	// SyncToward, from an Inconsistent node, is the generation its resync
+	// is bringing it to (0 if unknown), as in Hello: a node may become a
+	// sync target after its Hello.
+	SyncToward uint64
 }
 
 // Write carries a replicated application write.
@@ -310,7 +314,8 @@ func (m *State) Append(b []byte) []byte {
 	b = append(b, m.Role, m.Disk)
 	b = be.AppendUint64(b, m.Current)
 	b = be.AppendUint32(b, m.InSync)
-	return appendBool(b, m.Pending)
+	b = appendBool(b, m.Pending)
+	return be.AppendUint64(b, m.SyncToward)
 }
 
 func appendBool(b []byte, v bool) []byte {
