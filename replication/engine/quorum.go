@@ -65,8 +65,11 @@ func ParseOnNoQuorum(s string) (OnNoQuorum, error) {
 
 // Quorate reports whether this node has quorum (always, with quorum off).
 func (e *Engine) Quorate() bool {
-	return e.cfg.Quorum == QuorumOff || 2*e.reachable() > len(e.cfg.Peers)+1
+	return e.cfg.Quorum == QuorumOff || e.majority(e.reachable())
 }
+
+// majority: n nodes are more than half of the volume's.
+func (e *Engine) majority(n int) bool { return 2*n > len(e.cfg.Peers)+1 }
 
 // quorumChanged reports a change of quorum as an event.
 func (e *Engine) quorumChanged(o *Output) {
@@ -110,10 +113,14 @@ func (e *Engine) IOError() error {
 // nor does this side's decision alone: a secondary that follows another
 // primary refuses when it reads this node's Hello), and the peers a
 // promotion is handshaking with again (rehandshake).
-func (e *Engine) reachable() int {
+func (e *Engine) reachable() int { return e.reach(true) }
+
+// reach counts this node and the peers counted for quorum, and with grace
+// those a promotion is handshaking with again.
+func (e *Engine) reach(grace bool) int {
 	n := 1
 	for _, p := range e.peers {
-		if p.counted() || e.rehandshake&bit(p.id) != 0 {
+		if p.counted() || grace && e.rehandshake&bit(p.id) != 0 {
 			n++
 		}
 	}
@@ -123,16 +130,7 @@ func (e *Engine) reachable() int {
 // quorateWithoutGrace: Quorate, not counting the peers a promotion is
 // handshaking with again.
 func (e *Engine) quorateWithoutGrace() bool {
-	if e.cfg.Quorum == QuorumOff {
-		return true
-	}
-	n := 1
-	for _, p := range e.peers {
-		if p.counted() {
-			n++
-		}
-	}
-	return 2*n > len(e.cfg.Peers)+1
+	return e.cfg.Quorum == QuorumOff || e.majority(e.reach(false))
 }
 
 // counted: p counts for quorum, its handshake done on both sides.
@@ -179,7 +177,7 @@ func (e *Engine) inDoubtError(p *peer) error {
 	if e.cfg.Quorum == QuorumOff || e.role != Primary || !p.counted() {
 		return nil
 	}
-	if 2*(e.reachable()-1) > len(e.cfg.Peers)+1 {
+	if e.majority(e.reachable() - 1) {
 		return nil
 	}
 	return fmt.Errorf("%w: node %d left before acknowledging, and this node has no majority without it: the data may be lost at failover", ErrNoQuorum, p.id)
