@@ -52,6 +52,27 @@ func newEngine(t *testing.T, id uint32, peers []uint32, proto byte, r *rand.Rand
 	if _, err := replication.CreateMetadata(replication.Devices{Data: mem}, replication.CreateOptions{NodeID: id, Geometry: g}); err != nil {
 		t.Fatal(err)
 	}
+	e, _ := attachEngine(t, mem, id, peers, proto, r, tune)
+	return e
+}
+
+// newDisk returns a fresh crash-simulating disk with node id's metadata
+// for a volume with the given number of peers.
+func newDisk(t *testing.T, id uint32, peers int) *disk.Crash {
+	t.Helper()
+	d := disk.NewCrash(8 << 20)
+	g := meta.DefaultGeometry()
+	g.ALExtents, g.MaxPeers = 67, peers
+	if _, err := replication.CreateMetadata(replication.Devices{Data: d}, replication.CreateOptions{NodeID: id, Geometry: g}); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// attachEngine attaches volume r0 on mem (as after a restart, when mem
+// was attached before) and returns its engine and volume.
+func attachEngine(t *testing.T, mem disk.Device, id uint32, peers []uint32, proto byte, r *rand.Rand, tune func(*engine.Config)) (*engine.Engine, *replication.Volume) {
+	t.Helper()
 	vol, _, err := replication.Attach("r0", replication.Devices{Data: mem}, replication.AttachOptions{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
@@ -66,7 +87,7 @@ func newEngine(t *testing.T, id uint32, peers []uint32, proto byte, r *rand.Rand
 	if err != nil {
 		t.Fatal(err)
 	}
-	return e
+	return e, vol
 }
 
 // exec performs node i's output: sends are queued, applies are done at
@@ -618,6 +639,14 @@ func TestSyncTowardTakenGenerations(t *testing.T) {
 	}
 	handshake()
 	pr.exec(1, must(pr.eng[1].Receive(0, &wire.State{Role: uint8(engine.Primary), Disk: uint8(engine.UpToDate), Current: announced})))
+	// and says so: the source's generation is tentative until then
+	// (TestGenerationTakenAloneIsTentative)
+	if !slices.ContainsFunc(pr.queue[0], func(m wire.Message) bool {
+		st, ok := m.(*wire.State)
+		return ok && st.SyncToward == announced
+	}) {
+		t.Fatalf("node 1 took %x as the generation it resyncs towards without telling node 0: sent %+v", announced, pr.queue[0])
+	}
 	if g := toward(); g != announced {
 		t.Fatalf("after a State with %x taken: towards %x, want it", announced, g)
 	}
@@ -787,6 +816,124 @@ func TestPromoteRefusedWhenPeerBecameSyncTargetAfterHello(t *testing.T) {
 		}
 		if _, err := e.Promote(false); !errors.Is(err, engine.ErrNotUpToDate) || !strings.Contains(err.Error(), "towards generation 5eed0000") {
 			t.Fatalf("late %v: promote: %v; want refused, naming generation 5eed0000", late, err)
+		}
+	}
+}
+
+// TestGenerationTakenAloneIsTentative: with quorum, a primary whose only
+// peers are sync targets takes a new generation alone (no peer in sync
+// takes it first), and it stays tentative until a target says it records
+// it (its State: resyncing towards it). Only from then on can a write in
+// it have been acknowledged: the target's State comes before its
+// WriteAck. A primary that dies before that holds only writes nobody
+// acknowledged; meeting a node the majority moved on with since the
+// generation before, it is that node's resync target, not a split brain
+// (simulation seed 1795431319617205478: a cut-off primary regained quorum
+// through a node that the majority's new primary had not yet handshaken
+// with, wrote, and died; the majority went on without its generation).
+func TestGenerationTakenAloneIsTentative(t *testing.T) {
+	for _, recorded := range []bool{false, true} {
+		r := rand.New(rand.NewPCG(9, 10))
+		quorum := func(c *engine.Config) { c.Quorum = engine.QuorumMajority }
+		d := newDisk(t, 0, 2)
+		e, vol := attachEngine(t, d, 0, []uint32{1, 2}, 'C', r, quorum)
+		must(e.Promote(true))
+		g0 := vol.Generation().Current
+		handshake(t, e, 1, func(mine, theirs *wire.Hello) { theirs.Disk = uint8(engine.Inconsistent) })
+		must(e.Receive(1, &wire.State{Role: uint8(engine.Secondary), Disk: uint8(engine.Inconsistent), Current: g0, SyncToward: g0}))
+		if !e.Quorate() || e.Status().Peers[0].Repl != engine.WFBitmap {
+			t.Fatalf("with node 1 a sync target: quorate %v, %v; want quorum, WFBitmap", e.Quorate(), e.Status().Peers[0].Repl)
+		}
+		_, o, err := e.StartWrite(0, make([]byte, 4096), false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		g := vol.Generation()
+		if g.Current == g0 || !g.Tentative || !slices.ContainsFunc(o.Sends, func(s engine.Send) bool {
+			st, ok := s.Msg.(*wire.State)
+			return ok && s.Peer == 1 && st.Current == g.Current && !st.Pending
+		}) {
+			t.Fatalf("write missing node 2: generation %x (was %x), tentative %v, sends %+v; want a new tentative one, announced to node 1", g.Current, g0, g.Tentative, o.Sends)
+		}
+		if recorded {
+			must(e.Receive(1, &wire.State{Role: uint8(engine.Secondary), Disk: uint8(engine.Inconsistent), Current: g0, SyncToward: g.Current}))
+			if vol.Generation().Tentative {
+				t.Fatal("node 1 records the generation: still tentative")
+			}
+		}
+		// Power cut; meanwhile the majority promoted node 1, which wrote
+		// generation y.
+		const y = 0x7e570000
+		e, _ = attachEngine(t, d.CrashClone(func(int64) bool { return false }), 0, []uint32{1, 2}, 'C', r, quorum)
+		o = handshake(t, e, 1, func(mine, theirs *wire.Hello) {
+			theirs.Current, theirs.Bitmap, theirs.History = y, g0, []uint64{g0}
+			theirs.Role = uint8(engine.Primary)
+		})
+		p := e.Status().Peers[0]
+		if recorded {
+			// A write in it may have been acknowledged: an operator
+			// decides.
+			if !slices.ContainsFunc(o.Disconnects, func(d engine.Disconnect) bool { return d.StandAlone && strings.Contains(d.Reason, "split brain") }) {
+				t.Fatalf("generation recorded by node 1: %v/%v, disconnects %+v; want a split brain", p.Conn, p.Repl, o.Disconnects)
+			}
+			continue
+		}
+		if p.Conn != engine.Connected || p.Repl != engine.WFBitmap || e.Disk() != engine.Inconsistent {
+			t.Fatalf("tentative generation after a power cut, against one the majority moved on with: %v/%v (%s), disk %v; want this node the bitmap target", p.Conn, p.Repl, p.LastError, e.Disk())
+		}
+	}
+}
+
+// TestMissedWritesWaitForSyncTargetToRecordGeneration: a write that the
+// peer in sync missed when it left, and that a sync target already
+// acknowledged, completes only once the target says it resyncs towards
+// the new generation. Completed at once, a power cut could leave it on the
+// target alone, which resyncs towards the old generation: the departed
+// peer could then be promoted and resync it away.
+func TestMissedWritesWaitForSyncTargetToRecordGeneration(t *testing.T) {
+	for _, targetLeaves := range []bool{false, true} {
+		r := rand.New(rand.NewPCG(11, 12))
+		e := newEngine(t, 0, []uint32{1, 2}, 'C', r, func(c *engine.Config) { c.Quorum = engine.QuorumMajority })
+		must(e.Promote(true))
+		g0 := e.Status().Current
+		handshake(t, e, 1, func(mine, theirs *wire.Hello) {})
+		must(e.Receive(1, &wire.State{Role: uint8(engine.Secondary), Disk: uint8(engine.UpToDate), Current: g0}))
+		handshake(t, e, 2, func(mine, theirs *wire.Hello) { theirs.Disk = uint8(engine.Inconsistent) })
+		must(e.Receive(2, &wire.State{Role: uint8(engine.Secondary), Disk: uint8(engine.Inconsistent), Current: g0, SyncToward: g0}))
+		id, o, err := e.StartWrite(0, make([]byte, 4096), false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var seq uint64
+		for _, s := range o.Sends {
+			if w, ok := s.Msg.(*wire.Write); ok && s.Peer == 2 {
+				seq = w.Seq
+			}
+		}
+		if seq == 0 {
+			t.Fatalf("write not sent to the sync target: %+v", o.Sends)
+		}
+		done := func(o engine.Output) bool {
+			return slices.ContainsFunc(o.Completions, func(c engine.Completion) bool { return c.ID == id })
+		}
+		if done(e.LocalWriteDone(id, nil)) || done(must(e.Receive(2, &wire.WriteAck{Seq: seq}))) {
+			t.Fatal("write completed without node 1")
+		}
+		o = e.Disconnected(1, "link broken")
+		x := e.Status().Current
+		if x == g0 || done(o) {
+			t.Fatalf("node 1 left without the write: generation %x (was %x), completed %v; want a new one, the write waiting", x, g0, done(o))
+		}
+		if targetLeaves {
+			o = e.Disconnected(2, "link broken")
+			if c := o.Completions; len(c) != 1 || c[0].ID != id || !errors.Is(c[0].Err, engine.ErrNoQuorum) {
+				t.Fatalf("the sync target left too: completions %+v; want the write in doubt", c)
+			}
+			continue
+		}
+		o = must(e.Receive(2, &wire.State{Role: uint8(engine.Secondary), Disk: uint8(engine.Inconsistent), Current: g0, SyncToward: x}))
+		if c := o.Completions; len(c) != 1 || c[0].ID != id || c[0].Err != nil {
+			t.Fatalf("the sync target records the new generation: completions %+v; want the write done", c)
 		}
 	}
 }

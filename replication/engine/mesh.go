@@ -320,12 +320,46 @@ func (e *Engine) rotateForAbsent(o *Output) error {
 		return nil
 	}
 	e.newGeneration(e.freshUUID())
+	// With quorum, no peer in sync took it first: the peers giving this
+	// node its quorum are sync targets, and none knows it yet. It is
+	// tentative until one says it records it (peerKnowsGeneration); only
+	// then can a write in it complete (the target's State comes before
+	// its acknowledgement). Should this node die first, what it holds
+	// in it nobody acknowledged, and against a node the majority moved on
+	// with it counts as the generation before (uuid.Side.settled)
+	// instead of a split brain. Without quorum a primary alone writes
+	// and acknowledges: its generation is as real as its writes.
+	e.gen.Tentative = e.cfg.Quorum != QuorumOff
 	if err := e.persist(); err != nil {
 		e.diskFailed(o, err)
 		return fmt.Errorf("new generation: %w", err)
 	}
 	e.maybeAnnounce(o)
 	return nil
+}
+
+// peerKnowsGeneration notes a peer's State: a primary's tentative
+// generation (taken alone, see rotateForAbsent) is confirmed once a peer
+// has it or resyncs towards it.
+func (e *Engine) peerKnowsGeneration(o *Output, p *peer) {
+	if e.role != Primary || !e.gen.Tentative || p.current != e.gen.Current && p.toward != e.gen.Current {
+		return
+	}
+	e.gen.Tentative = false
+	if err := e.persist(); err != nil {
+		e.diskFailed(o, err)
+		return
+	}
+	if e.pendingGen == nil {
+		e.releaseHeld(o, false)
+	}
+}
+
+// newGenerationUnconfirmed reports a new generation that writes a departed
+// peer missed must wait for: announced and not yet taken, or taken alone
+// and not yet recorded by a peer.
+func (e *Engine) newGenerationUnconfirmed() bool {
+	return e.pendingGen != nil || e.role == Primary && e.gen.Tentative
 }
 
 // pendingGen is a generation announced to the in-sync peers and not yet

@@ -248,13 +248,20 @@ func (e *Engine) Disconnected(peerID uint32, reason string) Output {
 	if len(missed) > 0 && e.role == Primary && e.multi() {
 		// The peer misses these writes: that starts a new generation
 		// (as a new write it misses would), and they complete only once
-		// the peers in sync took it, so that they, not the peer, count
-		// as newer if this node dies (holdForGeneration).
-		if err := e.rotateForAbsent(&o); err == nil && e.pendingGen != nil {
+		// the peers in sync took it (or, with none, a sync target
+		// records it), so that they, not the peer, count as newer if
+		// this node dies: a sync target that has them but resyncs
+		// towards the old generation would let the departed peer be
+		// promoted and resync them away.
+		if err := e.rotateForAbsent(&o); err == nil && e.newGenerationUnconfirmed() {
 			for _, w := range missed {
 				w.heldForGen = true
 			}
 		}
+	}
+	if e.role == Primary && e.gen.Tentative && e.pendingGen == nil && !slices.ContainsFunc(e.cfg.Peers, func(id uint32) bool { return e.peers[id].replicating() }) {
+		// No peer left to record the generation taken alone.
+		e.releaseHeld(&o, true)
 	}
 	for _, w := range missed {
 		e.satisfy(&o, w, p.id)

@@ -144,11 +144,15 @@ func (e *Engine) onState(o *Output, p *peer, s *wire.State) {
 		// replicates to us now belong to that one (once it took it: an
 		// announced one may be dropped; and a paused resync's peer is no
 		// source yet: its generation may be older, or a branch)
+		// (and says so: its source's generation may be tentative
+		// until a target records it)
 		e.gen.SyncToward = s.Current
 		if err := e.persist(); err != nil {
 			e.diskFailed(o, err)
 		}
+		e.announce(o)
 	}
+	e.peerKnowsGeneration(o, p)
 	e.maybeAnnounce(o)
 	switch {
 	case p.role == Primary:

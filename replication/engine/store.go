@@ -17,8 +17,10 @@ type Generation struct {
 	// CrashedPrimary: the last run ended in a crash while primary.
 	CrashedPrimary bool
 	// Tentative: Current was taken from a primary that had not yet
-	// confirmed it (it may have died with the old one); compared as the
-	// previous generation against a node that does not know it.
+	// confirmed it (it may have died with the old one), or, on a primary
+	// under quorum, taken with no peer in sync and not yet recorded by a
+	// sync target (rotateForAbsent); compared as the previous generation
+	// against a node that does not know it.
 	Tentative bool
 	// SyncToward, while not Consistent, is the generation of the source
 	// of the resync that made the data Inconsistent: what the resync was

@@ -21,7 +21,8 @@ type write struct {
 	// peer: it completes with this error (inDoubtError).
 	inDoubt error
 	// heldForGen: a peer that left missed it; it completes once the
-	// pending generation is taken (Disconnected).
+	// new generation is taken, by the peers in sync or, with none, by a
+	// sync target (Disconnected, newGenerationUnconfirmed).
 	heldForGen bool
 	// unwritten holds one bit per peer that has not yet written it.
 	unwritten uint32
@@ -138,7 +139,7 @@ func (e *Engine) satisfy(o *Output, w *write, peerID uint32) {
 }
 
 func (e *Engine) maybeCompleteWrite(o *Output, w *write) {
-	if w.done || !w.localDone || w.waiting != 0 || w.heldForGen && e.pendingGen != nil {
+	if w.done || !w.localDone || w.waiting != 0 || w.heldForGen && e.newGenerationUnconfirmed() {
 		return
 	}
 	w.done = true

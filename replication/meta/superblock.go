@@ -48,7 +48,8 @@ const (
 	// FlagHaveQuorum: it had quorum when last written.
 	FlagHaveQuorum
 	// FlagTentativeGeneration: the current generation was taken from a
-	// primary that had not confirmed it yet.
+	// primary that had not confirmed it yet, or (with quorum) taken as
+	// primary with no peer recording it yet.
 	FlagTentativeGeneration
 )
 

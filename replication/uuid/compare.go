@@ -87,7 +87,8 @@ type Side struct {
 	// "leftover bits" rule).
 	ChangedBits int64
 	// Tentative: Current was taken from a primary that had not confirmed
-	// it; History[0] is the generation before.
+	// it, or by a primary under quorum that no peer had recorded it with
+	// yet; History[0] is the generation before.
 	Tentative bool
 }
 

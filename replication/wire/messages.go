@@ -66,7 +66,8 @@ const (
 	// between secondaries wait for a primary).
 	HelloMesh
 	// HelloTentative: the sender's current generation was taken from a
-	// primary that has not confirmed it (wire.State.Pending).
+	// primary that has not confirmed it (wire.State.Pending), or taken
+	// as primary under quorum with no peer recording it yet.
 	HelloTentative
 	// HelloNoQuorum: the sender is primary without quorum.
 	HelloNoQuorum
