@@ -50,8 +50,10 @@ type Options struct {
 	// Quorum and OnNoQuorum are the volume's quorum settings.
 	Quorum     engine.QuorumPolicy
 	OnNoQuorum engine.OnNoQuorum
-	// Partitions (with Quorum) cuts the primary off from all others now
-	// and then, and promotes a node of the majority meanwhile.
+	// Partitions (with Quorum) splits the nodes now and then, mostly
+	// cutting the primary off from all others (and promoting a node of
+	// the majority meanwhile), sometimes another node, and with four
+	// nodes sometimes two against two, until a heal.
 	Partitions bool
 }
 
@@ -80,8 +82,9 @@ type Cluster struct {
 	// in its in-sync set (quorum failover candidates), with the primary
 	// and the step they were in sync since.
 	cutOff map[uint32]cut
-	// isolated is a node cut off from all others until a heal (-1: none).
-	isolated int
+	// split is the set of nodes (one bit each) on one side of a
+	// partition, cut off from the others until a heal (0: none).
+	split uint32
 	// establishedAt is, per (node, peer), the step since which the node's
 	// replication with the peer is Established.
 	establishedAt map[[2]uint32]int
@@ -104,6 +107,9 @@ type Stats struct {
 	// QuorumFailovers counts promotions in a majority while the primary
 	// was cut off; QuorumRefused those refused.
 	QuorumFailovers, QuorumRefused int
+	// Partitions counts partitions; EvenSplits those of two nodes
+	// against two.
+	Partitions, EvenSplits int
 }
 
 func (s *Stats) Add(o Stats) {
@@ -122,6 +128,8 @@ func (s *Stats) Add(o Stats) {
 	s.StepDowns += o.StepDowns
 	s.QuorumFailovers += o.QuorumFailovers
 	s.QuorumRefused += o.QuorumRefused
+	s.Partitions += o.Partitions
+	s.EvenSplits += o.EvenSplits
 }
 
 type clientWrite struct {
@@ -184,7 +192,7 @@ var discard = slog.New(slog.NewTextHandler(io.Discard, nil))
 // operator initialises a new volume); the others are connected and synced.
 func New(r *rand.Rand, opts Options) (*Cluster, error) {
 	c := &Cluster{opts: opts, r: r, links: make(map[[2]uint32]*link), history: make(map[int64][]clientWrite),
-		ctx: context.Background(), noWait: cancelled(), candidates: map[uint32]int{}, cutOff: map[uint32]cut{}, isolated: -1, establishedAt: map[[2]uint32]int{}, promotedAt: map[uint32]int{}}
+		ctx: context.Background(), noWait: cancelled(), candidates: map[uint32]int{}, cutOff: map[uint32]cut{}, establishedAt: map[[2]uint32]int{}, promotedAt: map[uint32]int{}}
 	geo := meta.DefaultGeometry()
 	geo.ALExtents = 67
 	geo.ALExtentSize = ALExtent
@@ -454,7 +462,7 @@ func (c *Cluster) connectAll() {
 func (c *Cluster) connect(a, b uint32) bool {
 	na, nb := c.Nodes[a], c.Nodes[b]
 	la, lb := c.links[[2]uint32{a, b}], c.links[[2]uint32{b, a}]
-	if !na.Up || !nb.Up || la.up || !na.Eng.WantsConnection(b) || !nb.Eng.WantsConnection(a) || c.isolated == int(a) || c.isolated == int(b) {
+	if !na.Up || !nb.Up || la.up || !na.Eng.WantsConnection(b) || !nb.Eng.WantsConnection(a) || c.split>>a&1 != c.split>>b&1 {
 		return false
 	}
 	la.up, lb.up = true, true
@@ -508,6 +516,17 @@ func sortedKeys[V any](m map[uint32]V) []uint32 {
 	}
 	sort.Slice(keys, func(i, j int) bool { return keys[i] < keys[j] })
 	return keys
+}
+
+// members lists the nodes of a set (one bit each).
+func members(set uint32) []uint32 {
+	var ids []uint32
+	for id := uint32(0); set>>id != 0; id++ {
+		if set>>id&1 != 0 {
+			ids = append(ids, id)
+		}
+	}
+	return ids
 }
 
 func cancelled() context.Context {

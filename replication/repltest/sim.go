@@ -33,9 +33,9 @@ func (c *Cluster) Step() error {
 			c.breakRandomLink()
 		}
 	case x < 95:
-		if c.isolated >= 0 && c.r.IntN(3) == 0 {
-			c.logf("node %d: partition heals", c.isolated)
-			c.isolated = -1
+		if c.split != 0 && c.r.IntN(3) == 0 {
+			c.logf("partition heals")
+			c.split = 0
 		}
 		c.connectAll()
 		for _, n := range c.Nodes {
@@ -352,16 +352,28 @@ func (c *Cluster) startVerify() {
 }
 
 func (c *Cluster) breakRandomLink() {
-	if p := c.primary(); c.opts.Partitions && c.isolated < 0 && p != nil && c.r.IntN(3) == 0 {
-		// A partition: one node alone on one side, mostly the primary.
-		if c.r.IntN(4) == 0 {
+	if p := c.primary(); c.opts.Partitions && c.split == 0 && p != nil {
+		// A partition: mostly the primary alone on one side, else
+		// another node alone, or (four nodes) the primary and one other
+		// node against the other two: no side has a majority.
+		switch x := c.r.IntN(8); {
+		case x < 2:
 			p = c.Nodes[c.r.IntN(len(c.Nodes))]
+			c.split = 1 << p.ID
+		case x < 4 && len(c.Nodes) == 4:
+			q := (p.ID + 1 + uint32(c.r.IntN(3))) % 4
+			c.split = 1<<p.ID | 1<<q
+			c.Stats.EvenSplits++
+		default:
+			c.split = 1 << p.ID
 		}
-		c.isolated = int(p.ID)
-		c.logf("node %d: isolated", p.ID)
-		for _, m := range c.Nodes {
-			if m != p {
-				c.breakLink(p.ID, m.ID)
+		c.Stats.Partitions++
+		c.logf("partition: nodes %v | the others", members(c.split))
+		for _, a := range c.Nodes {
+			for _, b := range c.Nodes {
+				if a.ID < b.ID && c.split>>a.ID&1 != c.split>>b.ID&1 {
+					c.breakLink(a.ID, b.ID)
+				}
 			}
 		}
 		return

@@ -35,7 +35,7 @@ func TestSimulation(t *testing.T) {
 		t.Logf("%+v", total)
 		// The checks are only as good as what the run exercised: fail if a
 		// change to the step mix stops reaching the interesting cases.
-		if !t.Failed() && (total.CheckedFailovers == 0 || total.Switchovers == 0 || total.Verifies == 0 || total.LinkBreaks == 0 || total.Crashes == 0 || total.InterleavedResync == 0 || total.NoQuorum == 0) {
+		if !t.Failed() && (total.CheckedFailovers == 0 || total.Switchovers == 0 || total.Verifies == 0 || total.LinkBreaks == 0 || total.Crashes == 0 || total.InterleavedResync == 0 || total.NoQuorum == 0 || *partitions && total.Partitions == 0) {
 			t.Fatalf("the simulation no longer exercises everything it checks: %+v", total)
 		}
 	}()
@@ -43,7 +43,7 @@ func TestSimulation(t *testing.T) {
 		for round := 0; round < *rounds; round++ {
 			nodes := 2 + round%3
 			opts := Options{Nodes: nodes, Protocol: proto, Blocks: 256, Policies: uuid.DefaultPolicies(), Checksums: round%2 == 1}
-			if nodes >= 3 && round%4 == 3 {
+			if nodes >= 3 && round%4 != 0 {
 				opts.Quorum, opts.OnNoQuorum = engine.QuorumMajority, engine.OnNoQuorum(round/4%2)
 				opts.Partitions = *partitions
 			}
