@@ -823,10 +823,9 @@ func TestPromoteRefusedWhenPeerBecameSyncTargetAfterHello(t *testing.T) {
 // TestGenerationTakenAloneIsTentative: with quorum, a primary whose only
 // peers are sync targets takes a new generation alone (no peer in sync
 // takes it first), and it stays tentative until a target says it records
-// it (its State: resyncing towards it). Only from then on can a write in
-// it have been acknowledged: the target's State comes before its
-// WriteAck. A primary that dies before that holds only writes nobody
-// acknowledged; meeting a node the majority moved on with since the
+// it (its State: resyncing towards it); writes in it complete only from
+// then on (TestWriteWaitsForGenerationRecordAtResyncEnd). A primary that
+// dies before that holds only writes nobody acknowledged; meeting a node the majority moved on with since the
 // generation before, it is that node's resync target, not a split brain
 // (simulation seed 1795431319617205478: a cut-off primary regained quorum
 // through a node that the majority's new primary had not yet handshaken
@@ -935,5 +934,252 @@ func TestMissedWritesWaitForSyncTargetToRecordGeneration(t *testing.T) {
 		if c := o.Completions; len(c) != 1 || c[0].ID != id || c[0].Err != nil {
 			t.Fatalf("the sync target records the new generation: completions %+v; want the write done", c)
 		}
+	}
+}
+
+// meshPair is node 0 (peers 1, 2) and node 1 (peers 0, 2), node 2 never
+// up: pair's delivery works since the two talk only to each other. It
+// returns node 0's volume too.
+func meshPair(t *testing.T, seed uint64) (*pair, *replication.Volume, *disk.Crash) {
+	t.Helper()
+	r := rand.New(rand.NewPCG(seed, seed+1))
+	quorum := func(c *engine.Config) { c.Quorum = engine.QuorumMajority }
+	pr := &pair{t: t}
+	var vol *replication.Volume
+	d := newDisk(t, 0, 2)
+	pr.eng[0], vol = attachEngine(t, d, 0, []uint32{1, 2}, 'C', r, quorum)
+	pr.eng[1] = newEngine(t, 1, []uint32{0, 2}, 'C', r, quorum)
+	pr.exec(0, must(pr.eng[0].Promote(true)))
+	pr.connect() // node 1, just created, becomes the full-sync target
+	if p := pr.eng[0].Status().Peers[0]; !pr.eng[0].Quorate() || p.Repl != engine.SyncSource {
+		t.Fatalf("setup: quorate %v, node 1 %v", pr.eng[0].Quorate(), p.Repl)
+	}
+	return pr, vol, d
+}
+
+// deliver hands node i the messages queued for it, and nothing else.
+func (pr *pair) deliver(i int) {
+	q := pr.queue[i]
+	pr.queue[i] = nil
+	for _, m := range q {
+		pr.exec(i, must(pr.eng[i].Receive(uint32(1-i), m)))
+	}
+}
+
+// TestWriteWaitsForGenerationRecordAtResyncEnd: the sync target finishes
+// its resync (SyncDone carries the old generation g0) just before the
+// primary takes a generation alone. The target, Consistent now and not yet
+// in the primary's in-sync set, ignores the State announcing it and
+// acknowledges the write: completed then, the write would be on the
+// target at g0 only, the generation the departed node 2 has, while the
+// primary's generation is still tentative (found by review). It completes
+// once the primary, seeing the target in sync, announces again and the
+// target takes the generation.
+func TestWriteWaitsForGenerationRecordAtResyncEnd(t *testing.T) {
+	pr, vol, d := meshPair(t, 21)
+	syncDone := func() bool {
+		return slices.ContainsFunc(pr.queue[1], func(m wire.Message) bool { _, ok := m.(*wire.SyncDone); return ok })
+	}
+	for !syncDone() {
+		off, n, link, ok := pr.eng[0].NextResync(1, 1<<20)
+		if !ok {
+			pr.exec(0, pr.eng[0].ResyncIdle(1))
+			continue
+		}
+		pr.exec(0, pr.eng[0].ResyncRead(1, link, off, make([]byte, n), nil))
+		pr.deliver(1)
+		pr.deliver(0) // the last ack: node 0 sends SyncDone, not delivered yet
+	}
+	g0 := vol.Generation().Current
+	id, err := pr.write(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g := vol.Generation(); g.Current == g0 || !g.Tentative {
+		t.Fatalf("setup: generation %x (g0 %x) tentative %v slots %+v peers %+v, want a new tentative one", g.Current, g0, g.Tentative, g.Slots, pr.eng[0].Status().Peers)
+	}
+	pr.deliver(1) // SyncDone (applied at once), State(x), Write
+	pr.deliver(0) // State(UpToDate, g0), WriteAck
+	if g := vol.Generation(); slices.Contains(pr.completed[0], id) && g.Tentative {
+		// Power cut now; the majority (1, 2) promoted node 2 (same
+		// generation g0 as node 1: pausedSameGen), which resynced node 1
+		// and wrote generation y. Node 0 holds the acknowledged write.
+		const y = 0x7e570000
+		e, _ := attachEngine(t, d.CrashClone(func(int64) bool { return false }), 0, []uint32{1, 2}, 'C', rand.New(rand.NewPCG(1, 1)),
+			func(c *engine.Config) { c.Quorum = engine.QuorumMajority })
+		handshake(t, e, 2, func(mine, theirs *wire.Hello) {
+			theirs.Current, theirs.Bitmap, theirs.History = y, g0, []uint64{g0}
+			theirs.Role = uint8(engine.Primary)
+		})
+		p := e.Status().Peers[1]
+		t.Fatalf("write completed while generation %x is tentative; node 1 (its only copy besides node 0) is at %x; after a power cut node 0 meets the majority's node 2: %v/%v, disk %v",
+			g.Current, pr.eng[1].Status().Current, p.Conn, p.Repl, e.Disk())
+	}
+	pr.drain()
+	if g := vol.Generation(); !slices.Contains(pr.completed[0], id) || g.Tentative || pr.eng[1].Status().Current != g.Current {
+		t.Fatalf("after draining: completed %v, tentative %v, node 1 at %x, node 0 at %x; want the write done, node 1 at node 0's generation", pr.completed[0], g.Tentative, pr.eng[1].Status().Current, g.Current)
+	}
+}
+
+// TestReconnectedTargetConfirmsGeneration: a target already Inconsistent
+// from an earlier connection records the primary's new generation when it
+// decides, after the State it sent on deciding: it announces it again,
+// else the primary's writes would wait for the whole resync (found by
+// review; before writes waited, they completed while tentative).
+func TestReconnectedTargetConfirmsGeneration(t *testing.T) {
+	pr, vol, _ := meshPair(t, 23)
+	if _, err := pr.write(0); err != nil { // takes x alone, tentative
+		t.Fatal(err)
+	}
+	x := vol.Generation().Current
+	pr.cut("link broken before node 1 saw the new generation")
+	pr.connect()
+	if p := pr.eng[0].Status().Peers[0]; !pr.eng[0].Quorate() || p.Conn != engine.Connected {
+		t.Fatalf("reconnect: quorate %v, node 1 %v/%v (%s)", pr.eng[0].Quorate(), p.Conn, p.Repl, p.LastError)
+	}
+	id, err := pr.write(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for pr.deliverAll() {
+	}
+	done, tentative := slices.Contains(pr.completed[0], id), vol.Generation().Tentative
+	pr.cut("look")
+	pr.exec(1, must(pr.eng[1].Connected(0)))
+	toward := pr.hellos(0)[0].SyncToward
+	if !done || tentative || toward != x {
+		t.Fatalf("messages delivered, no resync step: write done %v, generation %x tentative %v, node 1 resyncs towards %x; want done, not tentative, towards it", done, x, tentative, toward)
+	}
+}
+
+// deliverAll hands both nodes their queued messages once; false when
+// there were none.
+func (pr *pair) deliverAll() bool {
+	if len(pr.queue[0]) == 0 && len(pr.queue[1]) == 0 {
+		return false
+	}
+	pr.deliver(0)
+	pr.deliver(1)
+	return true
+}
+
+// TestHeldWritesInDoubtOnDemote: writes held for a generation taken alone
+// fail in doubt when the primary demotes (or steps down) before a target
+// records it: as a secondary nothing would release them (found by
+// review).
+func TestHeldWritesInDoubtOnDemote(t *testing.T) {
+	r := rand.New(rand.NewPCG(11, 12))
+	e := newEngine(t, 0, []uint32{1, 2}, 'C', r, func(c *engine.Config) { c.Quorum = engine.QuorumMajority })
+	must(e.Promote(true))
+	g0 := e.Status().Current
+	handshake(t, e, 1, func(mine, theirs *wire.Hello) {})
+	must(e.Receive(1, &wire.State{Role: uint8(engine.Secondary), Disk: uint8(engine.UpToDate), Current: g0}))
+	handshake(t, e, 2, func(mine, theirs *wire.Hello) { theirs.Disk = uint8(engine.Inconsistent) })
+	must(e.Receive(2, &wire.State{Role: uint8(engine.Secondary), Disk: uint8(engine.Inconsistent), Current: g0, SyncToward: g0}))
+	id, o, err := e.StartWrite(0, make([]byte, 4096), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seq uint64
+	for _, s := range o.Sends {
+		if w, ok := s.Msg.(*wire.Write); ok && s.Peer == 2 {
+			seq = w.Seq
+		}
+	}
+	var all []engine.Completion
+	all = append(all, e.LocalWriteDone(id, nil).Completions...)
+	all = append(all, must(e.Receive(2, &wire.WriteAck{Seq: seq})).Completions...)
+	all = append(all, e.Disconnected(1, "link broken").Completions...)
+	o, err = e.Demote()
+	if err != nil {
+		t.Fatalf("demote: %v", err)
+	}
+	all = append(all, o.Completions...)
+	x := e.Status().Current
+	all = append(all, must(e.Receive(2, &wire.State{Role: uint8(engine.Secondary), Disk: uint8(engine.Inconsistent), Current: g0, SyncToward: x})).Completions...)
+	all = append(all, e.Disconnected(2, "gone").Completions...)
+	if !slices.ContainsFunc(all, func(c engine.Completion) bool { return c.ID == id && errors.Is(c.Err, engine.ErrNoQuorum) }) {
+		t.Fatalf("held write %d after demote (role %v): completions %+v; want it in doubt", id, e.Role(), all)
+	}
+}
+
+// TestSyncDoneKeepsGenerationRecordedMeanwhile: the sync target records
+// the primary's new generation (State with SyncToward x) while its
+// SyncDone flush, from before that generation, is still being applied;
+// that releases the held write. When the flush completes the target takes
+// x, not the SyncDone's g0: back at g0, the only other copy of the write
+// would be at the generation the departed node 2 has, which holding the
+// write was to prevent (found by review).
+func TestSyncDoneKeepsGenerationRecordedMeanwhile(t *testing.T) {
+	pr, _, _ := meshPair(t, 25)
+	e0, e1 := pr.eng[0], pr.eng[1]
+	to1 := func(o engine.Output) engine.Output { // node 0's sends to node 1 only
+		for _, s := range o.Sends {
+			if s.Peer == 1 {
+				pr.queue[1] = append(pr.queue[1], s.Msg)
+			}
+		}
+		pr.completed[0] = append(pr.completed[0], func() (ids []uint64) {
+			for _, c := range o.Completions {
+				if c.Err == nil {
+					ids = append(ids, c.ID)
+				}
+			}
+			return
+		}()...)
+		return o
+	}
+	g0 := e0.Status().Current
+	to1(handshake(t, e0, 2, func(mine, theirs *wire.Hello) {}))
+	to1(must(e0.Receive(2, &wire.State{Role: uint8(engine.Secondary), Disk: uint8(engine.UpToDate), Current: g0})))
+	id, o, err := e0.StartWrite(0, make([]byte, 4096), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	to1(o)
+	to1(e0.LocalWriteDone(id, nil))
+	pr.deliver(1) // node 1 writes and acknowledges it
+	for _, m := range pr.queue[0] {
+		to1(must(e0.Receive(1, m)))
+	}
+	pr.queue[0] = nil
+	for !slices.ContainsFunc(pr.queue[1], func(m wire.Message) bool { _, ok := m.(*wire.SyncDone); return ok }) {
+		off, n, link, ok := e0.NextResync(1, 1<<20)
+		if !ok {
+			to1(e0.ResyncIdle(1))
+			continue
+		}
+		to1(e0.ResyncRead(1, link, off, make([]byte, n), nil))
+		pr.deliver(1)
+		for _, m := range pr.queue[0] {
+			to1(must(e0.Receive(1, m)))
+		}
+		pr.queue[0] = nil
+	}
+	to1(e0.Disconnected(2, "node 2 left without the write")) // x, taken alone
+	x := e0.Status().Current
+	if x == g0 || slices.Contains(pr.completed[0], id) {
+		t.Fatalf("setup: generation %x (was %x), completed %v", x, g0, pr.completed[0])
+	}
+	// Node 1: SyncDone's flush is slow; the State announcing x arrives
+	// meanwhile.
+	var held []engine.Apply
+	for _, m := range pr.queue[1] {
+		o := must(e1.Receive(0, m))
+		for _, s := range o.Sends {
+			pr.queue[0] = append(pr.queue[0], s.Msg)
+		}
+		held = append(held, o.Applies...)
+	}
+	pr.queue[1] = nil
+	for _, a := range held {
+		pr.exec(1, e1.Applied(a, nil))
+	}
+	for _, m := range pr.queue[0] {
+		to1(must(e0.Receive(1, m)))
+	}
+	pr.queue[0] = nil
+	if st := e1.Status(); !slices.Contains(pr.completed[0], id) || st.Current != x || st.Disk != engine.UpToDate {
+		t.Fatalf("held write completed %v; node 1, its only other copy, is %v at %x (node 2 left at %x); want done, node 1 UpToDate at %x", slices.Contains(pr.completed[0], id), st.Disk, st.Current, g0, x)
 	}
 }

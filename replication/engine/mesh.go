@@ -322,13 +322,13 @@ func (e *Engine) rotateForAbsent(o *Output) error {
 	e.newGeneration(e.freshUUID())
 	// With quorum, no peer in sync took it first: the peers giving this
 	// node its quorum are sync targets, and none knows it yet. It is
-	// tentative until one says it records it (peerKnowsGeneration); only
-	// then can a write in it complete (the target's State comes before
-	// its acknowledgement). Should this node die first, what it holds
-	// in it nobody acknowledged, and against a node the majority moved on
-	// with it counts as the generation before (uuid.Side.settled)
-	// instead of a split brain. Without quorum a primary alone writes
-	// and acknowledges: its generation is as real as its writes.
+	// tentative until one says it records it (peerKnowsGeneration), and
+	// writes in it complete only then (startModify holds them). Should
+	// this node die first, what it holds in it nobody acknowledged, and
+	// against a node the majority moved on with it counts as the
+	// generation before (uuid.Side.settled) instead of a split brain.
+	// Without quorum a primary alone writes and acknowledges: its
+	// generation is as real as its writes.
 	e.gen.Tentative = e.cfg.Quorum != QuorumOff
 	if err := e.persist(); err != nil {
 		e.diskFailed(o, err)
@@ -359,7 +359,13 @@ func (e *Engine) peerKnowsGeneration(o *Output, p *peer) {
 // peer missed must wait for: announced and not yet taken, or taken alone
 // and not yet recorded by a peer.
 func (e *Engine) newGenerationUnconfirmed() bool {
-	return e.pendingGen != nil || e.role == Primary && e.gen.Tentative
+	return e.pendingGen != nil || e.tentativePrimary()
+}
+
+// tentativePrimary: this node is a primary under quorum whose generation
+// no peer has recorded yet (rotateForAbsent).
+func (e *Engine) tentativePrimary() bool {
+	return e.role == Primary && e.gen.Tentative && e.cfg.Quorum != QuorumOff
 }
 
 // pendingGen is a generation announced to the in-sync peers and not yet
@@ -425,7 +431,7 @@ func (e *Engine) releaseHeld(o *Output, dropped bool) {
 	for _, w := range held {
 		w.heldForGen = false
 		if dropped && w.inDoubt == nil {
-			w.inDoubt = fmt.Errorf("%w: a peer that left missed this write and no peer in sync took the new generation: the data may be lost at failover", ErrNoQuorum)
+			w.inDoubt = fmt.Errorf("%w: no peer took or recorded the new generation this write belongs to (a peer that left missed it, or it came after a generation taken alone): the data may be lost at failover", ErrNoQuorum)
 		}
 		e.maybeCompleteWrite(o, w)
 	}

@@ -622,10 +622,15 @@ func (e *Engine) becomeInconsistent(o *Output, p *peer) error {
 	}
 	if !e.gen.Consistent {
 		if e.gen.SyncToward != toward {
+			// (and says so: the State sent on deciding showed the old
+			// one, and the source's may be tentative until a target
+			// records it)
 			e.gen.SyncToward = toward
 			if err := e.persist(); err != nil {
 				e.diskFailed(o, err)
+				return nil
 			}
+			e.announce(o)
 		}
 		return nil
 	}

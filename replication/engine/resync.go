@@ -208,6 +208,14 @@ func (e *Engine) onSyncDone(o *Output, p *peer, d *wire.SyncDone) error {
 // source's data); peers outside the source's in-sync set miss what changed
 // since this node's old generation, which the resync data marked for them.
 func (e *Engine) adoptGeneration(o *Output, p *peer, current uint64, history []uint64) {
+	if t := e.gen.SyncToward; t != 0 && t != current && !slices.Contains(history, t) {
+		// The source took a new generation after it sent SyncDone
+		// (recorded from its State meanwhile): this node has its writes
+		// in it too, and may be what lets the source complete them
+		// (peerKnowsGeneration). Going back to the older one would lose
+		// that record.
+		current, history = t, append([]uint64{current}, history...)
+	}
 	oldDisk := e.Disk()
 	if old := e.gen.Current; current != old {
 		for _, q := range e.peers {

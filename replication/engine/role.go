@@ -131,6 +131,8 @@ func (e *Engine) demote(o *Output, reason string) error {
 		}
 	}
 	e.maybeCommitGeneration(o, true)
+	// Writes still held for a generation no peer recorded: in doubt.
+	e.releaseHeld(o, true)
 	e.rehandshake = 0
 	old := e.role
 	e.role = Secondary

@@ -20,9 +20,10 @@ type write struct {
 	// inDoubt is set when quorum was lost while the write waited for a
 	// peer: it completes with this error (inDoubtError).
 	inDoubt error
-	// heldForGen: a peer that left missed it; it completes once the
-	// new generation is taken, by the peers in sync or, with none, by a
-	// sync target (Disconnected, newGenerationUnconfirmed).
+	// heldForGen: a peer that left missed it, or it was started while
+	// the generation was tentative; it completes once the new generation
+	// is taken, by the peers in sync or, with none, recorded by a sync
+	// target (newGenerationUnconfirmed).
 	heldForGen bool
 	// unwritten holds one bit per peer that has not yet written it.
 	unwritten uint32
@@ -75,7 +76,12 @@ func (e *Engine) startModify(off, n int64, msg func(*peer) wire.Message) (uint64
 	}
 	e.overtakeIncoming(off, n)
 	e.nextID++
-	w := &write{id: e.nextID, off: off, n: n}
+	// A write in a generation taken alone completes once a peer
+	// records the generation (peerKnowsGeneration): a peer may
+	// acknowledge it without recording it (one that just finished its
+	// resync at the generation before and is not in the in-sync set yet
+	// ignores the announcement).
+	w := &write{id: e.nextID, off: off, n: n, heldForGen: e.tentativePrimary()}
 	for _, id := range e.cfg.Peers {
 		if e.peers[id].replicating() {
 			w.waiting |= bit(id)
