@@ -175,6 +175,10 @@ type Engine struct {
 	// pendingGen is a new generation the in-sync peers must take before
 	// this primary does (mesh.go).
 	pendingGen *pendingGen
+	// aloneGen is the generation this primary last took alone under
+	// quorum (rotateForAbsent): while it is current and tentative, writes
+	// wait for a peer to record it (tentativePrimary).
+	aloneGen uint64
 }
 
 // New returns an engine for a volume whose persistent state is in store.

@@ -1183,3 +1183,193 @@ func TestSyncDoneKeepsGenerationRecordedMeanwhile(t *testing.T) {
 		t.Fatalf("held write completed %v; node 1, its only other copy, is %v at %x (node 2 left at %x); want done, node 1 UpToDate at %x", slices.Contains(pr.completed[0], id), st.Disk, st.Current, g0, x)
 	}
 }
+
+// failingStore fails SetGeneration while fail is set (a metadata write
+// error: nothing reaches the disk).
+type failingStore struct {
+	engine.Store
+	fail bool
+}
+
+func (s *failingStore) SetGeneration(g engine.Generation) error {
+	if s.fail {
+		return errors.New("metadata write failed")
+	}
+	return s.Store.SetGeneration(g)
+}
+
+// TestUnpersistedRecordDoesNotReleaseWrites: a sync target whose metadata
+// write fails while recording the primary's tentative generation x does
+// not announce it, and the primary does not count a Failed peer's record:
+// the target's disk still says it resyncs towards g0, so after a restart
+// the node that left at g0 could be promoted with it and resync the write
+// away (found by a second review).
+func TestUnpersistedRecordDoesNotReleaseWrites(t *testing.T) {
+	r := rand.New(rand.NewPCG(31, 32))
+	quorum := func(c *engine.Config) { c.Quorum = engine.QuorumMajority }
+	pr := &pair{t: t}
+	var vol0 *replication.Volume
+	pr.eng[0], vol0 = attachEngine(t, newDisk(t, 0, 2), 0, []uint32{1, 2}, 'C', r, quorum)
+	vol1, _, err := replication.Attach("r0", replication.Devices{Data: newDisk(t, 1, 2)}, replication.AttachOptions{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { vol1.Close() })
+	st1 := &failingStore{Store: vol1}
+	cfg := engine.Config{NodeID: 1, Volume: "r0", Peers: []uint32{0, 2}, Protocol: 'C', Policies: uuid.DefaultPolicies(), NewUUID: r.Uint64, Quorum: engine.QuorumMajority}
+	if pr.eng[1], err = engine.New(cfg, st1); err != nil {
+		t.Fatal(err)
+	}
+	pr.exec(0, must(pr.eng[0].Promote(true)))
+	pr.connect() // node 1 becomes node 0's full-sync target
+	st1.fail = true
+	id, err := pr.write(0) // node 2 misses it: generation x, taken alone
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := vol0.Generation().Current
+	for pr.deliverAll() {
+	}
+	if slices.Contains(pr.completed[0], id) || !vol0.Generation().Tentative {
+		t.Fatalf("write completed %v, generation %x tentative %v; node 1's disk resyncs towards %x (its metadata write failed): want the write held, x tentative",
+			slices.Contains(pr.completed[0], id), x, vol0.Generation().Tentative, vol1.Generation().SyncToward)
+	}
+}
+
+// TestSyncDoneAdoptsNewerGenerationWithItsHistory: between the SyncDone
+// the target is applying (generation c) and the generation t it recorded
+// meanwhile, the source took another one, d (two-phase, with node 2 in
+// sync; then node 2 left with a write it missed and t was taken). The
+// target adopts t with d in its history: without it, node 1 (at t, which
+// descends from d) and node 2 (at d) would look like a split brain
+// instead of node 1 being the source (found by a second review). Quorum
+// off, four nodes (with quorum the second generation needs five).
+func TestSyncDoneAdoptsNewerGenerationWithItsHistory(t *testing.T) {
+	r := rand.New(rand.NewPCG(33, 34))
+	pr := &pair{t: t}
+	pr.eng[0] = newEngine(t, 0, []uint32{1, 2, 3}, 'C', r, nil)
+	pr.eng[1] = newEngine(t, 1, []uint32{0, 2, 3}, 'C', r, nil)
+	e0, e1 := pr.eng[0], pr.eng[1]
+	to1 := func(o engine.Output) engine.Output { // node 0's sends to node 1 only
+		for _, s := range o.Sends {
+			if s.Peer == 1 {
+				pr.queue[1] = append(pr.queue[1], s.Msg)
+			}
+		}
+		return o
+	}
+	to1(must(e0.Promote(true)))
+	c := e0.Status().Current
+	for i := range pr.eng { // node 1, just created, becomes the full-sync target
+		o := must(pr.eng[i].Connected(uint32(1 - i)))
+		if i == 0 {
+			to1(o)
+		} else {
+			pr.exec(1, o)
+		}
+	}
+	from1 := func() {
+		q := pr.queue[0]
+		pr.queue[0] = nil
+		for _, m := range q {
+			to1(must(e0.Receive(1, m)))
+		}
+	}
+	pr.deliver(1)
+	from1()
+	pr.deliver(1)
+	from1()
+	to1(handshake(t, e0, 2, func(mine, theirs *wire.Hello) {})) // node 2 in sync at c
+	to1(must(e0.Receive(2, &wire.State{Role: uint8(engine.Secondary), Disk: uint8(engine.UpToDate), Current: c})))
+	for !slices.ContainsFunc(pr.queue[1], func(m wire.Message) bool { _, ok := m.(*wire.SyncDone); return ok }) {
+		off, n, link, ok := e0.NextResync(1, 1<<20)
+		if !ok {
+			to1(e0.ResyncIdle(1))
+			continue
+		}
+		to1(e0.ResyncRead(1, link, off, make([]byte, n), nil))
+		pr.deliver(1)
+		from1()
+	}
+	// SyncDone(c) is queued for node 1. A write node 3 misses: d, pending.
+	id, o, err := e0.StartWrite(0, make([]byte, 4096), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	to1(o)
+	to1(e0.LocalWriteDone(id, nil))
+	var d uint64
+	for _, s := range o.Sends {
+		if st, ok := s.Msg.(*wire.State); ok && st.Pending {
+			d = st.Current
+		}
+	}
+	if d == 0 {
+		t.Fatalf("setup: no pending generation announced: %+v", o.Sends)
+	}
+	to1(must(e0.Receive(2, &wire.State{Role: uint8(engine.Secondary), Disk: uint8(engine.UpToDate), Current: d})))
+	if e0.Status().Current != d {
+		t.Fatalf("setup: node 0 at %x, want d %x", e0.Status().Current, d)
+	}
+	to1(e0.Disconnected(2, "node 2 left without the write")) // t, taken alone
+	tg := e0.Status().Current
+	if tg == d {
+		t.Fatalf("setup: no new generation after node 2 left")
+	}
+	// Node 1: SyncDone's flush is slow; the States announcing d and t
+	// arrive meanwhile.
+	var held []engine.Apply
+	for _, m := range pr.queue[1] {
+		o := must(e1.Receive(0, m))
+		pr.queue[0] = append(pr.queue[0], func() (ms []wire.Message) {
+			for _, s := range o.Sends {
+				ms = append(ms, s.Msg)
+			}
+			return
+		}()...)
+		held = append(held, o.Applies...)
+	}
+	pr.queue[1] = nil
+	for _, a := range held {
+		pr.exec(1, e1.Applied(a, nil))
+	}
+	g1 := e1.Status()
+	if g1.Current != tg {
+		t.Fatalf("setup: node 1 at %x, want t %x", g1.Current, tg)
+	}
+	pr.cut("node 0 dies")
+	// Node 2 (at d, history [c], its bitmap for node 1 from c) meets node 1.
+	o = handshake(t, e1, 2, func(mine, theirs *wire.Hello) {
+		theirs.Current, theirs.History, theirs.Bitmap = d, []uint64{c}, c
+	})
+	if sb := slices.ContainsFunc(o.Disconnects, func(x engine.Disconnect) bool { return strings.Contains(x.Reason, "split brain") }); sb {
+		t.Fatalf("node 1 adopted t %x (which descends from d %x) without d in its history; against node 2 at d: %+v; want node 1 the source", tg, d, o.Disconnects)
+	}
+}
+
+// TestOutdatedTakesPeersUpToDateWithoutResync: an Outdated node (its
+// fence-peer handler said the peer is primary) that meets an UpToDate peer
+// at the same generation with nothing to resync is UpToDate again, as in
+// DRBD; left Outdated it replicated without ever following a primary's
+// generations, and a primary whose only peer it was held its writes in a
+// generation taken alone for good (found by a second review).
+func TestOutdatedTakesPeersUpToDateWithoutResync(t *testing.T) {
+	r := rand.New(rand.NewPCG(13, 14))
+	e := newEngine(t, 0, []uint32{1, 2}, 'C', r, nil)
+	must(e.Promote(true))
+	must(e.Demote())
+	e.FenceResult(1, engine.FencePeerIsPrimary)
+	if e.Disk() != engine.Outdated {
+		t.Fatalf("after fence-peer said node 1 is primary: %v, want Outdated", e.Disk())
+	}
+	o := handshake(t, e, 1, func(mine, theirs *wire.Hello) {})
+	if p := e.Status().Peers[0]; p.Repl != engine.Established || e.Disk() != engine.UpToDate || !hasEvent(o, "disk", "UpToDate") {
+		t.Fatalf("no-sync handshake with an UpToDate peer: %v, disk %v, events %+v; want Established, UpToDate", p.Repl, e.Disk(), o.Events)
+	}
+	e.Disconnected(1, "gone")
+	e.FenceResult(1, engine.FencePeerIsPrimary)
+	handshake(t, e, 1, func(mine, theirs *wire.Hello) { theirs.Disk = uint8(engine.Outdated) })
+	if e.Disk() != engine.Outdated {
+		t.Fatalf("no-sync handshake with an Outdated peer: %v, want Outdated still", e.Disk())
+	}
+}

@@ -330,6 +330,7 @@ func (e *Engine) rotateForAbsent(o *Output) error {
 	// Without quorum a primary alone writes and acknowledges: its
 	// generation is as real as its writes.
 	e.gen.Tentative = e.cfg.Quorum != QuorumOff
+	e.aloneGen = e.gen.Current
 	if err := e.persist(); err != nil {
 		e.diskFailed(o, err)
 		return fmt.Errorf("new generation: %w", err)
@@ -342,7 +343,7 @@ func (e *Engine) rotateForAbsent(o *Output) error {
 // generation (taken alone, see rotateForAbsent) is confirmed once a peer
 // has it or resyncs towards it.
 func (e *Engine) peerKnowsGeneration(o *Output, p *peer) {
-	if e.role != Primary || !e.gen.Tentative || p.current != e.gen.Current && p.toward != e.gen.Current {
+	if e.role != Primary || !e.gen.Tentative || p.disk == Failed || p.current != e.gen.Current && p.toward != e.gen.Current {
 		return
 	}
 	e.gen.Tentative = false
@@ -362,10 +363,14 @@ func (e *Engine) newGenerationUnconfirmed() bool {
 	return e.pendingGen != nil || e.tentativePrimary()
 }
 
-// tentativePrimary: this node is a primary under quorum whose generation
-// no peer has recorded yet (rotateForAbsent).
+// tentativePrimary: this node is a primary under quorum whose generation,
+// taken alone, no peer has recorded yet (rotateForAbsent). (A secondary
+// that took a primary's announced generation tentatively keeps the mark
+// when promoted, for the comparison, but writes do not wait for it: its
+// promotion compares every peer again, and its first write a peer misses
+// starts a generation of its own.)
 func (e *Engine) tentativePrimary() bool {
-	return e.role == Primary && e.gen.Tentative && e.cfg.Quorum != QuorumOff
+	return e.role == Primary && e.gen.Tentative && e.aloneGen == e.gen.Current && e.cfg.Quorum != QuorumOff
 }
 
 // pendingGen is a generation announced to the in-sync peers and not yet

@@ -31,6 +31,12 @@ type peer struct {
 	// is Inconsistent, the one its resync is bringing it to, as its latest
 	// Hello or State said.
 	current, toward uint64
+	// doneRecv: this node, its sync target, received its SyncDone;
+	// doneLater holds the generations it took since, oldest first, as
+	// recorded from its States while the SyncDone was being applied
+	// (adoptGeneration ends the resync at the newest).
+	doneRecv  bool
+	doneLater []uint64
 	// confirmed: the peer's State arrived after the decision, so its side
 	// reached one too (it sends a State when it decides; a peer that
 	// refuses disconnects instead). Only then does it count for quorum.
@@ -166,6 +172,7 @@ func (e *Engine) resetLink(p *peer) {
 	p.repl, p.role, p.disk = ReplOff, RoleUnknown, DUnknown
 	p.helloSent, p.hello, p.decision, p.decided, p.confirmed, p.bmSent, p.bmRecv = false, nil, 0, false, false, false, false
 	p.current, p.toward = 0, 0
+	p.doneRecv, p.doneLater = false, nil
 	p.seq, p.sent, p.recvAck, p.writeAck, p.rxSeq, p.appliedSeq = 0, 0, 0, 0, 0, 0
 	p.incoming, p.unconfirmed, p.sentGids = nil, nil, nil
 	p.inSync, p.inSyncKnown = 0, false
@@ -554,6 +561,19 @@ func (e *Engine) startDecision(o *Output, p *peer, d uuid.Decision, why string) 
 			if err := e.persist(); err != nil {
 				e.diskFailed(o, err)
 			}
+		}
+		if e.Disk() == Outdated && DiskState(p.hello.Disk) == UpToDate {
+			// Same data as an UpToDate peer (as DRBD: an Outdated disk
+			// that needs no resync takes the peer's state). Left
+			// Outdated it would replicate and never follow a primary's
+			// generations.
+			e.gen.UpToDate = true
+			if err := e.persist(); err != nil {
+				e.diskFailed(o, err)
+				return nil
+			}
+			e.event(o, "disk", Outdated.String(), UpToDate.String(), fmt.Sprintf("in sync with node %d, which is UpToDate", p.id))
+			e.announce(o)
 		}
 		return e.inSync(o, p)
 	case uuid.SourceFull, uuid.TargetFull:

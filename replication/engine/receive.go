@@ -147,8 +147,12 @@ func (e *Engine) onState(o *Output, p *peer, s *wire.State) {
 		// (and says so: its source's generation may be tentative
 		// until a target records it)
 		e.gen.SyncToward = s.Current
+		if p.doneRecv {
+			p.doneLater = append(p.doneLater, s.Current)
+		}
 		if err := e.persist(); err != nil {
 			e.diskFailed(o, err)
+			return
 		}
 		e.announce(o)
 	}

@@ -199,6 +199,7 @@ func (e *Engine) onSyncDone(o *Output, p *peer, d *wire.SyncDone) error {
 	if p.repl != SyncTarget {
 		return fmt.Errorf("%w: sync-done while %v", ErrProtocol, p.repl)
 	}
+	p.doneRecv, p.doneLater = true, nil
 	o.Applies = append(o.Applies, Apply{Peer: p.id, Link: p.link, Kind: ApplySyncDone, UUID: d.Current, History: d.History})
 	return nil
 }
@@ -208,13 +209,16 @@ func (e *Engine) onSyncDone(o *Output, p *peer, d *wire.SyncDone) error {
 // source's data); peers outside the source's in-sync set miss what changed
 // since this node's old generation, which the resync data marked for them.
 func (e *Engine) adoptGeneration(o *Output, p *peer, current uint64, history []uint64) {
-	if t := e.gen.SyncToward; t != 0 && t != current && !slices.Contains(history, t) {
-		// The source took a new generation after it sent SyncDone
-		// (recorded from its State meanwhile): this node has its writes
-		// in it too, and may be what lets the source complete them
-		// (peerKnowsGeneration). Going back to the older one would lose
-		// that record.
-		current, history = t, append([]uint64{current}, history...)
+	if n := len(p.doneLater); n > 0 {
+		// The source took new generations after it sent SyncDone
+		// (recorded from its States meanwhile): this node has its writes
+		// in them too, and its record may be what let the source
+		// complete them (peerKnowsGeneration). Going back to the older
+		// one would lose that record; the ones in between go to the
+		// history, newest first.
+		later := slices.Clone(p.doneLater)
+		slices.Reverse(later)
+		current, history = later[0], slices.Concat(later[1:], []uint64{current}, history)
 	}
 	oldDisk := e.Disk()
 	if old := e.gen.Current; current != old {
