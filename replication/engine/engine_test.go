@@ -888,9 +888,11 @@ func TestGenerationTakenAloneIsTentative(t *testing.T) {
 // acknowledged, completes only once the target says it resyncs towards
 // the new generation. Completed at once, a power cut could leave it on the
 // target alone, which resyncs towards the old generation: the departed
-// peer could then be promoted and resync it away.
+// peer could then be promoted and resync it away. If the target leaves
+// first, or the primary demotes (or steps down) first, the write fails in
+// doubt: as a secondary nothing would release it (found by review).
 func TestMissedWritesWaitForSyncTargetToRecordGeneration(t *testing.T) {
-	for _, targetLeaves := range []bool{false, true} {
+	for _, then := range []string{"target records", "target leaves", "primary demotes"} {
 		r := rand.New(rand.NewPCG(11, 12))
 		e := newEngine(t, 0, []uint32{1, 2}, 'C', r, func(c *engine.Config) { c.Quorum = engine.QuorumMajority })
 		must(e.Promote(true))
@@ -923,10 +925,17 @@ func TestMissedWritesWaitForSyncTargetToRecordGeneration(t *testing.T) {
 		if x == g0 || done(o) {
 			t.Fatalf("node 1 left without the write: generation %x (was %x), completed %v; want a new one, the write waiting", x, g0, done(o))
 		}
-		if targetLeaves {
+		switch then {
+		case "target leaves":
 			o = e.Disconnected(2, "link broken")
+		case "primary demotes":
+			if o, err = e.Demote(); err != nil {
+				t.Fatalf("demote: %v", err)
+			}
+		}
+		if then != "target records" {
 			if c := o.Completions; len(c) != 1 || c[0].ID != id || !errors.Is(c[0].Err, engine.ErrNoQuorum) {
-				t.Fatalf("the sync target left too: completions %+v; want the write in doubt", c)
+				t.Fatalf("%s: completions %+v; want the write in doubt", then, c)
 			}
 			continue
 		}
@@ -957,6 +966,23 @@ func meshPair(t *testing.T, seed uint64) (*pair, *replication.Volume, *disk.Cras
 	return pr, vol, d
 }
 
+// resyncUntilSyncDone runs node 0's resync of node 1 until node 0 has
+// queued its SyncDone (not delivered): exec handles node 0's outputs, back
+// hands node 0 node 1's answers.
+func (pr *pair) resyncUntilSyncDone(exec func(engine.Output), back func()) {
+	e0 := pr.eng[0]
+	for !slices.ContainsFunc(pr.queue[1], func(m wire.Message) bool { _, ok := m.(*wire.SyncDone); return ok }) {
+		off, n, link, ok := e0.NextResync(1, 1<<20)
+		if !ok {
+			exec(e0.ResyncIdle(1))
+			continue
+		}
+		exec(e0.ResyncRead(1, link, off, make([]byte, n), nil))
+		pr.deliver(1)
+		back()
+	}
+}
+
 // deliver hands node i the messages queued for it, and nothing else.
 func (pr *pair) deliver(i int) {
 	q := pr.queue[i]
@@ -977,19 +1003,8 @@ func (pr *pair) deliver(i int) {
 // target takes the generation.
 func TestWriteWaitsForGenerationRecordAtResyncEnd(t *testing.T) {
 	pr, vol, d := meshPair(t, 21)
-	syncDone := func() bool {
-		return slices.ContainsFunc(pr.queue[1], func(m wire.Message) bool { _, ok := m.(*wire.SyncDone); return ok })
-	}
-	for !syncDone() {
-		off, n, link, ok := pr.eng[0].NextResync(1, 1<<20)
-		if !ok {
-			pr.exec(0, pr.eng[0].ResyncIdle(1))
-			continue
-		}
-		pr.exec(0, pr.eng[0].ResyncRead(1, link, off, make([]byte, n), nil))
-		pr.deliver(1)
-		pr.deliver(0) // the last ack: node 0 sends SyncDone, not delivered yet
-	}
+	// (the last ack: node 0 sends SyncDone, not delivered yet)
+	pr.resyncUntilSyncDone(func(o engine.Output) { pr.exec(0, o) }, func() { pr.deliver(0) })
 	g0 := vol.Generation().Current
 	id, err := pr.write(0)
 	if err != nil {
@@ -1063,46 +1078,6 @@ func (pr *pair) deliverAll() bool {
 	return true
 }
 
-// TestHeldWritesInDoubtOnDemote: writes held for a generation taken alone
-// fail in doubt when the primary demotes (or steps down) before a target
-// records it: as a secondary nothing would release them (found by
-// review).
-func TestHeldWritesInDoubtOnDemote(t *testing.T) {
-	r := rand.New(rand.NewPCG(11, 12))
-	e := newEngine(t, 0, []uint32{1, 2}, 'C', r, func(c *engine.Config) { c.Quorum = engine.QuorumMajority })
-	must(e.Promote(true))
-	g0 := e.Status().Current
-	handshake(t, e, 1, func(mine, theirs *wire.Hello) {})
-	must(e.Receive(1, &wire.State{Role: uint8(engine.Secondary), Disk: uint8(engine.UpToDate), Current: g0}))
-	handshake(t, e, 2, func(mine, theirs *wire.Hello) { theirs.Disk = uint8(engine.Inconsistent) })
-	must(e.Receive(2, &wire.State{Role: uint8(engine.Secondary), Disk: uint8(engine.Inconsistent), Current: g0, SyncToward: g0}))
-	id, o, err := e.StartWrite(0, make([]byte, 4096), false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var seq uint64
-	for _, s := range o.Sends {
-		if w, ok := s.Msg.(*wire.Write); ok && s.Peer == 2 {
-			seq = w.Seq
-		}
-	}
-	var all []engine.Completion
-	all = append(all, e.LocalWriteDone(id, nil).Completions...)
-	all = append(all, must(e.Receive(2, &wire.WriteAck{Seq: seq})).Completions...)
-	all = append(all, e.Disconnected(1, "link broken").Completions...)
-	o, err = e.Demote()
-	if err != nil {
-		t.Fatalf("demote: %v", err)
-	}
-	all = append(all, o.Completions...)
-	x := e.Status().Current
-	all = append(all, must(e.Receive(2, &wire.State{Role: uint8(engine.Secondary), Disk: uint8(engine.Inconsistent), Current: g0, SyncToward: x})).Completions...)
-	all = append(all, e.Disconnected(2, "gone").Completions...)
-	if !slices.ContainsFunc(all, func(c engine.Completion) bool { return c.ID == id && errors.Is(c.Err, engine.ErrNoQuorum) }) {
-		t.Fatalf("held write %d after demote (role %v): completions %+v; want it in doubt", id, e.Role(), all)
-	}
-}
-
 // TestSyncDoneKeepsGenerationRecordedMeanwhile: the sync target records
 // the primary's new generation (State with SyncToward x) while its
 // SyncDone flush, from before that generation, is still being applied;
@@ -1143,19 +1118,12 @@ func TestSyncDoneKeepsGenerationRecordedMeanwhile(t *testing.T) {
 		to1(must(e0.Receive(1, m)))
 	}
 	pr.queue[0] = nil
-	for !slices.ContainsFunc(pr.queue[1], func(m wire.Message) bool { _, ok := m.(*wire.SyncDone); return ok }) {
-		off, n, link, ok := e0.NextResync(1, 1<<20)
-		if !ok {
-			to1(e0.ResyncIdle(1))
-			continue
-		}
-		to1(e0.ResyncRead(1, link, off, make([]byte, n), nil))
-		pr.deliver(1)
+	pr.resyncUntilSyncDone(func(o engine.Output) { to1(o) }, func() {
 		for _, m := range pr.queue[0] {
 			to1(must(e0.Receive(1, m)))
 		}
 		pr.queue[0] = nil
-	}
+	})
 	to1(e0.Disconnected(2, "node 2 left without the write")) // x, taken alone
 	x := e0.Status().Current
 	if x == g0 || slices.Contains(pr.completed[0], id) {
@@ -1281,16 +1249,7 @@ func TestSyncDoneAdoptsNewerGenerationWithItsHistory(t *testing.T) {
 	from1()
 	to1(handshake(t, e0, 2, func(mine, theirs *wire.Hello) {})) // node 2 in sync at c
 	to1(must(e0.Receive(2, &wire.State{Role: uint8(engine.Secondary), Disk: uint8(engine.UpToDate), Current: c})))
-	for !slices.ContainsFunc(pr.queue[1], func(m wire.Message) bool { _, ok := m.(*wire.SyncDone); return ok }) {
-		off, n, link, ok := e0.NextResync(1, 1<<20)
-		if !ok {
-			to1(e0.ResyncIdle(1))
-			continue
-		}
-		to1(e0.ResyncRead(1, link, off, make([]byte, n), nil))
-		pr.deliver(1)
-		from1()
-	}
+	pr.resyncUntilSyncDone(func(o engine.Output) { to1(o) }, from1)
 	// SyncDone(c) is queued for node 1. A write node 3 misses: d, pending.
 	id, o, err := e0.StartWrite(0, make([]byte, 4096), false)
 	if err != nil {
