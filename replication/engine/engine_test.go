@@ -535,17 +535,27 @@ func TestLostQuorumClearedWhenInSync(t *testing.T) {
 // this node does not have, maybe acknowledged with the peer as its only
 // other copy, and as primary this node would resync the peer over it. A
 // resync towards a generation this node has, or a peer whose resync
-// started from a generation this node has moved on from, does not block.
+// started from a generation this node has moved on from, does not block;
+// a peer that had moved on from this node's generation and resyncs
+// towards its own does.
 func TestPromoteRefusedWhilePeerSyncsTowardNewerData(t *testing.T) {
 	for _, tc := range []struct {
 		name          string
 		toward        func(mine *wire.Hello) uint64
 		peerCurrent   func(mine *wire.Hello) uint64
 		wantPromotion bool
+		// peerNewer: the peer's current descends from this node's
+		// (its history holds this node's current)
+		peerNewer bool
 	}{
-		{"toward an unknown generation", func(*wire.Hello) uint64 { return 0x5eed0000 }, func(m *wire.Hello) uint64 { return m.Current }, false},
-		{"toward this node's generation", func(m *wire.Hello) uint64 { return m.Current }, func(m *wire.Hello) uint64 { return m.Current }, true},
-		{"from a generation this node moved on from", func(*wire.Hello) uint64 { return 0x5eed0000 }, func(*wire.Hello) uint64 { return 0x01d0000 }, true},
+		{"toward an unknown generation", func(*wire.Hello) uint64 { return 0x5eed0000 }, func(m *wire.Hello) uint64 { return m.Current }, false, false},
+		{"toward this node's generation", func(m *wire.Hello) uint64 { return m.Current }, func(m *wire.Hello) uint64 { return m.Current }, true, false},
+		{"from a generation this node moved on from", func(*wire.Hello) uint64 { return 0x5eed0000 }, func(*wire.Hello) uint64 { return 0x01d0000 }, true, false},
+		// (found by the simulation, seed 1795436520611311353: the peer
+		// had the generation, then leftover bits made it a sync target
+		// towards it again, and it crashed)
+		{"at and toward a newer generation", func(*wire.Hello) uint64 { return 0x5eed0000 }, func(*wire.Hello) uint64 { return 0x5eed0000 }, false, true},
+		{"at a newer generation, toward this node's", func(m *wire.Hello) uint64 { return m.Current }, func(*wire.Hello) uint64 { return 0x5eed0000 }, true, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			pr := primaryPair(t, nil)
@@ -561,6 +571,9 @@ func TestPromoteRefusedWhilePeerSyncsTowardNewerData(t *testing.T) {
 			theirs := &wire.Hello{Version: wire.Version, Volume: "r0", NodeID: 0, DataSize: mine.DataSize, Granularity: mine.Granularity,
 				Protocol: 'C', Role: uint8(engine.Secondary), Disk: uint8(engine.Inconsistent),
 				Current: tc.peerCurrent(mine), History: []uint64{0x01d0000}, SyncToward: tc.toward(mine)}
+			if tc.peerNewer {
+				theirs.History = append([]uint64{mine.Current}, mine.History...)
+			}
 			pr.exec(1, must(pr.eng[1].Receive(0, theirs)))
 			if p := pr.eng[1].Status().Peers[0]; p.Conn != engine.Connected {
 				t.Fatalf("peer %v after the handshake", p.Conn)

@@ -95,22 +95,32 @@ func (e *Engine) Promote(force bool) (Output, error) {
 }
 
 // lacksSyncToward returns the generation a connected, Inconsistent peer is
-// resyncing towards when it grew from this node's current generation and
-// this node does not have it (0 otherwise). The peer's source then wrote
-// data this node lacks, perhaps acknowledged with the peer as its only
-// copy (it gave that primary quorum): promoted, this node would resync
-// the peer from older data and lose it. (A node that has moved on to a
-// generation of its own since was promoted after that source: the peer
-// syncs towards a branch it superseded.)
+// resyncing towards when the peer grew from this node's current
+// generation (it is the peer's current, or in the history of a peer
+// current this node does not know) and this node does not have it (0
+// otherwise). The peer's source then wrote data this node lacks, perhaps
+// acknowledged with the peer as its only copy (it gave that primary
+// quorum): promoted, this node would resync the peer from older data and
+// lose it. (A node that has moved on to a generation of its own since was
+// promoted after that source: the peer syncs towards a branch it
+// superseded.)
 func (e *Engine) lacksSyncToward(p *peer) uint64 {
-	if p.conn != Connected || p.hello == nil || p.disk != Inconsistent || p.current != e.gen.Current {
+	if p.conn != Connected || p.hello == nil || p.disk != Inconsistent {
 		return 0
 	}
-	g := p.toward
-	if g == 0 || g == e.gen.Current || slices.Contains(e.gen.History, g) {
+	if grew := p.current == e.gen.Current || !e.knows(p.current) && slices.Contains(p.hello.History, e.gen.Current); !grew {
 		return 0
 	}
-	return g
+	if g := p.toward; g != 0 && !e.knows(g) {
+		return g
+	}
+	return 0
+}
+
+// knows reports whether u is this node's current generation or one of
+// its history.
+func (e *Engine) knows(u uint64) bool {
+	return u == e.gen.Current || slices.Contains(e.gen.History, u)
 }
 
 // Demote makes this node secondary. The caller must have stopped new
