@@ -54,7 +54,7 @@ func (e *Engine) noteIncoming(p *peer, seq uint64, off, n int64, stamp uint64) {
 // overtakeIncoming: a local write of [off, off+n) starts while peer
 // writes are received but not applied; it wins their overlap.
 func (e *Engine) overtakeIncoming(off, n int64) {
-	for _, p := range e.peers {
+	for _, p := range e.order {
 		for i := range p.incoming {
 			in := &p.incoming[i]
 			in.skip = appendOverlap(in.skip, in.off, in.n, off, n)

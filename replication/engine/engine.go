@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 
@@ -148,6 +149,10 @@ type Engine struct {
 	role  Role
 	gen   Generation
 	peers map[uint32]*peer
+	// order holds the peers by node id: what the engine does for each
+	// peer happens in the same order every time (reproducible outputs,
+	// and simulation seeds that replay exactly).
+	order []*peer
 
 	nextID  uint64
 	writes  map[uint64]*write
@@ -212,7 +217,9 @@ func New(cfg Config, store Store) (*Engine, error) {
 			return nil, err
 		}
 		e.peers[id] = &peer{id: id, slot: slot, conn: Connecting, proto: cfg.Protocol}
+		e.order = append(e.order, e.peers[id])
 	}
+	slices.SortFunc(e.order, func(a, b *peer) int { return cmp.Compare(a.id, b.id) })
 	// Read after the slots are assigned: persisting an older copy would
 	// give them back.
 	e.gen = store.Generation()

@@ -115,7 +115,7 @@ func (e *Engine) maybeResume(o *Output, why string) {
 	if !e.suspended {
 		return
 	}
-	for _, p := range e.peers {
+	for _, p := range e.order {
 		if p.fencing {
 			return
 		}
@@ -127,7 +127,7 @@ func (e *Engine) maybeResume(o *Output, why string) {
 // ResumeIO unfreezes I/O by an operator's decision (DRBD's resume-io).
 func (e *Engine) ResumeIO() Output {
 	var o Output
-	for _, p := range e.peers {
+	for _, p := range e.order {
 		p.fencing = false
 	}
 	e.maybeResume(&o, "resumed by the operator")

@@ -48,7 +48,7 @@ func (e *Engine) multi() bool { return len(e.cfg.Peers) > 1 }
 // peers Established (or verifying) with UpToDate data.
 func (e *Engine) inSyncMask() uint32 {
 	m := bit(e.cfg.NodeID)
-	for _, p := range e.peers {
+	for _, p := range e.order {
 		if p.conn == Connected && p.established() && p.disk == UpToDate {
 			m |= bit(p.id)
 		}
@@ -76,7 +76,7 @@ func (e *Engine) maybeAnnounce(o *Output) {
 // markForOthers marks [off, off+n), received from p, for every other peer
 // that p (a primary) did not say is in sync with it.
 func (e *Engine) markForOthers(p *peer, off, n int64) {
-	for _, q := range e.peers {
+	for _, q := range e.order {
 		if q == p || (p.inSyncKnown && p.inSync&bit(q.id) != 0) {
 			continue
 		}
@@ -102,7 +102,7 @@ func (e *Engine) followPrimary(o *Output, p *peer, mask uint32, current uint64, 
 		e.gen.Tentative = pending
 		changed = true
 	}
-	for _, q := range e.peers {
+	for _, q := range e.order {
 		if q == p || mask&bit(q.id) == 0 {
 			continue
 		}
@@ -184,7 +184,7 @@ func (e *Engine) outOfSyncForOthers(o *Output, x *peer, tl []tlEntry) {
 		}
 		rs = append(rs, wire.Range{Offset: uint64(t.off), Length: uint64(t.n)})
 	}
-	for _, q := range e.peers {
+	for _, q := range e.order {
 		if q == x || !q.replicating() {
 			continue
 		}
@@ -202,7 +202,7 @@ func (e *Engine) primaryLost(o *Output, p *peer) {
 		return
 	}
 	for _, u := range p.unconfirmed {
-		for _, q := range e.peers {
+		for _, q := range e.order {
 			if q != p {
 				e.store.MarkOutOfSync(q.slot, u.off, u.n)
 			}
@@ -213,7 +213,7 @@ func (e *Engine) primaryLost(o *Output, p *peer) {
 			e.diskFailed(o, err)
 		}
 	}
-	for _, q := range e.peers {
+	for _, q := range e.order {
 		if q != p && q.conn == Connected && q.role != Primary && (len(p.unconfirmed) > 0 || q.paused()) {
 			o.Disconnects = append(o.Disconnects, Disconnect{Peer: q.id, Reason: fmt.Sprintf("lost primary node %d: comparing data again", p.id)})
 		}
@@ -270,7 +270,7 @@ func (e *Engine) confirm(o *Output) {
 	if len(e.unapplied) > 0 {
 		done = e.unapplied[0].gid - 1
 	}
-	for _, p := range e.peers {
+	for _, p := range e.order {
 		i := 0
 		for i < len(p.sentGids) && p.sentGids[i].gid <= done {
 			i++
@@ -306,7 +306,7 @@ func (e *Engine) rotateForAbsent(o *Output) error {
 		return nil
 	}
 	need := false
-	for _, p := range e.peers {
+	for _, p := range e.order {
 		if !p.replicating() && e.gen.Slots[p.slot].Bitmap == 0 {
 			need = true
 		}

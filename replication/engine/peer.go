@@ -214,7 +214,7 @@ func (e *Engine) Disconnected(peerID uint32, reason string) Output {
 	if p.role == Primary {
 		e.primaryLost(&o, p)
 	}
-	for _, f := range e.flushes {
+	for _, f := range e.flushesInOrder() {
 		if f.waiting&bit(p.id) != 0 {
 			if inDoubt != nil {
 				f.inDoubt = inDoubt
@@ -337,7 +337,7 @@ func (e *Engine) stepDown(o *Output, p *peer, why string) bool {
 	if err := e.demote(o, why); err != nil {
 		return false
 	}
-	for _, q := range e.peers {
+	for _, q := range e.order {
 		q.discardMyData = true
 	}
 	if !slices.ContainsFunc(o.Disconnects, func(d Disconnect) bool { return d.Peer == p.id }) {
@@ -397,7 +397,7 @@ func (e *Engine) onHello(o *Output, p *peer, h *wire.Hello) error {
 		// A secondary follows one primary: a second one (cut off, or
 		// promoted elsewhere) must not use this node to regain quorum or
 		// replicate beside the first.
-		for _, q := range e.peers {
+		for _, q := range e.order {
 			if q != p && q.conn == Connected && q.decided && q.role == Primary {
 				o.Disconnects = append(o.Disconnects, Disconnect{Peer: p.id, Reason: fmt.Sprintf("node %d is primary already and allow-two-primaries is off: retrying", q.id)})
 				return nil

@@ -119,7 +119,7 @@ func (e *Engine) reachable() int { return e.reach(true) }
 // those a promotion is handshaking with again.
 func (e *Engine) reach(grace bool) int {
 	n := 1
-	for _, p := range e.peers {
+	for _, p := range e.order {
 		if p.counted() || grace && e.rehandshake&bit(p.id) != 0 {
 			n++
 		}
@@ -142,7 +142,7 @@ func (e *Engine) rehandshaking() bool {
 	if e.role != Primary {
 		return false
 	}
-	for _, p := range e.peers {
+	for _, p := range e.order {
 		if e.rehandshake&bit(p.id) != 0 && !p.counted() {
 			return true
 		}

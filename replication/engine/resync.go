@@ -222,7 +222,7 @@ func (e *Engine) adoptGeneration(o *Output, p *peer, current uint64, history []u
 	}
 	oldDisk := e.Disk()
 	if old := e.gen.Current; current != old {
-		for _, q := range e.peers {
+		for _, q := range e.order {
 			if q != p && !(p.inSyncKnown && p.inSync&bit(q.id) != 0) && e.gen.Slots[q.slot].Bitmap == 0 {
 				e.gen.Slots[q.slot].Bitmap = old
 			}
@@ -239,7 +239,7 @@ func (e *Engine) adoptGeneration(o *Output, p *peer, current uint64, history []u
 	e.gen.Consistent, e.gen.UpToDate, e.gen.CrashedPrimary, e.gen.SyncToward, e.gen.LostQuorum = true, true, false, 0, false
 	if p.role == Primary {
 		// Resynced from a primary: a step-down's discard is done.
-		for _, q := range e.peers {
+		for _, q := range e.order {
 			q.discardMyData = false
 		}
 	}

@@ -20,7 +20,7 @@ func (e *Engine) Promote(force bool) (Output, error) {
 	if e.failed != nil {
 		return o, fmt.Errorf("%w: the local disk failed: %v", ErrNotUpToDate, e.failed)
 	}
-	for _, p := range e.peers {
+	for _, p := range e.order {
 		if p.conn == Connected && p.role == Primary && !e.cfg.AllowTwoPrimaries {
 			return o, fmt.Errorf("%w: node %d (demote it first, or allow two primaries)", ErrPeerPrimary, p.id)
 		}
@@ -57,7 +57,7 @@ func (e *Engine) Promote(force bool) (Output, error) {
 		e.gen.Consistent, e.gen.UpToDate, e.gen.SyncToward = true, true, 0
 		e.gen.History = pushHistory(e.gen.History, e.gen.Current)
 		e.gen.Current, e.gen.Tentative = e.freshUUID(), false
-		for _, p := range e.peers {
+		for _, p := range e.order {
 			if p.conn == Connected {
 				o.Disconnects = append(o.Disconnects, Disconnect{Peer: p.id, Reason: "forced promotion started a new generation; reconnecting to resync"})
 			}
@@ -81,7 +81,7 @@ func (e *Engine) Promote(force bool) (Output, error) {
 		// primary. A waiting resync can run now. (Two primaries stay
 		// connected: a handshake between them cannot resync.)
 		all := e.multi() && !e.cfg.AllowTwoPrimaries
-		for _, p := range e.peers {
+		for _, p := range e.order {
 			if all && p.counted() && e.cfg.Quorum != QuorumOff {
 				e.rehandshake |= bit(p.id)
 			}
@@ -135,7 +135,7 @@ func (e *Engine) demote(o *Output, reason string) error {
 	if e.role == Secondary {
 		return nil
 	}
-	for _, p := range e.peers {
+	for _, p := range e.order {
 		if len(p.tl) > 0 {
 			return fmt.Errorf("%w: node %d has not written %d of them", ErrWritesInFlight, p.id, len(p.tl))
 		}
@@ -153,7 +153,7 @@ func (e *Engine) demote(o *Output, reason string) error {
 	e.event(o, "role", old.String(), e.role.String(), reason)
 	// A secondary sends no resync data (mesh.go); a handshake under way
 	// used the old role.
-	for _, p := range e.peers {
+	for _, p := range e.order {
 		if e.multi() && p.conn == Connected && (p.repl == SyncSource || !p.decided || p.repl == WFBitmap && p.decision.IsSource()) {
 			o.Disconnects = append(o.Disconnects, Disconnect{Peer: p.id, Reason: "demoted: comparing data again"})
 		}

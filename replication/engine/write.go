@@ -3,6 +3,8 @@ package engine
 import (
 	"cmp"
 	"fmt"
+	"maps"
+	"slices"
 
 	"github.com/replicad/replicad/replication/wire"
 )
@@ -271,8 +273,16 @@ func (e *Engine) maybeCompleteFlush(o *Output, f *flush) {
 	o.Completions = append(o.Completions, Completion{ID: f.id, Err: cmp.Or(f.localErr, f.inDoubt)})
 }
 
+// flushesInOrder returns the flushes in flight, oldest first (several may
+// complete at once: in the same order every time).
+func (e *Engine) flushesInOrder() []*flush {
+	fs := slices.Collect(maps.Values(e.flushes))
+	slices.SortFunc(fs, func(a, b *flush) int { return cmp.Compare(a.id, b.id) })
+	return fs
+}
+
 func (e *Engine) onFlushAck(o *Output, p *peer, a *wire.FlushAck) error {
-	for _, f := range e.flushes {
+	for _, f := range e.flushesInOrder() {
 		if f.epoch == a.Epoch && f.waiting&bit(p.id) != 0 {
 			if a.Err != "" {
 				o.Disconnects = append(o.Disconnects, Disconnect{Peer: p.id, Reason: "peer's disk failed a flush: " + a.Err})
