@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 
 	"github.com/replicad/replicad/replication/disk"
 	"github.com/replicad/replicad/replication/engine"
@@ -594,7 +596,8 @@ func (c *Cluster) switchover(p *Node) error {
 // primary then lost power before a flush: protocol C promises the peer's
 // copy, and there was none.)
 func (c *Cluster) checkAcked(n *Node, since int) error {
-	for b, hs := range c.history {
+	for _, b := range slices.Sorted(maps.Keys(c.history)) {
+		hs := c.history[b]
 		last := -1
 		for i, h := range hs {
 			if h.acked && h.ackedAt >= since {
