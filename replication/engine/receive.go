@@ -152,9 +152,9 @@ func (e *Engine) onState(o *Output, p *peer, s *wire.State) {
 		}
 		if err := e.persist(); err != nil {
 			e.diskFailed(o, err)
-			return
+		} else {
+			e.announce(o)
 		}
-		e.announce(o)
 	}
 	e.peerKnowsGeneration(o, p)
 	e.maybeAnnounce(o)
