@@ -358,9 +358,14 @@ func (n *Node) exec(o engine.Output) {
 		}
 		if ev.PeerSet && ev.What == "replication" {
 			key := [2]uint32{n.ID, ev.Peer}
-			if ev.New == "Established" {
+			verify := func(s string) bool { return s == "VerifyS" || s == "VerifyT" }
+			switch {
+			case verify(ev.New) || ev.New == "Established" && verify(ev.Old):
+				// an online verify runs in sync (engine: established):
+				// in sync since before it
+			case ev.New == "Established":
 				c.establishedAt[key] = c.step
-			} else {
+			default:
 				delete(c.establishedAt, key)
 			}
 		}
