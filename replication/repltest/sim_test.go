@@ -2,6 +2,7 @@ package repltest
 
 import (
 	"flag"
+	"math/rand/v2"
 	"os"
 	"testing"
 
@@ -12,7 +13,8 @@ import (
 
 var (
 	rounds     = flag.Int("sim.rounds", 25, "simulated clusters per protocol (go test -sim.rounds=N)")
-	partitions = flag.Bool("sim.partitions", os.Getenv("REPLICAD_SIM_PARTITIONS") != "0", "quorum rounds isolate a node, mostly the primary, and fail over to the majority (off: -sim.partitions=false or REPLICAD_SIM_PARTITIONS=0)")
+	partitions = flag.Bool("sim.partitions", os.Getenv("REPLICAD_SIM_PARTITIONS") != "0", "quorum rounds split the nodes, mostly isolating the primary, and fail over to the majority (off: -sim.partitions=false or REPLICAD_SIM_PARTITIONS=0)")
+	five       = flag.Int("sim.five", 0, "TestSimulationFiveNodes: rounds per protocol of five nodes with quorum and partitions (0: skipped; known not to converge every time, see docs/replication.md, Limits)")
 	simLog     = flag.Int("sim.log", 0, "log lines to print with a failure (default: a few dozen)")
 )
 
@@ -47,28 +49,51 @@ func TestSimulation(t *testing.T) {
 				opts.Quorum, opts.OnNoQuorum = engine.QuorumMajority, engine.OnNoQuorum(round/4%2)
 				opts.Partitions = *partitions
 			}
-			c, err := New(r, opts)
-			if err != nil {
-				t.Fatal(err)
+			total.Add(runRound(t, r, opts, round))
+		}
+	}
+}
+
+// runRound runs one simulated cluster: the initial sync, 1500 random steps
+// with a drain and a divergence check every 300, and a final settle.
+func runRound(t *testing.T, r *rand.Rand, opts Options, round int) Stats {
+	t.Helper()
+	c, err := New(r, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Settle(); err != nil {
+		t.Fatalf("protocol %c round %d: initial sync: %v\n%s", opts.Protocol, round, err, c.Log(logLines(60)))
+	}
+	for step := 0; step < 1500; step++ {
+		if err := c.Step(); err != nil {
+			t.Fatalf("protocol %c, %d nodes, round %d, step %d: %v\n%s", opts.Protocol, opts.Nodes, round, step, err, c.Log(logLines(80)))
+		}
+		if step%300 == 299 {
+			c.Drain()
+			if err := c.CheckDivergence(); err != nil {
+				t.Fatalf("protocol %c, %d nodes, round %d, step %d: %v\n%s", opts.Protocol, opts.Nodes, round, step, err, c.Log(logLines(80)))
 			}
-			if err := c.Settle(); err != nil {
-				t.Fatalf("protocol %c round %d: initial sync: %v\n%s", proto, round, err, c.Log(logLines(60)))
-			}
-			for step := 0; step < 1500; step++ {
-				if err := c.Step(); err != nil {
-					t.Fatalf("protocol %c, %d nodes, round %d, step %d: %v\n%s", proto, nodes, round, step, err, c.Log(logLines(80)))
-				}
-				if step%300 == 299 {
-					c.Drain()
-					if err := c.CheckDivergence(); err != nil {
-						t.Fatalf("protocol %c, %d nodes, round %d, step %d: %v\n%s", proto, nodes, round, step, err, c.Log(logLines(80)))
-					}
-				}
-			}
-			if err := c.Settle(); err != nil {
-				t.Fatalf("protocol %c, %d nodes, round %d: %v\n%s", proto, nodes, round, err, c.Log(logLines(80)))
-			}
-			total.Add(c.Stats)
+		}
+	}
+	if err := c.Settle(); err != nil {
+		t.Fatalf("protocol %c, %d nodes, round %d: %v\n%s", opts.Protocol, opts.Nodes, round, err, c.Log(logLines(80)))
+	}
+	return c.Stats
+}
+
+// TestSimulationFiveNodes runs five-node clusters with quorum and
+// partitions (-sim.five=N rounds per protocol). Not in the default suite:
+// it does not always converge yet (docs/replication.md, Limits).
+func TestSimulationFiveNodes(t *testing.T) {
+	if *five == 0 {
+		t.Skip("five-node simulation off: run with -sim.five=N (known gaps: docs/replication.md, Limits)")
+	}
+	r := testenv.Rand(t)
+	for _, proto := range []byte{'A', 'B', 'C'} {
+		for round := 0; round < *five; round++ {
+			runRound(t, r, Options{Nodes: 5, Protocol: proto, Blocks: 256, Policies: uuid.DefaultPolicies(),
+				Quorum: engine.QuorumMajority, OnNoQuorum: engine.OnNoQuorum(round % 2), Partitions: true}, round)
 		}
 	}
 }
