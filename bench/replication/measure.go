@@ -284,20 +284,13 @@ func pwriteCost(dir string, n int) (float64, error) {
 		}
 	}
 	b := make([]byte, 4096)
-	var before, after syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &before); err != nil {
-		return 0, err
-	}
+	before := selfCPU()
 	for range n {
 		if _, err := f.WriteAt(b, rand.Int64N(size/4096)*4096); err != nil {
 			return 0, err
 		}
 	}
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &after); err != nil {
-		return 0, err
-	}
-	cpu := after.Utime.Nano() + after.Stime.Nano() - before.Utime.Nano() - before.Stime.Nano()
-	return float64(cpu) / 1e3 / float64(n), nil
+	return (selfCPU() - before) * 1e6 / float64(n), nil
 }
 
 // selfCPU is this process's user and system CPU time so far, in seconds.

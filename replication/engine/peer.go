@@ -266,7 +266,7 @@ func (e *Engine) Disconnected(peerID uint32, reason string) Output {
 			}
 		}
 	}
-	if e.tentativePrimary() && e.pendingGen == nil && !slices.ContainsFunc(e.cfg.Peers, func(id uint32) bool { return e.peers[id].replicating() }) {
+	if e.tentativePrimary() && e.pendingGen == nil && !slices.ContainsFunc(e.order, (*peer).replicating) {
 		// No peer left to record the generation taken alone.
 		e.releaseHeld(&o, true)
 	}
