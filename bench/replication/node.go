@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/replicad/replicad/internal/control"
+	"github.com/replicad/replicad/internal/freeport"
 )
 
 const volume = "bench"
@@ -50,7 +50,7 @@ func newSetup(work, name, protocol, size string) (*setup, error) {
 	if protocol != "" {
 		count = 2
 	}
-	ports, err := freePorts(2 * count)
+	ports, err := freeport.Loopback(2 * count)
 	if err != nil {
 		return nil, err
 	}
@@ -91,19 +91,6 @@ cluster:
 		s.nodes = append(s.nodes, n)
 	}
 	return s, nil
-}
-
-func freePorts(n int) ([]int, error) {
-	var ports []int
-	for i := 0; i < n; i++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		defer l.Close()
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
 }
 
 // start runs the node's replicad and waits for its control socket.

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/replicad/replicad/internal/bytesize"
 	"github.com/replicad/replicad/internal/daemon"
+	"github.com/replicad/replicad/internal/freeport"
 	"github.com/replicad/replicad/replication"
 )
 
@@ -93,7 +93,7 @@ func (o *demoOptions) run(out io.Writer) error {
 		}
 	}
 	port := o.port
-	if port != 0 && !portFree(port) {
+	if port != 0 && !freeport.Free(port) {
 		port = 0
 	}
 	doc := strings.NewReplacer("{{DIR}}", dir, "{{PORT}}", strconv.Itoa(port), "size: 1GiB", "size: "+strconv.FormatInt(size, 10)).Replace(demoConfig)
@@ -149,13 +149,4 @@ func (o *demoOptions) run(out io.Writer) error {
 	}
 	fmt.Fprintln(out, "replicad demo stopped.")
 	return nil
-}
-
-func portFree(port int) bool {
-	l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-	if err != nil {
-		return false
-	}
-	l.Close()
-	return true
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/replicad/replicad/internal/bytesize"
 	"github.com/replicad/replicad/internal/control"
+	"github.com/replicad/replicad/internal/freeport"
 )
 
 // The multi-node demo runs every node as its own `replicad --config FILE`
@@ -138,25 +139,24 @@ func writeDemoConfigs(dir string, count int, protocol string, size int64, basePo
 	if err := os.WriteFile(secretPath, []byte(hex.EncodeToString(secret)+"\n"), 0o600); err != nil {
 		return nil, err
 	}
-	replPorts, err := freeLoopbackPorts(count)
+	// One port for each node's peer link and one for its NBD listener
+	// (used unless basePort gives it one).
+	ports, err := freeport.Loopback(2 * count)
 	if err != nil {
 		return nil, err
 	}
+	replPorts, nbdPorts := ports[:count], ports[count:]
 	var members strings.Builder
 	for i, n := range nodes {
 		fmt.Fprintf(&members, "    - {name: %s, id: %d, address: \"127.0.0.1:%d\"}\n", n.name, i, replPorts[i])
 	}
 	for i, n := range nodes {
 		n.nbdPort = 0
-		if basePort != 0 && basePort+i < 65536 && portFree(basePort+i) {
+		if basePort != 0 && basePort+i < 65536 && freeport.Free(basePort+i) {
 			n.nbdPort = basePort + i
 		}
 		if n.nbdPort == 0 {
-			p, err := freeLoopbackPorts(1)
-			if err != nil {
-				return nil, err
-			}
-			n.nbdPort = p[0]
+			n.nbdPort = nbdPorts[i]
 		}
 		var peers []string
 		for _, p := range nodes {
@@ -219,20 +219,6 @@ func nbdPortOf(path string) (int, error) {
 		}
 	}
 	return 0, fmt.Errorf("%s: no tcp:// NBD listener", path)
-}
-
-// freeLoopbackPorts returns n distinct TCP ports free on 127.0.0.1 now.
-func freeLoopbackPorts(n int) ([]int, error) {
-	var ports []int
-	for i := 0; i < n; i++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		defer l.Close()
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
 }
 
 // runDemoNodes starts the nodes, sets the volume up, waits for the initial
@@ -336,7 +322,7 @@ func (n *demoNode) waitAnswer(ctx context.Context) error {
 		}
 		select {
 		case <-n.done:
-			return fmt.Errorf("node %s exited during start (%s); see %s", n.name, exitText(n.waitErr), n.log)
+			return fmt.Errorf("node %s exited during start (%s); the end of %s:\n%s", n.name, exitText(n.waitErr), n.log, logTail(n.log, 5))
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(50 * time.Millisecond):
@@ -345,6 +331,17 @@ func (n *demoNode) waitAnswer(ctx context.Context) error {
 			return fmt.Errorf("node %s does not answer on %s after 30s; see %s", n.name, n.socket, n.log)
 		}
 	}
+}
+
+// logTail is the last lines of a node's log, indented, for an error.
+func logTail(path string, lines int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "  (" + err.Error() + ")"
+	}
+	all := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	all = all[max(0, len(all)-lines):]
+	return "  " + strings.Join(all, "\n  ")
 }
 
 // volume returns the demo volume's status on the node.

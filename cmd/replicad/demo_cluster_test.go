@@ -78,3 +78,17 @@ func readFile(t *testing.T, path string) string {
 	}
 	return string(b)
 }
+
+// A node that dies during start shows the end of its log in the error.
+func TestLogTail(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "replicad.log")
+	if err := os.WriteFile(path, []byte("one\ntwo\nthree\nlisten tcp 127.0.0.1:7000: bind: address already in use\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := logTail(path, 2), "  three\n  listen tcp 127.0.0.1:7000: bind: address already in use"; got != want {
+		t.Errorf("logTail = %q, want %q", got, want)
+	}
+	if got := logTail(filepath.Join(t.TempDir(), "none"), 2); !strings.Contains(got, "no such file") {
+		t.Errorf("logTail of a missing file = %q", got)
+	}
+}
