@@ -180,10 +180,6 @@ type Engine struct {
 	// pendingGen is a new generation the in-sync peers must take before
 	// this primary does (mesh.go).
 	pendingGen *pendingGen
-	// aloneGen is the generation this primary last took alone under
-	// quorum (rotateForAbsent): while it is current and tentative, writes
-	// wait for a peer to record it (tentativePrimary).
-	aloneGen uint64
 }
 
 // New returns an engine for a volume whose persistent state is in store.
@@ -292,7 +288,7 @@ func (g Generation) next(u uint64, absent uint32) Generation {
 		}
 	}
 	n.History = pushHistory(g.History, g.Current)
-	n.Current, n.Tentative = u, false
+	n.Current, n.Tentative, n.Alone = u, false, false
 	return n
 }
 

@@ -896,6 +896,51 @@ func TestGenerationTakenAloneIsTentative(t *testing.T) {
 	}
 }
 
+// TestGenerationTakenAloneIsVoidAfterStepDown: a primary under quorum took
+// a generation alone (its only peer a sync target), lost quorum before
+// any peer recorded it, and meets the majority's new primary, promoted at
+// the generation before and not yet written: the generation holds no
+// acknowledged write, so the new primary is the source, after a step-down
+// and after a power cut alike (found by the five-node simulation, where
+// the stepped-down primary stayed StandAlone).
+func TestGenerationTakenAloneIsVoidAfterStepDown(t *testing.T) {
+	for _, crash := range []bool{false, true} {
+		r := rand.New(rand.NewPCG(13, 14))
+		quorum := func(c *engine.Config) { c.Quorum = engine.QuorumMajority }
+		d := newDisk(t, 0, 2)
+		e, vol := attachEngine(t, d, 0, []uint32{1, 2}, 'C', r, quorum)
+		must(e.Promote(true))
+		g0 := vol.Generation().Current
+		handshake(t, e, 1, func(mine, theirs *wire.Hello) { theirs.Disk = uint8(engine.Inconsistent) })
+		must(e.Receive(1, &wire.State{Role: uint8(engine.Secondary), Disk: uint8(engine.Inconsistent), Current: g0, SyncToward: g0}))
+		if _, _, err := e.StartWrite(0, make([]byte, 4096), false); err != nil {
+			t.Fatal(err)
+		}
+		if g := vol.Generation(); g.Current == g0 || !g.Tentative || !g.Alone {
+			t.Fatalf("write missing node 2: generation %x (was %x), tentative %v, alone %v; want a new one taken alone", g.Current, g0, g.Tentative, g.Alone)
+		}
+		e.Disconnected(1, "partition")
+		// The majority (nodes 1 and 2) promoted node 1 at g0.
+		theirs := func(mine, theirs *wire.Hello) {
+			theirs.Current, theirs.History, theirs.Role = g0, nil, uint8(engine.Primary)
+		}
+		if crash {
+			e, _ = attachEngine(t, d.CrashClone(func(int64) bool { return false }), 0, []uint32{1, 2}, 'C', r, quorum)
+		} else {
+			o := handshake(t, e, 1, theirs)
+			if e.Role() != engine.Secondary || len(o.Disconnects) != 1 || o.Disconnects[0].StandAlone {
+				t.Fatalf("cut-off primary meets the majority's: %v, disconnects %+v; want a step-down and a retry", e.Role(), o.Disconnects)
+			}
+			e.Disconnected(1, o.Disconnects[0].Reason)
+		}
+		o := handshake(t, e, 1, theirs)
+		p := e.Status().Peers[0]
+		if p.Conn != engine.Connected || p.Repl != engine.WFBitmap || e.Disk() != engine.Inconsistent || len(o.Disconnects) > 0 {
+			t.Fatalf("power cut %v: generation taken alone against the majority's primary at the one before: %v/%v (%s), disk %v, disconnects %+v; want this node the bitmap target", crash, p.Conn, p.Repl, p.LastError, e.Disk(), o.Disconnects)
+		}
+	}
+}
+
 // TestMissedWritesWaitForSyncTargetToRecordGeneration: a write that the
 // peer in sync missed when it left, and that a sync target already
 // acknowledged, completes only once the target says it resyncs towards

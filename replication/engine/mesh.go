@@ -98,8 +98,8 @@ func (e *Engine) followPrimary(o *Output, p *peer, mask uint32, current uint64, 
 		e.gen = e.gen.next(current, e.peerMask()&^mask&^bit(p.id))
 		changed = true
 	}
-	if e.gen.Tentative != pending {
-		e.gen.Tentative = pending
+	if e.gen.Tentative != pending || e.gen.Alone {
+		e.gen.Tentative, e.gen.Alone = pending, false
 		changed = true
 	}
 	for _, q := range e.order {
@@ -330,7 +330,7 @@ func (e *Engine) rotateForAbsent(o *Output) error {
 	// Without quorum a primary alone writes and acknowledges: its
 	// generation is as real as its writes.
 	e.gen.Tentative = e.cfg.Quorum != QuorumOff
-	e.aloneGen = e.gen.Current
+	e.gen.Alone = e.gen.Tentative
 	if err := e.persist(); err != nil {
 		e.diskFailed(o, err)
 		return fmt.Errorf("new generation: %w", err)
@@ -346,7 +346,7 @@ func (e *Engine) peerKnowsGeneration(o *Output, p *peer) {
 	if e.role != Primary || !e.gen.Tentative || p.disk == Failed || p.current != e.gen.Current && p.toward != e.gen.Current {
 		return
 	}
-	e.gen.Tentative = false
+	e.gen.Tentative, e.gen.Alone = false, false
 	if err := e.persist(); err != nil {
 		e.diskFailed(o, err)
 		return
@@ -370,7 +370,7 @@ func (e *Engine) newGenerationUnconfirmed() bool {
 // promotion compares every peer again, and its first write a peer misses
 // starts a generation of its own.)
 func (e *Engine) tentativePrimary() bool {
-	return e.role == Primary && e.gen.Tentative && e.aloneGen == e.gen.Current && e.cfg.Quorum != QuorumOff
+	return e.role == Primary && e.gen.Alone && e.cfg.Quorum != QuorumOff
 }
 
 // pendingGen is a generation announced to the in-sync peers and not yet

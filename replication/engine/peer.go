@@ -153,6 +153,9 @@ func (e *Engine) hello(p *peer) *wire.Hello {
 	if g.Tentative {
 		h.Flags |= wire.HelloTentative
 	}
+	if g.Alone {
+		h.Flags |= wire.HelloAlone
+	}
 	if e.role == Primary && !e.Quorate() {
 		h.Flags |= wire.HelloNoQuorum
 	} else if e.role == Primary && !e.quorateWithoutGrace() {
@@ -421,12 +424,12 @@ func (e *Engine) onHello(o *Output, p *peer, h *wire.Hello) error {
 	me := uuid.Side{
 		NodeID: e.cfg.NodeID, Current: sent.Current, Bitmap: sent.Bitmap, History: sent.History,
 		CrashedPrimary: sent.Flags&wire.HelloCrashedPrimary != 0, Primary: Role(sent.Role) == Primary,
-		ChangedBits: sent.ChangedBits, Tentative: sent.Flags&wire.HelloTentative != 0,
+		ChangedBits: sent.ChangedBits, Tentative: sent.Flags&wire.HelloTentative != 0, Alone: sent.Flags&wire.HelloAlone != 0,
 	}
 	them := uuid.Side{
 		NodeID: h.NodeID, Current: h.Current, Bitmap: h.Bitmap, History: h.History,
 		CrashedPrimary: h.Flags&wire.HelloCrashedPrimary != 0, Primary: Role(h.Role) == Primary, ChangedBits: h.ChangedBits,
-		Tentative: h.Flags&wire.HelloTentative != 0,
+		Tentative: h.Flags&wire.HelloTentative != 0, Alone: h.Flags&wire.HelloAlone != 0,
 	}
 	r := uuid.Compare(me, them, uuid.Protocol(p.proto))
 	d := r.Decision

@@ -235,7 +235,7 @@ func (e *Engine) adoptGeneration(o *Output, p *peer, current uint64, history []u
 		}
 		e.gen.History = merged
 	}
-	e.gen.Current, e.gen.Tentative = current, false
+	e.gen.Current, e.gen.Tentative, e.gen.Alone = current, false, false
 	e.gen.Consistent, e.gen.UpToDate, e.gen.CrashedPrimary, e.gen.SyncToward, e.gen.LostQuorum = true, true, false, 0, false
 	if p.role == Primary {
 		// Resynced from a primary: a step-down's discard is done.

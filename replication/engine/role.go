@@ -56,7 +56,7 @@ func (e *Engine) Promote(force bool) (Output, error) {
 	if forced {
 		e.gen.Consistent, e.gen.UpToDate, e.gen.SyncToward = true, true, 0
 		e.gen.History = pushHistory(e.gen.History, e.gen.Current)
-		e.gen.Current, e.gen.Tentative = e.freshUUID(), false
+		e.gen.Current, e.gen.Tentative, e.gen.Alone = e.freshUUID(), false, false
 		for _, p := range e.order {
 			if p.conn == Connected {
 				o.Disconnects = append(o.Disconnects, Disconnect{Peer: p.id, Reason: "forced promotion started a new generation; reconnecting to resync"})

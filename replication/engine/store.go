@@ -22,6 +22,12 @@ type Generation struct {
 	// sync target (rotateForAbsent); compared as the previous generation
 	// against a node that does not know it.
 	Tentative bool
+	// Alone: Current is tentative because this node took it as primary
+	// alone (the second case above). Writes in it wait for a peer to
+	// record it; once this node is no longer primary it is void against
+	// a node that does not know it (uuid.Side.Alone). Cleared with
+	// Tentative.
+	Alone bool
 	// SyncToward, while not Consistent, is the generation of the source
 	// of the resync that made the data Inconsistent: what the resync was
 	// bringing it to (0: unknown). Only a node with that generation, or a

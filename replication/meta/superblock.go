@@ -51,9 +51,13 @@ const (
 	// primary that had not confirmed it yet, or (with quorum) taken as
 	// primary with no peer recording it yet.
 	FlagTentativeGeneration
+	// FlagAloneGeneration: the tentative generation was taken as primary
+	// alone, with no peer recording it yet (no write in it was
+	// acknowledged).
+	FlagAloneGeneration
 )
 
-var flagNames = []string{"consistent", "was-up-to-date", "primary", "crashed-primary", "al-clean", "primary-lost-quorum", "have-quorum", "tentative-generation"}
+var flagNames = []string{"consistent", "was-up-to-date", "primary", "crashed-primary", "al-clean", "primary-lost-quorum", "have-quorum", "tentative-generation", "alone-generation"}
 
 // Names lists the flags that are set.
 func (f Flags) Names() []string {

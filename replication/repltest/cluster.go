@@ -392,7 +392,9 @@ func (n *Node) generation() string {
 	if g.SyncToward != 0 {
 		s += fmt.Sprintf(" towards %x", g.SyncToward&0xffff)
 	}
-	if g.Tentative {
+	if g.Alone {
+		s += " (tentative, taken alone)"
+	} else if g.Tentative {
 		s += " (tentative)"
 	}
 	for _, sl := range g.Slots {

@@ -90,6 +90,12 @@ type Side struct {
 	// it, or by a primary under quorum that no peer had recorded it with
 	// yet; History[0] is the generation before.
 	Tentative bool
+	// Alone: Current is tentative because this node took it as primary
+	// with no peer in sync, and no peer recorded it before the node
+	// stopped being primary. Writes in it wait until a peer records it,
+	// so none was acknowledged: on a node that is no longer primary it
+	// is void (Side.voided).
+	Alone bool
 }
 
 // knows reports whether u is one of s's generations.
@@ -109,6 +115,23 @@ func (s Side) settled(other Side) Side {
 	}
 	s.Current, s.History, s.Tentative = s.History[0], s.History[1:], false
 	return s
+}
+
+// voided is s as compared with other, a primary: a generation s took
+// alone as a primary that is no longer primary (Alone), and that other
+// does not know, counts as the one before it, whatever the comparison
+// would say. It holds only writes nobody acknowledged (they waited for a
+// peer to record it), and taken at face value it would make a
+// stepped-down primary the source for the majority's new primary, which
+// refuses, and the two would stay apart until an operator discarded one.
+// Against a secondary it stays: sync targets may have recorded it without
+// telling s (their resync goes towards it), and only s can finish theirs.
+func (s Side) voided(other Side) Side {
+	if !s.Alone || s.Primary || !other.Primary {
+		return s
+	}
+	s.Alone = false
+	return s.settled(other)
 }
 
 // Protocol is the replication protocol on the connection.
@@ -140,7 +163,11 @@ func fresh(u uint64) uint64 {
 	return u
 }
 
-// Compare decides what me does on meeting peer. If the answer is a split
+// Compare decides what me does on meeting peer. A generation a side took
+// alone as primary and is no longer primary in is void against a primary:
+// it counts as the one before it if the primary does not know it
+// (Side.voided) and that makes the side the sync target. If the
+// answer is a split
 // brain, a tentative generation the other side does not know counts as
 // the one before it and the sides are compared again (Side.settled): only
 // then, because a tentative secondary may hold writes the other lacks, and
@@ -169,6 +196,16 @@ func fresh(u uint64) uint64 {
 //  7. Any shared generation: split brain that needs an operator.
 //  8. Otherwise the data is unrelated.
 func Compare(me, peer Side, proto Protocol) Result {
+	vm, vp := me.voided(peer), peer.voided(me)
+	if vm.Current != me.Current || vp.Current != peer.Current {
+		// Only as the target: a source's generation is what its target
+		// takes at the end, and a void one must not spread.
+		r := Compare(vm, vp, proto)
+		if (vm.Current == me.Current || r.Decision.IsTarget()) && (vp.Current == peer.Current || r.Decision.IsSource()) {
+			r.Reason += " (a generation taken alone by a former primary counted as the one before it)"
+			return r
+		}
+	}
 	r := compare(me, peer, proto)
 	if r.Decision != SplitBrainAuto && r.Decision != SplitBrainDisconnect {
 		return r

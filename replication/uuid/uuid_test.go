@@ -51,6 +51,17 @@ func TestCompareRules(t *testing.T) {
 		{"tentative with marks for the peer stays the source", Side{Current: B, Bitmap: A, History: []uint64{A}, Tentative: true}, Side{Current: A}, ProtocolC, SourceBitmap, 4},
 		{"tentative the peer knows stays", Side{Current: B, History: []uint64{A}, Tentative: true}, Side{Current: C, Bitmap: B, History: []uint64{B, A}}, ProtocolC, TargetBitmap, 3},
 		{"tentative equal to the peer's current", Side{Current: B, History: []uint64{A}, Tentative: true}, Side{Current: B, History: []uint64{A}}, ProtocolC, NoSync, 2},
+		// A primary under quorum took B alone, marking for the absent
+		// peer since A, then lost quorum and stepped down; the majority
+		// promoted that peer, still at A. B holds no acknowledged write.
+		{"generation taken alone by a former primary counts as the one before", Side{Current: B, Bitmap: A, History: []uint64{A}, Tentative: true, Alone: true, ChangedBits: 1}, Side{Current: A, Primary: true}, ProtocolC, TargetBitmap, 2},
+		{"same without the alone mark: this side is the source", Side{Current: B, Bitmap: A, History: []uint64{A}, Tentative: true, ChangedBits: 1}, Side{Current: A, Primary: true}, ProtocolC, SourceBitmap, 4},
+		{"taken alone, still primary: it counts", Side{Current: B, Bitmap: A, History: []uint64{A}, Tentative: true, Alone: true, Primary: true, ChangedBits: 1}, Side{Current: A}, ProtocolC, SourceBitmap, 4},
+		{"taken alone, known to the peer: it counts", Side{Current: B, History: []uint64{A}, Tentative: true, Alone: true}, Side{Current: C, Bitmap: B, History: []uint64{B, A}, Primary: true}, ProtocolC, TargetBitmap, 3},
+		{"taken alone, against a secondary: it counts (sync targets may be resyncing towards it)", Side{NodeID: 2, Current: B, Bitmap: A, History: []uint64{A}, Tentative: true, Alone: true, ChangedBits: 1}, Side{NodeID: 1, Current: A}, ProtocolC, SourceBitmap, 4},
+		{"taken alone, against a primary it is newer than: it counts (a void generation must not spread)", Side{Current: B, History: []uint64{A, D}, Tentative: true, Alone: true, ChangedBits: 1}, Side{Current: D, Primary: true}, ProtocolC, SourceFull, 5},
+		{"taken alone by both: a split brain, where both count as the ones before", Side{NodeID: 1, Current: B, Bitmap: A, History: []uint64{A}, Tentative: true, Alone: true, ChangedBits: 1}, Side{NodeID: 2, Current: C, Bitmap: A, History: []uint64{A}, Tentative: true, Alone: true, ChangedBits: 1}, ProtocolC, SourceBitmap, 2},
+		{"taken alone, the majority moved on", Side{Current: B, Bitmap: A, History: []uint64{A}, Tentative: true, Alone: true, ChangedBits: 1}, Side{Current: C, Bitmap: A, History: []uint64{A}, Primary: true}, ProtocolC, TargetBitmap, 3},
 	}
 	for _, c := range cases {
 		got := Compare(c.me, c.peer, c.proto)
@@ -72,6 +83,7 @@ func TestCompareSymmetric(t *testing.T) {
 	pick := func() uint64 { return pool[r.IntN(len(pool))] }
 	side := func(id uint32) Side {
 		s := Side{NodeID: id, Current: pick(), Bitmap: pick(), CrashedPrimary: r.IntN(3) == 0, Primary: r.IntN(3) == 0, ChangedBits: int64(r.IntN(3)), Tentative: r.IntN(3) == 0}
+		s.Alone = s.Tentative && r.IntN(2) == 0
 		for i := r.IntN(3); i > 0; i-- {
 			s.History = append(s.History, pick())
 		}

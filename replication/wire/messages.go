@@ -53,8 +53,8 @@ type Message interface {
 // Version is the protocol version in Hello.
 // Version 2 added SyncToward; version 3 HelloPending, HelloGraceQuorum
 // and the State each side sends when it decides (a peer counts for quorum
-// from that State on), and State.SyncToward.
-const Version uint16 = 3
+// from that State on), and State.SyncToward; version 4 HelloAlone.
+const Version uint16 = 4
 
 // Hello flags.
 const (
@@ -82,6 +82,10 @@ const (
 	// counting peers its promotion is still handshaking with again: until
 	// they accept it, it may be the stale side of a partition.
 	HelloGraceQuorum
+	// HelloAlone: the sender's tentative current generation is one it
+	// took alone as primary under quorum, and no peer recorded it; no
+	// write in it was acknowledged (uuid.Side.Alone).
+	HelloAlone
 )
 
 // Hello opens a volume's connection (after authentication): what each side
