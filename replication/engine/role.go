@@ -53,6 +53,12 @@ func (e *Engine) Promote(force bool) (Output, error) {
 	// (a promotion makes this node's data the one that counts: whatever
 	// it lost as an earlier primary no longer marks it)
 	e.gen.Primary, e.gen.LostQuorum = true, false
+	if e.cfg.Quorum == QuorumOff {
+		// Without quorum writes do not wait for a generation taken alone
+		// to be recorded (tentativePrimary): from the first one
+		// acknowledged it is not void (uuid.Side.Alone).
+		e.gen.Alone = false
+	}
 	if forced {
 		e.gen.Consistent, e.gen.UpToDate, e.gen.SyncToward = true, true, 0
 		e.gen.History = pushHistory(e.gen.History, e.gen.Current)
