@@ -25,8 +25,9 @@ type Generation struct {
 	// Alone: Current is tentative because this node took it as primary
 	// alone (the second case above). Writes in it wait for a peer to
 	// record it; once this node is no longer primary it is void against
-	// a node that does not know it (uuid.Side.Alone). Cleared with
-	// Tentative.
+	// a primary that does not know it (uuid.Side.Alone). Cleared with
+	// Tentative, and by a promotion without quorum (writes then do not
+	// wait).
 	Alone bool
 	// SyncToward, while not Consistent, is the generation of the source
 	// of the resync that made the data Inconsistent: what the resync was
