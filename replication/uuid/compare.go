@@ -182,7 +182,8 @@ func fresh(u uint64) uint64 {
 //     survivor is the source (no acknowledged write is only on the crashed
 //     node), and so it is under A or B once the survivor was promoted (an
 //     operator chose it; its writes are the ones that count). Two crashed
-//     primaries: the lower node id is the source.
+//     primaries: the one promoted since, else the lower node id is the
+//     source.
 //     Otherwise leftover bits (from an activity-log replay) are synced from
 //     the primary, else from the lower node id; with no bits, no sync.
 //  3. The peer's bitmap UUID for me is my current UUID: the peer changed
@@ -249,6 +250,11 @@ func compare(me, peer Side, proto Protocol) Result {
 				return Result{SourceBitmap, 2, "equal generations; the peer crashed while primary; protocol A/B, but this node was promoted since: it is the source"}
 			}
 			return Result{TargetBitmap, 2, "equal generations; the peer crashed while primary; protocol A/B: the crashed primary is the source"}
+		case me.CrashedPrimary && peer.CrashedPrimary && me.Primary != peer.Primary:
+			if me.Primary {
+				return Result{SourceBitmap, 2, "equal generations; both crashed while primary, and this node was promoted since: it is the source"}
+			}
+			return Result{TargetBitmap, 2, "equal generations; both crashed while primary, and the peer was promoted since: it is the source"}
 		case me.CrashedPrimary && peer.CrashedPrimary:
 			if me.NodeID < peer.NodeID {
 				return Result{SourceBitmap, 2, "equal generations; both crashed while primary; the lower node id is the source"}

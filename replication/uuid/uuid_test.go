@@ -30,6 +30,7 @@ func TestCompareRules(t *testing.T) {
 		{"equal, peer crashed, protocol B: crashed is source", Side{Current: A}, Side{Current: A, CrashedPrimary: true}, ProtocolB, TargetBitmap, 2},
 		{"equal, peer crashed, protocol A, this node promoted since: it is the source", Side{Current: A, Primary: true}, Side{Current: A, CrashedPrimary: true}, ProtocolA, SourceBitmap, 2},
 		{"equal, both crashed, lower id is source", Side{NodeID: 0, Current: A, CrashedPrimary: true}, Side{NodeID: 1, Current: A, CrashedPrimary: true}, ProtocolC, SourceBitmap, 2},
+		{"equal, both crashed, the higher id promoted since is source", Side{NodeID: 0, Current: A, CrashedPrimary: true}, Side{NodeID: 1, Current: A, CrashedPrimary: true, Primary: true}, ProtocolA, TargetBitmap, 2},
 		{"equal, leftover bits, primary is source", Side{Current: A, Primary: true, ChangedBits: 3}, Side{Current: A}, ProtocolC, SourceBitmap, 2},
 		{"equal, leftover bits, lower id is source", Side{NodeID: 2, Current: A}, Side{NodeID: 1, Current: A, ChangedBits: 1}, ProtocolC, TargetBitmap, 2},
 		{"peer changed since our generation", Side{Current: A}, Side{Current: B, Bitmap: A}, ProtocolC, TargetBitmap, 3},
@@ -60,6 +61,7 @@ func TestCompareRules(t *testing.T) {
 		{"taken alone, known to the peer: it counts", Side{Current: B, History: []uint64{A}, Tentative: true, Alone: true}, Side{Current: C, Bitmap: B, History: []uint64{B, A}, Primary: true}, ProtocolC, TargetBitmap, 3},
 		{"taken alone, against a secondary: it counts (sync targets may be resyncing towards it)", Side{NodeID: 2, Current: B, Bitmap: A, History: []uint64{A}, Tentative: true, Alone: true, ChangedBits: 1}, Side{NodeID: 1, Current: A}, ProtocolC, SourceBitmap, 4},
 		{"taken alone, against a primary it is newer than: it counts (a void generation must not spread)", Side{Current: B, History: []uint64{A, D}, Tentative: true, Alone: true, ChangedBits: 1}, Side{Current: D, Primary: true}, ProtocolC, SourceFull, 5},
+		{"taken alone, after a power cut, against a new primary that also crashed as primary", Side{NodeID: 0, Current: B, Bitmap: A, History: []uint64{A}, Tentative: true, Alone: true, CrashedPrimary: true, ChangedBits: 1}, Side{NodeID: 2, Current: A, CrashedPrimary: true, Primary: true}, ProtocolC, TargetBitmap, 2},
 		{"taken alone by both: a split brain, where both count as the ones before", Side{NodeID: 1, Current: B, Bitmap: A, History: []uint64{A}, Tentative: true, Alone: true, ChangedBits: 1}, Side{NodeID: 2, Current: C, Bitmap: A, History: []uint64{A}, Tentative: true, Alone: true, ChangedBits: 1}, ProtocolC, SourceBitmap, 2},
 		{"taken alone, the majority moved on", Side{Current: B, Bitmap: A, History: []uint64{A}, Tentative: true, Alone: true, ChangedBits: 1}, Side{Current: C, Bitmap: A, History: []uint64{A}, Primary: true}, ProtocolC, TargetBitmap, 3},
 	}
