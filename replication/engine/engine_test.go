@@ -847,26 +847,8 @@ func TestGenerationTakenAloneIsTentative(t *testing.T) {
 	for _, recorded := range []bool{false, true} {
 		r := rand.New(rand.NewPCG(9, 10))
 		quorum := func(c *engine.Config) { c.Quorum = engine.QuorumMajority }
-		d := newDisk(t, 0, 2)
-		e, vol := attachEngine(t, d, 0, []uint32{1, 2}, 'C', r, quorum)
-		must(e.Promote(true))
-		g0 := vol.Generation().Current
-		handshake(t, e, 1, func(mine, theirs *wire.Hello) { theirs.Disk = uint8(engine.Inconsistent) })
-		must(e.Receive(1, &wire.State{Role: uint8(engine.Secondary), Disk: uint8(engine.Inconsistent), Current: g0, SyncToward: g0}))
-		if !e.Quorate() || e.Status().Peers[0].Repl != engine.WFBitmap {
-			t.Fatalf("with node 1 a sync target: quorate %v, %v; want quorum, WFBitmap", e.Quorate(), e.Status().Peers[0].Repl)
-		}
-		_, o, err := e.StartWrite(0, make([]byte, 4096), false)
-		if err != nil {
-			t.Fatal(err)
-		}
+		d, e, vol, g0 := takeGenerationAlone(t, r, quorum)
 		g := vol.Generation()
-		if g.Current == g0 || !g.Tentative || !slices.ContainsFunc(o.Sends, func(s engine.Send) bool {
-			st, ok := s.Msg.(*wire.State)
-			return ok && s.Peer == 1 && st.Current == g.Current && !st.Pending
-		}) {
-			t.Fatalf("write missing node 2: generation %x (was %x), tentative %v, sends %+v; want a new tentative one, announced to node 1", g.Current, g0, g.Tentative, o.Sends)
-		}
 		if recorded {
 			must(e.Receive(1, &wire.State{Role: uint8(engine.Secondary), Disk: uint8(engine.Inconsistent), Current: g0, SyncToward: g.Current}))
 			if vol.Generation().Tentative {
@@ -877,7 +859,7 @@ func TestGenerationTakenAloneIsTentative(t *testing.T) {
 		// generation y.
 		const y = 0x7e570000
 		e, _ = attachEngine(t, d.CrashClone(func(int64) bool { return false }), 0, []uint32{1, 2}, 'C', r, quorum)
-		o = handshake(t, e, 1, func(mine, theirs *wire.Hello) {
+		o := handshake(t, e, 1, func(mine, theirs *wire.Hello) {
 			theirs.Current, theirs.Bitmap, theirs.History = y, g0, []uint64{g0}
 			theirs.Role = uint8(engine.Primary)
 		})
@@ -896,6 +878,35 @@ func TestGenerationTakenAloneIsTentative(t *testing.T) {
 	}
 }
 
+// takeGenerationAlone makes node 0 (peers 1 and 2, quorum) primary at g0
+// with node 1 its sync target and node 2 absent, and writes: the write
+// takes a new generation alone, tentative and announced to node 1. It
+// returns node 0's disk, engine and volume, and g0.
+func takeGenerationAlone(t *testing.T, r *rand.Rand, quorum func(*engine.Config)) (*disk.Crash, *engine.Engine, *replication.Volume, uint64) {
+	t.Helper()
+	d := newDisk(t, 0, 2)
+	e, vol := attachEngine(t, d, 0, []uint32{1, 2}, 'C', r, quorum)
+	must(e.Promote(true))
+	g0 := vol.Generation().Current
+	handshake(t, e, 1, func(mine, theirs *wire.Hello) { theirs.Disk = uint8(engine.Inconsistent) })
+	must(e.Receive(1, &wire.State{Role: uint8(engine.Secondary), Disk: uint8(engine.Inconsistent), Current: g0, SyncToward: g0}))
+	if !e.Quorate() || e.Status().Peers[0].Repl != engine.WFBitmap {
+		t.Fatalf("with node 1 a sync target: quorate %v, %v; want quorum, WFBitmap", e.Quorate(), e.Status().Peers[0].Repl)
+	}
+	_, o, err := e.StartWrite(0, make([]byte, 4096), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := vol.Generation()
+	if g.Current == g0 || !g.Tentative || !g.Alone || !slices.ContainsFunc(o.Sends, func(s engine.Send) bool {
+		st, ok := s.Msg.(*wire.State)
+		return ok && s.Peer == 1 && st.Current == g.Current && !st.Pending
+	}) {
+		t.Fatalf("write missing node 2: generation %x (was %x), tentative %v, alone %v, sends %+v; want a new one taken alone, announced to node 1", g.Current, g0, g.Tentative, g.Alone, o.Sends)
+	}
+	return d, e, vol, g0
+}
+
 // TestGenerationTakenAloneIsVoidAfterStepDown: a primary under quorum took
 // a generation alone (its only peer a sync target), lost quorum before
 // any peer recorded it, and meets the majority's new primary (node 2, the
@@ -910,18 +921,7 @@ func TestGenerationTakenAloneIsVoidAfterStepDown(t *testing.T) {
 	for _, then := range []string{"step-down", "power cut", "power cut, promoted without quorum"} {
 		r := rand.New(rand.NewPCG(13, 14))
 		quorum := func(c *engine.Config) { c.Quorum = engine.QuorumMajority }
-		d := newDisk(t, 0, 2)
-		e, vol := attachEngine(t, d, 0, []uint32{1, 2}, 'C', r, quorum)
-		must(e.Promote(true))
-		g0 := vol.Generation().Current
-		handshake(t, e, 1, func(mine, theirs *wire.Hello) { theirs.Disk = uint8(engine.Inconsistent) })
-		must(e.Receive(1, &wire.State{Role: uint8(engine.Secondary), Disk: uint8(engine.Inconsistent), Current: g0, SyncToward: g0}))
-		if _, _, err := e.StartWrite(0, make([]byte, 4096), false); err != nil {
-			t.Fatal(err)
-		}
-		if g := vol.Generation(); g.Current == g0 || !g.Tentative || !g.Alone {
-			t.Fatalf("write missing node 2: generation %x (was %x), tentative %v, alone %v; want a new one taken alone", g.Current, g0, g.Tentative, g.Alone)
-		}
+		d, e, _, g0 := takeGenerationAlone(t, r, quorum)
 		e.Disconnected(1, "partition")
 		// The majority (nodes 1 and 2) promoted node 2 at g0.
 		theirs := func(mine, theirs *wire.Hello) {
