@@ -42,7 +42,7 @@ func marked(n *Node, slot int, blk int64) bool {
 // identical data and empty bitmaps. If no primary is up it promotes the
 // lowest UpToDate node first (the old primary may have been lost).
 func (c *Cluster) Settle() error {
-	c.split = 0
+	c.split, c.split2 = 0, 0
 	for _, n := range c.Nodes {
 		if !n.Up {
 			if err := n.start(); err != nil {

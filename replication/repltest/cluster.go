@@ -82,9 +82,10 @@ type Cluster struct {
 	// in its in-sync set (quorum failover candidates), with the primary
 	// and the step they were in sync since.
 	cutOff map[uint32]cut
-	// split is the set of nodes (one bit each) on one side of a
-	// partition, cut off from the others until a heal (0: none).
-	split uint32
+	// split and split2 (one bit per node each) place the nodes in up to
+	// four groups of a partition: nodes whose bits differ in either are
+	// cut off from each other until a heal (both 0: none).
+	split, split2 uint32
 	// establishedAt is, per (node, peer), the step since which the node's
 	// replication with the peer is Established.
 	establishedAt map[[2]uint32]int
@@ -108,8 +109,8 @@ type Stats struct {
 	// was cut off; QuorumRefused those refused.
 	QuorumFailovers, QuorumRefused int
 	// Partitions counts partitions; EvenSplits those of two nodes
-	// against two.
-	Partitions, EvenSplits int
+	// against two, ThreeWay those into three groups.
+	Partitions, EvenSplits, ThreeWay int
 }
 
 func (s *Stats) Add(o Stats) {
@@ -130,6 +131,7 @@ func (s *Stats) Add(o Stats) {
 	s.QuorumRefused += o.QuorumRefused
 	s.Partitions += o.Partitions
 	s.EvenSplits += o.EvenSplits
+	s.ThreeWay += o.ThreeWay
 }
 
 type clientWrite struct {
@@ -466,10 +468,15 @@ func (c *Cluster) connectAll() {
 	}
 }
 
+// apart reports nodes a and b on different sides of the partition.
+func (c *Cluster) apart(a, b uint32) bool {
+	return c.split>>a&1 != c.split>>b&1 || c.split2>>a&1 != c.split2>>b&1
+}
+
 func (c *Cluster) connect(a, b uint32) bool {
 	na, nb := c.Nodes[a], c.Nodes[b]
 	la, lb := c.links[[2]uint32{a, b}], c.links[[2]uint32{b, a}]
-	if !na.Up || !nb.Up || la.up || !na.Eng.WantsConnection(b) || !nb.Eng.WantsConnection(a) || c.split>>a&1 != c.split>>b&1 {
+	if !na.Up || !nb.Up || la.up || !na.Eng.WantsConnection(b) || !nb.Eng.WantsConnection(a) || c.apart(a, b) {
 		return false
 	}
 	la.up, lb.up = true, true

@@ -37,7 +37,7 @@ func (c *Cluster) Step() error {
 	case x < 95:
 		if c.split != 0 && c.r.IntN(3) == 0 {
 			c.logf("partition heals")
-			c.split = 0
+			c.split, c.split2 = 0, 0
 		}
 		c.connectAll()
 		for _, n := range c.Nodes {
@@ -357,23 +357,33 @@ func (c *Cluster) breakRandomLink() {
 	if p := c.primary(); c.opts.Partitions && c.split == 0 && p != nil {
 		// A partition: mostly the primary alone on one side, else
 		// another node alone, or (four nodes) the primary and one other
-		// node against the other two: no side has a majority.
+		// node against the other two, or three groups: the primary
+		// alone, another node alone, and the rest (with three nodes
+		// every node alone). In the last two no group has a majority.
+		n := uint32(len(c.Nodes))
+		other := func() uint32 { return (p.ID + 1 + uint32(c.r.IntN(int(n)-1))) % n }
 		switch x := c.r.IntN(8); {
 		case x < 2:
 			p = c.Nodes[c.r.IntN(len(c.Nodes))]
 			c.split = 1 << p.ID
-		case x < 4 && len(c.Nodes) == 4:
-			q := (p.ID + 1 + uint32(c.r.IntN(3))) % 4
-			c.split = 1<<p.ID | 1<<q
+		case x < 4 && n == 4:
+			c.split = 1<<p.ID | 1<<other()
 			c.Stats.EvenSplits++
+		case x == 4:
+			c.split, c.split2 = 1<<p.ID, 1<<other()
+			c.Stats.ThreeWay++
 		default:
 			c.split = 1 << p.ID
 		}
 		c.Stats.Partitions++
-		c.logf("partition: nodes %v | the others", members(c.split))
+		if c.split2 != 0 {
+			c.logf("partition: nodes %v | %v | the others", members(c.split), members(c.split2))
+		} else {
+			c.logf("partition: nodes %v | the others", members(c.split))
+		}
 		for _, a := range c.Nodes {
 			for _, b := range c.Nodes {
-				if a.ID < b.ID && c.split>>a.ID&1 != c.split>>b.ID&1 {
+				if a.ID < b.ID && c.apart(a.ID, b.ID) {
 					c.breakLink(a.ID, b.ID)
 				}
 			}
