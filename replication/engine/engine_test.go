@@ -1406,3 +1406,33 @@ func TestOutdatedTakesPeersUpToDateWithoutResync(t *testing.T) {
 		t.Fatalf("no-sync handshake with an Outdated peer: %v, want Outdated still", e.Disk())
 	}
 }
+
+// TestHandshakeRefusals: a peer whose Hello cannot describe the same
+// replicated volume is refused with the reason, StandAlone, and told why
+// (Goodbye); the link stays down until an operator reconnects it.
+func TestHandshakeRefusals(t *testing.T) {
+	cases := []struct {
+		name, want string
+		edit       func(h *wire.Hello)
+	}{
+		{"older protocol version", "protocol version", func(h *wire.Hello) { h.Version = wire.Version - 1 }},
+		{"newer protocol version", "protocol version", func(h *wire.Hello) { h.Version = wire.Version + 1 }},
+		{"another volume", `volume "r1"`, func(h *wire.Hello) { h.Volume = "r1" }},
+		{"another node id", "node 2", func(h *wire.Hello) { h.NodeID = 2 }},
+		{"another size", "size mismatch", func(h *wire.Hello) { h.DataSize += 4096 }},
+		{"another granularity", "granularity mismatch", func(h *wire.Hello) { h.Granularity *= 2 }},
+		{"another protocol", "protocol mismatch", func(h *wire.Hello) { h.Protocol = 'A' }},
+	}
+	for _, c := range cases {
+		e := newEngine(t, 0, []uint32{1}, 'C', rand.New(rand.NewPCG(15, 16)), nil)
+		o := handshake(t, e, 1, func(mine, theirs *wire.Hello) { c.edit(theirs) })
+		told := slices.ContainsFunc(o.Sends, func(s engine.Send) bool {
+			g, ok := s.Msg.(*wire.Goodbye)
+			return ok && s.Peer == 1 && strings.Contains(g.Reason, c.want)
+		})
+		p := e.Status().Peers[0]
+		if len(o.Disconnects) != 1 || !o.Disconnects[0].StandAlone || !strings.Contains(o.Disconnects[0].Reason, c.want) || !told || !strings.Contains(p.LastError, c.want) {
+			t.Errorf("%s: disconnects %+v, goodbye sent %v, last error %q; want StandAlone, the peer told, naming %q", c.name, o.Disconnects, told, p.LastError, c.want)
+		}
+	}
+}
