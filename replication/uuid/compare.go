@@ -92,9 +92,10 @@ type Side struct {
 	Tentative bool
 	// Alone: Current is tentative because this node took it as primary
 	// with no peer in sync, and no peer recorded it before the node
-	// stopped being primary. Writes in it wait until a peer records it,
-	// so none was acknowledged: on a node that is no longer primary it
-	// is void (Side.voided).
+	// stopped being primary. Writes in it wait until a peer records it
+	// (under quorum; a promotion without quorum clears the mark), so none
+	// was acknowledged: on a node that is no longer primary it is void
+	// against a primary (Side.voided).
 	Alone bool
 }
 
@@ -166,13 +167,12 @@ func fresh(u uint64) uint64 {
 // Compare decides what me does on meeting peer. A generation a side took
 // alone as primary and is no longer primary in is void against a primary:
 // it counts as the one before it if the primary does not know it
-// (Side.voided) and that makes the side the sync target. If the
-// answer is a split
-// brain, a tentative generation the other side does not know counts as
-// the one before it and the sides are compared again (Side.settled): only
-// then, because a tentative secondary may hold writes the other lacks, and
-// where the generations already order the two that order is right. The
-// rules, in order:
+// (Side.voided) and that makes the side the sync target. If the answer
+// is a split brain, a tentative generation the other side does not know
+// counts as the one before it and the sides are compared again
+// (Side.settled): only then, because a tentative secondary may hold
+// writes the other lacks, and where the generations already order the two
+// that order is right. The rules, in order:
 //
 //  1. Both just created: no sync. One just created: it is the full-sync
 //     target.
