@@ -1,6 +1,7 @@
 package uuid
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/replicad/replicad/internal/testenv"
@@ -100,6 +101,11 @@ func TestCompareSymmetric(t *testing.T) {
 		x, y := Compare(a, b, proto), Compare(b, a, proto)
 		if x.Decision.Mirror() != y.Decision {
 			t.Fatalf("asymmetric: %+v vs %+v (%c): %v/%v (%s | %s)", a, b, proto, x.Decision, y.Decision, x.Reason, y.Reason)
+		}
+		// A void generation is only ever given up, never spread: the side
+		// that took it alone is the target.
+		if strings.Contains(x.Reason, "taken alone by a former primary") && (a.Alone && !a.Primary) != x.Decision.IsTarget() {
+			t.Fatalf("voided: %+v vs %+v (%c): %v (%s); want the side that took its generation alone the target", a, b, proto, x.Decision, x.Reason)
 		}
 	}
 }
