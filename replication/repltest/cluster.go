@@ -111,6 +111,8 @@ type Stats struct {
 	// Partitions counts partitions; EvenSplits those of two nodes
 	// against two, ThreeWay those into three groups.
 	Partitions, EvenSplits, ThreeWay int
+	// OneWay counts links that stopped carrying one direction.
+	OneWay int
 }
 
 func (s *Stats) Add(o Stats) {
@@ -132,6 +134,7 @@ func (s *Stats) Add(o Stats) {
 	s.Partitions += o.Partitions
 	s.EvenSplits += o.EvenSplits
 	s.ThreeWay += o.ThreeWay
+	s.OneWay += o.OneWay
 }
 
 type clientWrite struct {
@@ -182,6 +185,9 @@ type resyncRead struct {
 type link struct {
 	up    bool
 	queue []wire.Message
+	// stalled: this direction carries nothing until the link breaks
+	// (a one-way failure, see stallRandomLink).
+	stalled bool
 	// drainConnects counts Drain's reconnections: two nodes that refuse
 	// each other until something else changes ("retrying") would
 	// otherwise reconnect forever.
@@ -449,6 +455,7 @@ func (c *Cluster) breakLink(a, b uint32) {
 	}
 	la.up, lb.up = false, false
 	la.queue, lb.queue = nil, nil
+	la.stalled, lb.stalled = false, false
 	for _, pair := range [][2]uint32{{a, b}, {b, a}} {
 		n := c.Nodes[pair[0]]
 		if !n.Up {

@@ -28,8 +28,12 @@ func (c *Cluster) Step() error {
 		c.deliver()
 	case x < 85:
 		c.apply()
-	case x < 93:
+	case x < 92:
 		c.resyncStep()
+	case x < 93:
+		if !c.opts.DualPrimary {
+			c.stallRandomLink()
+		}
 	case x < 94:
 		if !c.opts.DualPrimary {
 			c.breakRandomLink()
@@ -169,8 +173,8 @@ func (n *Node) doLocal(op localOp) {
 
 func (c *Cluster) deliver() {
 	var live [][2]uint32
-	for k, l := range c.links {
-		if l.up && len(l.queue) > 0 {
+	for k := range c.links {
+		if c.canDeliver(k) {
 			live = append(live, k)
 		}
 	}
@@ -351,6 +355,53 @@ func (c *Cluster) startVerify() {
 			return
 		}
 	}
+}
+
+// canDeliver reports a message waiting on link k that can go through.
+func (c *Cluster) canDeliver(k [2]uint32) bool {
+	l := c.links[k]
+	return l.up && !l.stalled && len(l.queue) > 0
+}
+
+// stallRandomLink stops one direction of an up link, as a one-way network
+// failure does: the other direction goes on carrying messages, and both
+// ends still count the link (for quorum too) until the ping timeout
+// breaks it, which the next stall step or drain brings.
+func (c *Cluster) stallRandomLink() {
+	if c.pingTimeouts() {
+		return
+	}
+	var up [][2]uint32
+	for k, l := range c.links {
+		if l.up {
+			up = append(up, k)
+		}
+	}
+	if len(up) == 0 {
+		return
+	}
+	sortPairs(up)
+	k := up[c.r.IntN(len(up))]
+	c.links[k].stalled = true
+	c.Stats.OneWay++
+	c.logf("link %d->%d stalls (the other way still carries)", k[0], k[1])
+}
+
+// pingTimeouts breaks the stalled links; it reports whether there were
+// any.
+func (c *Cluster) pingTimeouts() bool {
+	var stalled [][2]uint32
+	for k, l := range c.links {
+		if l.stalled {
+			stalled = append(stalled, k)
+		}
+	}
+	sortPairs(stalled)
+	for _, k := range stalled {
+		c.logf("link %d->%d: ping timeout", k[0], k[1])
+		c.breakLink(k[0], k[1])
+	}
+	return len(stalled) > 0
 }
 
 func (c *Cluster) breakRandomLink() {
@@ -564,7 +615,7 @@ func (c *Cluster) switchover(p *Node) error {
 				continue
 			}
 			for _, k := range [][2]uint32{{p.ID, m.ID}, {m.ID, p.ID}} {
-				for c.links[k].up && len(c.links[k].queue) > 0 {
+				for c.canDeliver(k) {
 					c.deliverOn(k)
 					progress = true
 				}
@@ -582,7 +633,7 @@ func (c *Cluster) switchover(p *Node) error {
 	p.exec(o)
 	n := cands[c.r.IntN(len(cands))]
 	// The candidate must see the demotion before it may promote.
-	for c.links[[2]uint32{p.ID, n.ID}].up && len(c.links[[2]uint32{p.ID, n.ID}].queue) > 0 {
+	for c.canDeliver([2]uint32{p.ID, n.ID}) {
 		c.deliverOn([2]uint32{p.ID, n.ID})
 	}
 	// Writes p acknowledged while n was in sync with it: under protocol A
@@ -658,6 +709,7 @@ func (c *Cluster) Drain() {
 	for _, l := range c.links {
 		l.drainConnects = 0
 	}
+	c.pingTimeouts()
 	for guard := 0; guard < 1_000_000; guard++ {
 		progress := false
 		for _, n := range c.Nodes {
@@ -692,14 +744,14 @@ func (c *Cluster) Drain() {
 			}
 		}
 		keys := make([][2]uint32, 0, len(c.links))
-		for k, l := range c.links {
-			if l.up && len(l.queue) > 0 {
+		for k := range c.links {
+			if c.canDeliver(k) {
 				keys = append(keys, k)
 			}
 		}
 		sortPairs(keys)
 		for _, k := range keys {
-			for c.links[k].up && len(c.links[k].queue) > 0 {
+			for c.canDeliver(k) {
 				c.deliverOn(k)
 				progress = true
 			}

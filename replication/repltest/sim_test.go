@@ -37,7 +37,7 @@ func TestSimulation(t *testing.T) {
 		t.Logf("%+v", total)
 		// The checks are only as good as what the run exercised: fail if a
 		// change to the step mix stops reaching the interesting cases.
-		if !t.Failed() && (total.CheckedFailovers == 0 || total.Switchovers == 0 || total.Verifies == 0 || total.LinkBreaks == 0 || total.Crashes == 0 || total.InterleavedResync == 0 || total.NoQuorum == 0 || *partitions && total.Partitions == 0) {
+		if !t.Failed() && (total.CheckedFailovers == 0 || total.Switchovers == 0 || total.Verifies == 0 || total.LinkBreaks == 0 || total.Crashes == 0 || total.InterleavedResync == 0 || total.NoQuorum == 0 || total.OneWay == 0 || *partitions && total.Partitions == 0) {
 			t.Fatalf("the simulation no longer exercises everything it checks: %+v", total)
 		}
 	}()
