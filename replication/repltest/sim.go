@@ -1,6 +1,7 @@
 package repltest
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -172,16 +173,10 @@ func (n *Node) doLocal(op localOp) {
 }
 
 func (c *Cluster) deliver() {
-	var live [][2]uint32
-	for k := range c.links {
-		if c.canDeliver(k) {
-			live = append(live, k)
-		}
-	}
+	live := c.linkKeys(func(k [2]uint32, _ *link) bool { return c.canDeliver(k) })
 	if len(live) == 0 {
 		return
 	}
-	sortPairs(live)
 	k := live[c.r.IntN(len(live))]
 	c.deliverOn(k)
 }
@@ -371,16 +366,10 @@ func (c *Cluster) stallRandomLink() {
 	if c.pingTimeouts() {
 		return
 	}
-	var up [][2]uint32
-	for k, l := range c.links {
-		if l.up {
-			up = append(up, k)
-		}
-	}
+	up := c.linkKeys(func(_ [2]uint32, l *link) bool { return l.up })
 	if len(up) == 0 {
 		return
 	}
-	sortPairs(up)
 	k := up[c.r.IntN(len(up))]
 	c.links[k].stalled = true
 	c.Stats.OneWay++
@@ -390,13 +379,7 @@ func (c *Cluster) stallRandomLink() {
 // pingTimeouts breaks the stalled links; it reports whether there were
 // any.
 func (c *Cluster) pingTimeouts() bool {
-	var stalled [][2]uint32
-	for k, l := range c.links {
-		if l.stalled {
-			stalled = append(stalled, k)
-		}
-	}
-	sortPairs(stalled)
+	stalled := c.linkKeys(func(_ [2]uint32, l *link) bool { return l.stalled })
 	for _, k := range stalled {
 		c.logf("link %d->%d: ping timeout", k[0], k[1])
 		c.breakLink(k[0], k[1])
@@ -441,16 +424,10 @@ func (c *Cluster) breakRandomLink() {
 		}
 		return
 	}
-	var up [][2]uint32
-	for k, l := range c.links {
-		if l.up && k[0] < k[1] {
-			up = append(up, k)
-		}
-	}
+	up := c.linkKeys(func(k [2]uint32, l *link) bool { return l.up && k[0] < k[1] })
 	if len(up) == 0 {
 		return
 	}
-	sortPairs(up)
 	k := up[c.r.IntN(len(up))]
 	c.logf("link %d-%d breaks", k[0], k[1])
 	c.Stats.LinkBreaks++
@@ -695,12 +672,17 @@ func (c *Cluster) pick(f func(*Node) bool) *Node {
 	return ok[c.r.IntN(len(ok))]
 }
 
-func sortPairs(p [][2]uint32) {
-	for i := 1; i < len(p); i++ {
-		for j := i; j > 0 && (p[j][0] < p[j-1][0] || p[j][0] == p[j-1][0] && p[j][1] < p[j-1][1]); j-- {
-			p[j], p[j-1] = p[j-1], p[j]
+// linkKeys returns the link directions (from, to) that keep holds, in
+// order, so a seed replays exactly.
+func (c *Cluster) linkKeys(keep func(k [2]uint32, l *link) bool) [][2]uint32 {
+	var ks [][2]uint32
+	for k, l := range c.links {
+		if keep(k, l) {
+			ks = append(ks, k)
 		}
 	}
+	slices.SortFunc(ks, func(a, b [2]uint32) int { return cmp.Or(cmp.Compare(a[0], b[0]), cmp.Compare(a[1], b[1])) })
+	return ks
 }
 
 // Drain runs every pending step to completion (local I/O, deliveries,
@@ -743,14 +725,7 @@ func (c *Cluster) Drain() {
 				}
 			}
 		}
-		keys := make([][2]uint32, 0, len(c.links))
-		for k := range c.links {
-			if c.canDeliver(k) {
-				keys = append(keys, k)
-			}
-		}
-		sortPairs(keys)
-		for _, k := range keys {
+		for _, k := range c.linkKeys(func(k [2]uint32, _ *link) bool { return c.canDeliver(k) }) {
 			for c.canDeliver(k) {
 				c.deliverOn(k)
 				progress = true
