@@ -21,7 +21,7 @@ func (v *Volume) Generation() engine.Generation {
 		Primary:        sb.Flags&meta.FlagPrimary != 0,
 		CrashedPrimary: sb.Flags&meta.FlagCrashedPrimary != 0,
 		Tentative:      sb.Flags&meta.FlagTentativeGeneration != 0,
-		Alone:          sb.Flags&meta.FlagAloneGeneration != 0,
+		Uncommitted:    sb.Flags&meta.FlagUncommittedGeneration != 0,
 		SyncToward:     sb.SyncTowardUUID,
 		LostQuorum:     sb.Flags&meta.FlagPrimaryLostQuorum != 0,
 	}
@@ -63,7 +63,7 @@ func (v *Volume) SetGeneration(g engine.Generation) error {
 	setFlag(meta.FlagPrimary, g.Primary)
 	setFlag(meta.FlagCrashedPrimary, g.CrashedPrimary)
 	setFlag(meta.FlagTentativeGeneration, g.Tentative)
-	setFlag(meta.FlagAloneGeneration, g.Alone)
+	setFlag(meta.FlagUncommittedGeneration, g.Uncommitted)
 	setFlag(meta.FlagPrimaryLostQuorum, g.LostQuorum)
 	for s, slot := range g.Slots {
 		if s >= v.layout.Geometry.MaxPeers {

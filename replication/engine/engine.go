@@ -169,9 +169,10 @@ type Engine struct {
 	gid       uint64
 	unapplied []unapplied
 	announced struct {
-		mask    uint32
-		current uint64
-		pending bool
+		mask        uint32
+		current     uint64
+		pending     bool
+		uncommitted bool
 	}
 	// rehandshake holds the peers a promotion disconnected to compare
 	// data again: they count for quorum until their new handshake decides
@@ -288,7 +289,7 @@ func (g Generation) next(u uint64, absent uint32) Generation {
 		}
 	}
 	n.History = pushHistory(g.History, g.Current)
-	n.Current, n.Tentative, n.Alone = u, false, false
+	n.Current, n.Tentative, n.Uncommitted = u, false, false
 	return n
 }
 

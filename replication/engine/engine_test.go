@@ -898,11 +898,11 @@ func takeGenerationAlone(t *testing.T, r *rand.Rand, quorum func(*engine.Config)
 		t.Fatal(err)
 	}
 	g := vol.Generation()
-	if g.Current == g0 || !g.Tentative || !g.Alone || !slices.ContainsFunc(o.Sends, func(s engine.Send) bool {
+	if g.Current == g0 || !g.Tentative || !g.Uncommitted || !slices.ContainsFunc(o.Sends, func(s engine.Send) bool {
 		st, ok := s.Msg.(*wire.State)
 		return ok && s.Peer == 1 && st.Current == g.Current && !st.Pending
 	}) {
-		t.Fatalf("write missing node 2: generation %x (was %x), tentative %v, alone %v, sends %+v; want a new one taken alone, announced to node 1", g.Current, g0, g.Tentative, g.Alone, o.Sends)
+		t.Fatalf("write missing node 2: generation %x (was %x), tentative %v, uncommitted %v, sends %+v; want a new one taken alone, announced to node 1", g.Current, g0, g.Tentative, g.Uncommitted, o.Sends)
 	}
 	return d, e, vol, g0
 }
@@ -1433,6 +1433,179 @@ func TestHandshakeRefusals(t *testing.T) {
 		p := e.Status().Peers[0]
 		if len(o.Disconnects) != 1 || !o.Disconnects[0].StandAlone || !strings.Contains(o.Disconnects[0].Reason, c.want) || !told || !strings.Contains(p.LastError, c.want) {
 			t.Errorf("%s: disconnects %+v, goodbye sent %v, last error %q; want StandAlone, the peer told, naming %q", c.name, o.Disconnects, told, p.LastError, c.want)
+		}
+	}
+}
+
+// TestGenerationCommitsOnceEveryMajorityMeetsIt: under quorum, node 0 is
+// primary with node 1 in sync, the other peers but one sync targets, and
+// the last peer absent. A write the absent peer misses starts a
+// generation that node 1 takes, then node 0. With four nodes two records
+// are enough (every majority, three nodes, includes node 0 or node 1):
+// the write completes. With five they are not: the write waits, and node 0
+// tells its peers the generation is uncommitted, until a sync target
+// records it. Committed at two of five (as before), the write could be
+// acknowledged on nodes 0 and 1 alone as far as generations go: if both
+// then failed, nodes 2, 3 and 4 (a majority, none knowing the generation)
+// could promote node 4 and resync the write away.
+func TestGenerationCommitsOnceEveryMajorityMeetsIt(t *testing.T) {
+	for _, nodes := range []uint32{4, 5} {
+		r := rand.New(rand.NewPCG(15, 16))
+		var peers, targets []uint32
+		for id := uint32(1); id < nodes; id++ {
+			peers = append(peers, id)
+			if id > 1 && id < nodes-1 {
+				targets = append(targets, id)
+			}
+		}
+		e := newEngine(t, 0, peers, 'C', r, func(c *engine.Config) { c.Quorum = engine.QuorumMajority })
+		must(e.Promote(true))
+		g0 := e.Status().Current
+		handshake(t, e, 1, func(mine, theirs *wire.Hello) {})
+		must(e.Receive(1, &wire.State{Role: uint8(engine.Secondary), Disk: uint8(engine.UpToDate), Current: g0}))
+		for _, id := range targets {
+			handshake(t, e, id, func(mine, theirs *wire.Hello) { theirs.Disk = uint8(engine.Inconsistent) })
+			must(e.Receive(id, &wire.State{Role: uint8(engine.Secondary), Disk: uint8(engine.Inconsistent), Current: g0, SyncToward: g0}))
+		}
+		if !e.Quorate() {
+			t.Fatalf("%d nodes, one absent: no quorum", nodes)
+		}
+		id, o, err := e.StartWrite(0, make([]byte, 4096), false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var g uint64
+		seqs := map[uint32]uint64{}
+		for _, s := range o.Sends {
+			switch m := s.Msg.(type) {
+			case *wire.State:
+				if s.Peer == 1 && m.Pending {
+					g = m.Current
+				}
+			case *wire.Write:
+				seqs[s.Peer] = m.Seq
+			}
+		}
+		if g == 0 || g == g0 || len(seqs) != int(nodes)-2 {
+			t.Fatalf("%d nodes: write the absent node misses: announced %x (was %x), sent to %v; want a new generation announced pending to node 1, the write to the others", nodes, g, g0, seqs)
+		}
+		done := func(o engine.Output) bool {
+			return slices.ContainsFunc(o.Completions, func(c engine.Completion) bool { return c.ID == id })
+		}
+		stateTo := func(o engine.Output, peer uint32) *wire.State {
+			var st *wire.State
+			for _, s := range o.Sends {
+				if m, ok := s.Msg.(*wire.State); ok && s.Peer == peer {
+					st = m
+				}
+			}
+			return st
+		}
+		if done(e.LocalWriteDone(id, nil)) {
+			t.Fatalf("%d nodes: write completed on the local write alone", nodes)
+		}
+		for _, peer := range targets {
+			if done(must(e.Receive(peer, &wire.WriteAck{Seq: seqs[peer]}))) {
+				t.Fatalf("%d nodes: write completed before node 1 took the generation", nodes)
+			}
+		}
+		o = must(e.Receive(1, &wire.State{Role: uint8(engine.Secondary), Disk: uint8(engine.UpToDate), Current: g}))
+		st := stateTo(o, 1)
+		if st == nil || st.Current != g || st.Pending || st.Uncommitted != (nodes == 5) || e.Status().Current != g {
+			t.Fatalf("%d nodes: node 1 took the generation: node 0 at %x, announced %+v; want %x taken, announced uncommitted: %v", nodes, e.Status().Current, st, g, nodes == 5)
+		}
+		if acked := done(must(e.Receive(1, &wire.WriteAck{Seq: seqs[1]}))); acked != (nodes == 4) {
+			t.Fatalf("%d nodes: the generation on nodes 0 and 1: write completed %v, want %v", nodes, acked, nodes == 4)
+		}
+		if nodes == 4 {
+			continue
+		}
+		o = must(e.Receive(2, &wire.State{Role: uint8(engine.Secondary), Disk: uint8(engine.Inconsistent), Current: g0, SyncToward: g}))
+		if !done(o) {
+			t.Fatalf("node 2 records the generation (three of five): completions %+v; want the write done", o.Completions)
+		}
+		if st := stateTo(o, 1); st == nil || st.Uncommitted || st.Pending {
+			t.Fatalf("committed: announced %+v; want the generation without the uncommitted mark", st)
+		}
+	}
+}
+
+// TestUncommittedGenerationIsVoidAgainstNewPrimary: a secondary took the
+// generation its primary announced, and the primary said it was not yet
+// recorded by a majority; the primary died. A node promoted by a majority
+// without that generation shows it was never committed: the secondary
+// resyncs from it instead of refusing it as older (the five-node
+// simulation left such nodes StandAlone). Had the primary committed it
+// (the mark cleared), or run without quorum (no mark), it counts.
+func TestUncommittedGenerationIsVoidAgainstNewPrimary(t *testing.T) {
+	for _, uncommitted := range []bool{true, false} {
+		r := rand.New(rand.NewPCG(17, 18))
+		quorum := func(c *engine.Config) { c.Quorum = engine.QuorumMajority }
+		e, vol := attachEngine(t, newDisk(t, 1, 4), 1, []uint32{0, 2, 3, 4}, 'C', r, quorum)
+		must(e.Promote(true))
+		must(e.Demote())
+		g0 := vol.Generation().Current
+		handshake(t, e, 0, func(mine, theirs *wire.Hello) { theirs.Role = uint8(engine.Primary) })
+		if p := e.Status().Peers[0]; p.Repl != engine.Established {
+			t.Fatalf("node 1 meets primary node 0 at its generation: %v, want Established", p.Repl)
+		}
+		const g = 0x6e770000
+		in := uint32(1<<0 | 1<<1)
+		primary := func(st wire.State) {
+			st.Role, st.Disk, st.Current, st.InSync = uint8(engine.Primary), uint8(engine.UpToDate), g, in
+			must(e.Receive(0, &st))
+		}
+		primary(wire.State{Pending: true, Uncommitted: true})
+		primary(wire.State{Uncommitted: uncommitted})
+		gen := vol.Generation()
+		if gen.Current != g || gen.Tentative != uncommitted || gen.Uncommitted != uncommitted {
+			t.Fatalf("followed node 0 (uncommitted %v): at %x tentative %v uncommitted %v", uncommitted, gen.Current, gen.Tentative, gen.Uncommitted)
+		}
+		e.Disconnected(0, "node 0 died")
+		// Nodes 2, 3 and 4 promoted node 2 at g0; it wrote since, in its
+		// own generation y (node 1 absent).
+		const y = 0x7e570000
+		o := handshake(t, e, 2, func(mine, theirs *wire.Hello) {
+			theirs.Role, theirs.Current, theirs.History, theirs.Bitmap = uint8(engine.Primary), y, []uint64{g0}, g0
+		})
+		p := e.Status().Peers[1]
+		target := p.Conn == engine.Connected && p.Repl == engine.WFBitmap && e.Disk() == engine.Inconsistent && len(o.Disconnects) == 0
+		if target != uncommitted {
+			t.Fatalf("uncommitted %v: node 1 against the majority's new primary: %v/%v (%s), disk %v, disconnects %+v; want the bitmap target: %v", uncommitted, p.Conn, p.Repl, p.LastError, e.Disk(), o.Disconnects, uncommitted)
+		}
+	}
+}
+
+// TestResyncEndKeepsSourcesUncommittedMark: a sync target that finishes
+// its resync while its primary source says its generation is not yet
+// recorded by a majority takes the generation as uncommitted, like a peer
+// in sync would (so it is void against a majority's new primary should
+// the source die first), until the source announces it committed. Taken
+// as committed, the target could stand against that new primary as the
+// holder of newer data, and stay StandAlone.
+func TestResyncEndKeepsSourcesUncommittedMark(t *testing.T) {
+	for _, uncommitted := range []bool{true, false} {
+		r := rand.New(rand.NewPCG(19, 20))
+		quorum := func(c *engine.Config) { c.Quorum = engine.QuorumMajority }
+		e, vol := attachEngine(t, newDisk(t, 1, 4), 1, []uint32{0, 2, 3, 4}, 'C', r, quorum)
+		const g0, g = 0x5a000000, 0x6e770000
+		handshake(t, e, 0, func(mine, theirs *wire.Hello) { theirs.Role, theirs.Current = uint8(engine.Primary), g0 })
+		if p := e.Status().Peers[0]; p.Repl != engine.SyncTarget {
+			t.Fatalf("just created node 1 meets primary node 0: %v, want SyncTarget", p.Repl)
+		}
+		st := wire.State{Role: uint8(engine.Primary), Disk: uint8(engine.UpToDate), Current: g, Uncommitted: uncommitted}
+		must(e.Receive(0, &st))
+		for _, a := range must(e.Receive(0, &wire.SyncDone{Current: g})).Applies {
+			e.Applied(a, nil)
+		}
+		gen := vol.Generation()
+		if gen.Current != g || !gen.Consistent || gen.Tentative != uncommitted || gen.Uncommitted != uncommitted {
+			t.Fatalf("resync from a source whose generation is uncommitted: %v: took %x (consistent %v) tentative %v uncommitted %v; want %x, both marks %v", uncommitted, gen.Current, gen.Consistent, gen.Tentative, gen.Uncommitted, g, uncommitted)
+		}
+		st.Uncommitted, st.InSync = false, 1<<0|1<<1
+		must(e.Receive(0, &st))
+		if gen := vol.Generation(); gen.Tentative || gen.Uncommitted {
+			t.Fatalf("source announces the generation committed, node 1 in sync: tentative %v uncommitted %v; want neither", gen.Tentative, gen.Uncommitted)
 		}
 	}
 }

@@ -67,7 +67,7 @@ func (e *Engine) maybeAnnounce(o *Output) {
 		return
 	}
 	e.maybeCommitGeneration(o, false)
-	if e.inSyncMask() == e.announced.mask && e.announcedCurrent() == e.announced.current && (e.pendingGen != nil) == e.announced.pending {
+	if e.inSyncMask() == e.announced.mask && e.announcedCurrent() == e.announced.current && (e.pendingGen != nil) == e.announced.pending && e.uncommittedPrimary() == e.announced.uncommitted {
 		return
 	}
 	e.announce(o)
@@ -85,10 +85,10 @@ func (e *Engine) markForOthers(p *peer, off, n int64) {
 }
 
 // followPrimary handles a primary's State: this node follows its new
-// generation (tentatively while the primary has not taken it: pending)
-// and forgets what it marked for peers now in sync with both, if this
-// node is in sync with it.
-func (e *Engine) followPrimary(o *Output, p *peer, mask uint32, current uint64, pending bool) {
+// generation (tentatively while the primary has not taken it, pending, or
+// not seen a majority record it, uncommitted) and forgets what it marked
+// for peers now in sync with both, if this node is in sync with it.
+func (e *Engine) followPrimary(o *Output, p *peer, mask uint32, current uint64, pending, uncommitted bool) {
 	p.inSync, p.inSyncKnown = mask, true
 	if !p.established() || e.Disk() != UpToDate || mask&bit(e.cfg.NodeID) == 0 {
 		return
@@ -98,8 +98,8 @@ func (e *Engine) followPrimary(o *Output, p *peer, mask uint32, current uint64, 
 		e.gen = e.gen.next(current, e.peerMask()&^mask&^bit(p.id))
 		changed = true
 	}
-	if e.gen.Tentative != pending || e.gen.Alone {
-		e.gen.Tentative, e.gen.Alone = pending, false
+	if tentative := pending || uncommitted; e.gen.Tentative != tentative || e.gen.Uncommitted != uncommitted {
+		e.gen.Tentative, e.gen.Uncommitted = tentative, uncommitted
 		changed = true
 	}
 	for _, q := range e.order {
@@ -322,7 +322,7 @@ func (e *Engine) rotateForAbsent(o *Output) error {
 	e.newGeneration(e.freshUUID())
 	// With quorum, no peer in sync took it first: the peers giving this
 	// node its quorum are sync targets, and none knows it yet. It is
-	// tentative until one says it records it (peerKnowsGeneration), and
+	// uncommitted until a majority records it (commitIfRecorded), and
 	// writes in it complete only then (startModify holds them). Should
 	// this node die first, what it holds in it nobody acknowledged, and
 	// against a node the majority moved on with it counts as the
@@ -330,7 +330,7 @@ func (e *Engine) rotateForAbsent(o *Output) error {
 	// Without quorum a primary alone writes and acknowledges: its
 	// generation is as real as its writes.
 	e.gen.Tentative = e.cfg.Quorum != QuorumOff
-	e.gen.Alone = e.gen.Tentative
+	e.gen.Uncommitted = e.gen.Tentative
 	if err := e.persist(); err != nil {
 		e.diskFailed(o, err)
 		return fmt.Errorf("new generation: %w", err)
@@ -339,14 +339,52 @@ func (e *Engine) rotateForAbsent(o *Output) error {
 	return nil
 }
 
-// peerKnowsGeneration notes a peer's State: a primary's tentative
-// generation (taken alone, see rotateForAbsent) is confirmed once a peer
-// has it or resyncs towards it.
-func (e *Engine) peerKnowsGeneration(o *Output, p *peer) {
-	if e.role != Primary || !e.gen.Tentative || p.disk == Failed || p.current != e.gen.Current && p.toward != e.gen.Current {
+// A generation commits once enough nodes recorded it. Under quorum that
+// is so many of the volume's nodes, this primary included, that every
+// majority includes one of them (n+1 minus a majority: two of three or
+// four nodes, three of five or six): a node promoted later with quorum
+// reaches a majority, so at least one node that recorded the generation,
+// and refuses promotion while that node holds newer data or resyncs
+// towards it (Promote). So a primary that lacks a tentative generation
+// under quorum shows it was never committed, and no write in it was
+// acknowledged: the generation is void against it
+// (uuid.Side.Uncommitted). Committing once the peers in sync took it, as
+// earlier versions did, left that to chance with five nodes: the primary
+// and its one peer in sync could hold acknowledged writes that the other
+// three, a majority, lacked. Without quorum one peer recording it is
+// enough, as a primary alone writes anyway.
+
+// recorded reports whether enough nodes recorded this node's current
+// generation to commit it: the peers connected now that have it, or
+// resync towards it, as their latest Hello or State said.
+func (e *Engine) recorded() bool {
+	n := 1
+	for _, p := range e.order {
+		if p.conn == Connected && p.disk != Failed && (p.current == e.gen.Current || p.toward == e.gen.Current) {
+			n++
+		}
+	}
+	if e.cfg.Quorum == QuorumOff {
+		return n > 1
+	}
+	return n >= e.commitSize()
+}
+
+// commitSize is the number of nodes that must record a generation under
+// quorum: the fewest that every majority of the volume's nodes meets, and
+// at least two.
+func (e *Engine) commitSize() int {
+	nodes := len(e.cfg.Peers) + 1
+	return max(2, nodes-(nodes/2+1)+1)
+}
+
+// commitIfRecorded commits a primary's tentative generation once enough
+// nodes recorded it, and completes the writes held for it.
+func (e *Engine) commitIfRecorded(o *Output) {
+	if e.role != Primary || !e.gen.Tentative || !e.recorded() {
 		return
 	}
-	e.gen.Tentative, e.gen.Alone = false, false
+	e.gen.Tentative, e.gen.Uncommitted = false, false
 	if err := e.persist(); err != nil {
 		e.diskFailed(o, err)
 		return
@@ -357,20 +395,27 @@ func (e *Engine) peerKnowsGeneration(o *Output, p *peer) {
 }
 
 // newGenerationUnconfirmed reports a new generation that writes a departed
-// peer missed must wait for: announced and not yet taken, or taken alone
-// and not yet recorded by a peer.
+// peer missed must wait for: announced and not yet taken, or taken and
+// not yet committed.
 func (e *Engine) newGenerationUnconfirmed() bool {
 	return e.pendingGen != nil || e.tentativePrimary()
 }
 
-// tentativePrimary: this node is a primary under quorum whose generation,
-// taken alone, no peer has recorded yet (rotateForAbsent). (A secondary
-// that took a primary's announced generation tentatively keeps the mark
-// when promoted, for the comparison, but writes do not wait for it: its
-// promotion compares every peer again, and its first write a peer misses
-// starts a generation of its own.)
+// tentativePrimary: this node is a primary under quorum whose generation
+// is not committed yet: writes in it wait. (A secondary that took a
+// primary's announced generation tentatively under quorum keeps the mark
+// when promoted, and its writes wait for a majority too; one that took it
+// from a primary without quorum keeps only the tentative mark, for the
+// comparison, and its writes do not wait.)
 func (e *Engine) tentativePrimary() bool {
-	return e.role == Primary && e.gen.Alone && e.cfg.Quorum != QuorumOff
+	return e.role == Primary && e.gen.Uncommitted && e.cfg.Quorum != QuorumOff
+}
+
+// uncommittedPrimary: this node is a primary under quorum whose announced
+// generation is not committed (pending, or taken and not recorded by a
+// majority): its peers' copies stay tentative and void (State.Uncommitted).
+func (e *Engine) uncommittedPrimary() bool {
+	return e.role == Primary && e.cfg.Quorum != QuorumOff && (e.pendingGen != nil || e.gen.Uncommitted)
 }
 
 // pendingGen is a generation announced to the in-sync peers and not yet
@@ -402,23 +447,33 @@ func (e *Engine) maybeCommitGeneration(o *Output, force bool) {
 		return
 	}
 	e.pendingGen = nil
-	dropped := !g.taken && e.cfg.Quorum != QuorumOff
-	defer e.releaseHeld(o, dropped)
-	if dropped {
+	if !g.taken && e.cfg.Quorum != QuorumOff {
 		// Every peer it waited for left before taking it. With quorum
 		// this node writes only while a majority hears it, so nothing
 		// it wrote under the old generation is its alone: keep the
 		// old one (the next write that misses a peer starts another).
 		// Taking it would make this node look changed since the old
 		// generation to a primary the majority promotes: a split brain.
+		e.releaseHeld(o, true)
 		return
 	}
 	if e.role != Primary {
+		e.releaseHeld(o, false)
 		return
 	}
 	e.newGeneration(g.uuid)
+	// Taken; under quorum committed once a majority records it (the
+	// peers that took it may be fewer), and the writes held for it wait
+	// until then.
+	e.gen.Tentative = e.cfg.Quorum != QuorumOff
+	e.gen.Uncommitted = e.gen.Tentative
 	if err := e.persist(); err != nil {
 		e.diskFailed(o, err)
+	}
+	if e.gen.Tentative {
+		e.commitIfRecorded(o)
+	} else {
+		e.releaseHeld(o, false)
 	}
 }
 
@@ -436,7 +491,7 @@ func (e *Engine) releaseHeld(o *Output, dropped bool) {
 	for _, w := range held {
 		w.heldForGen = false
 		if dropped && w.inDoubt == nil {
-			w.inDoubt = fmt.Errorf("%w: no peer took or recorded the new generation this write belongs to (a peer that left missed it, or it came after a generation taken alone): the data may be lost at failover", ErrNoQuorum)
+			w.inDoubt = fmt.Errorf("%w: no peer took or recorded the new generation this write belongs to (a peer that left missed it, or it came while the generation was not yet recorded by a majority): the data may be lost at failover", ErrNoQuorum)
 		}
 		e.maybeCompleteWrite(o, w)
 	}

@@ -31,6 +31,9 @@ type peer struct {
 	// is Inconsistent, the one its resync is bringing it to, as its latest
 	// Hello or State said.
 	current, toward uint64
+	// uncommitted: the peer, a primary, said its current generation is
+	// not yet recorded by a majority (State.Uncommitted, HelloUncommitted).
+	uncommitted bool
 	// doneRecv: this node, its sync target, received its SyncDone;
 	// doneLater holds the generations it took since, oldest first, as
 	// recorded from its States while the SyncDone was being applied
@@ -153,8 +156,8 @@ func (e *Engine) hello(p *peer) *wire.Hello {
 	if g.Tentative {
 		h.Flags |= wire.HelloTentative
 	}
-	if g.Alone {
-		h.Flags |= wire.HelloAlone
+	if g.Uncommitted {
+		h.Flags |= wire.HelloUncommitted
 	}
 	if e.role == Primary && !e.Quorate() {
 		h.Flags |= wire.HelloNoQuorum
@@ -174,7 +177,7 @@ func (e *Engine) resetLink(p *peer) {
 	p.link++
 	p.repl, p.role, p.disk = ReplOff, RoleUnknown, DUnknown
 	p.helloSent, p.hello, p.decision, p.decided, p.confirmed, p.bmSent, p.bmRecv = false, nil, 0, false, false, false, false
-	p.current, p.toward = 0, 0
+	p.current, p.toward, p.uncommitted = 0, 0, false
 	p.doneRecv, p.doneLater = false, nil
 	p.seq, p.sent, p.recvAck, p.writeAck, p.rxSeq, p.appliedSeq = 0, 0, 0, 0, 0, 0
 	p.incoming, p.unconfirmed, p.sentGids = nil, nil, nil
@@ -270,7 +273,7 @@ func (e *Engine) Disconnected(peerID uint32, reason string) Output {
 		}
 	}
 	if e.tentativePrimary() && e.pendingGen == nil && !slices.ContainsFunc(e.order, (*peer).replicating) {
-		// No peer left to record the generation taken alone.
+		// No peer left to record the uncommitted generation.
 		e.releaseHeld(&o, true)
 	}
 	for _, w := range missed {
@@ -356,7 +359,7 @@ func (e *Engine) onHello(o *Output, p *peer, h *wire.Hello) error {
 	}
 	p.hello = h
 	p.role, p.disk = Role(h.Role), DiskState(h.Disk)
-	p.current, p.toward = h.Current, h.SyncToward
+	p.current, p.toward, p.uncommitted = h.Current, h.SyncToward, h.Flags&wire.HelloUncommitted != 0
 	switch {
 	case h.Version != wire.Version:
 		e.refuse(o, p, fmt.Sprintf("peer speaks protocol version %d, this node %d", h.Version, wire.Version))
@@ -423,13 +426,13 @@ func (e *Engine) onHello(o *Output, p *peer, h *wire.Hello) error {
 	}
 	me := uuid.Side{
 		NodeID: e.cfg.NodeID, Current: sent.Current, Bitmap: sent.Bitmap, History: sent.History,
-		CrashedPrimary: sent.Flags&wire.HelloCrashedPrimary != 0, Primary: Role(sent.Role) == Primary,
-		ChangedBits: sent.ChangedBits, Tentative: sent.Flags&wire.HelloTentative != 0, Alone: sent.Flags&wire.HelloAlone != 0,
+		CrashedPrimary: sent.Flags&wire.HelloCrashedPrimary != 0, Primary: Role(sent.Role) == Primary, NoQuorum: sent.Flags&wire.HelloNoQuorum != 0,
+		ChangedBits: sent.ChangedBits, Tentative: sent.Flags&wire.HelloTentative != 0, Uncommitted: sent.Flags&wire.HelloUncommitted != 0,
 	}
 	them := uuid.Side{
 		NodeID: h.NodeID, Current: h.Current, Bitmap: h.Bitmap, History: h.History,
-		CrashedPrimary: h.Flags&wire.HelloCrashedPrimary != 0, Primary: Role(h.Role) == Primary, ChangedBits: h.ChangedBits,
-		Tentative: h.Flags&wire.HelloTentative != 0, Alone: h.Flags&wire.HelloAlone != 0,
+		CrashedPrimary: h.Flags&wire.HelloCrashedPrimary != 0, Primary: Role(h.Role) == Primary, NoQuorum: h.Flags&wire.HelloNoQuorum != 0, ChangedBits: h.ChangedBits,
+		Tentative: h.Flags&wire.HelloTentative != 0, Uncommitted: h.Flags&wire.HelloUncommitted != 0,
 	}
 	r := uuid.Compare(me, them, uuid.Protocol(p.proto))
 	d := r.Decision

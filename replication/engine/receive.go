@@ -127,7 +127,7 @@ func (e *Engine) onZero(o *Output, p *peer, z *wire.Zero) error {
 func (e *Engine) onState(o *Output, p *peer, s *wire.State) {
 	oldRole, oldDisk := p.role, p.disk
 	p.role, p.disk = Role(s.Role), DiskState(s.Disk)
-	p.current, p.toward = s.Current, s.SyncToward
+	p.current, p.toward, p.uncommitted = s.Current, s.SyncToward, s.Uncommitted
 	e.peerEvent(o, p, "peer-role", oldRole.String(), p.role.String(), "")
 	e.peerEvent(o, p, "peer-disk", oldDisk.String(), p.disk.String(), "")
 	if p.role == Primary && e.role == Primary && !e.cfg.AllowTwoPrimaries {
@@ -156,11 +156,11 @@ func (e *Engine) onState(o *Output, p *peer, s *wire.State) {
 			e.announce(o)
 		}
 	}
-	e.peerKnowsGeneration(o, p)
+	e.commitIfRecorded(o)
 	e.maybeAnnounce(o)
 	switch {
 	case p.role == Primary:
-		e.followPrimary(o, p, s.InSync, s.Current, s.Pending)
+		e.followPrimary(o, p, s.InSync, s.Current, s.Pending, s.Uncommitted)
 	case oldRole == Primary:
 		// A primary demotes only once every peer wrote all its writes.
 		p.unconfirmed, p.inSyncKnown = nil, false

@@ -213,7 +213,7 @@ func (e *Engine) adoptGeneration(o *Output, p *peer, current uint64, history []u
 		// The source took new generations after it sent SyncDone
 		// (recorded from its States meanwhile): this node has its writes
 		// in them too, and its record may be what let the source
-		// complete them (peerKnowsGeneration). Going back to the older
+		// complete them (commitIfRecorded). Going back to the older
 		// one would lose that record; the ones in between go to the
 		// history, newest first.
 		later := slices.Clone(p.doneLater)
@@ -235,7 +235,11 @@ func (e *Engine) adoptGeneration(o *Output, p *peer, current uint64, history []u
 		}
 		e.gen.History = merged
 	}
-	e.gen.Current, e.gen.Tentative, e.gen.Alone = current, false, false
+	// A primary source that has not committed its generation yet (its
+	// latest State said so) has acknowledged no write in it: the copy is
+	// tentative and void like an in-sync peer's (followPrimary).
+	uncommitted := p.role == Primary && p.uncommitted && p.current == current
+	e.gen.Current, e.gen.Tentative, e.gen.Uncommitted = current, uncommitted, uncommitted
 	e.gen.Consistent, e.gen.UpToDate, e.gen.CrashedPrimary, e.gen.SyncToward, e.gen.LostQuorum = true, true, false, 0, false
 	if p.role == Primary {
 		// Resynced from a primary: a step-down's discard is done.
@@ -255,7 +259,7 @@ func (e *Engine) adoptGeneration(o *Output, p *peer, current uint64, history []u
 	e.event(o, "disk", oldDisk.String(), e.Disk().String(), "resync finished")
 	e.announce(o)
 	if p.role == Primary && p.inSyncKnown {
-		e.followPrimary(o, p, p.inSync, e.gen.Current, false)
+		e.followPrimary(o, p, p.inSync, e.gen.Current, false, uncommitted)
 	}
 }
 

@@ -54,15 +54,15 @@ func (e *Engine) Promote(force bool) (Output, error) {
 	// it lost as an earlier primary no longer marks it)
 	e.gen.Primary, e.gen.LostQuorum = true, false
 	if e.cfg.Quorum == QuorumOff {
-		// Without quorum writes do not wait for a generation taken alone
-		// to be recorded (tentativePrimary): from the first one
-		// acknowledged it is not void (uuid.Side.Alone).
-		e.gen.Alone = false
+		// Without quorum writes do not wait for a generation to be
+		// recorded by a majority (tentativePrimary): from the first one
+		// acknowledged it is not void (uuid.Side.Uncommitted).
+		e.gen.Uncommitted = false
 	}
 	if forced {
 		e.gen.Consistent, e.gen.UpToDate, e.gen.SyncToward = true, true, 0
 		e.gen.History = pushHistory(e.gen.History, e.gen.Current)
-		e.gen.Current, e.gen.Tentative, e.gen.Alone = e.freshUUID(), false, false
+		e.gen.Current, e.gen.Tentative, e.gen.Uncommitted = e.freshUUID(), false, false
 		for _, p := range e.order {
 			if p.conn == Connected {
 				o.Disconnects = append(o.Disconnects, Disconnect{Peer: p.id, Reason: "forced promotion started a new generation; reconnecting to resync"})
@@ -172,7 +172,7 @@ func (e *Engine) demote(o *Output, reason string) error {
 // a primary its in-sync set.
 func (e *Engine) announce(o *Output) {
 	s := e.state()
-	e.announced.mask, e.announced.current, e.announced.pending = s.InSync, s.Current, s.Pending
+	e.announced.mask, e.announced.current, e.announced.pending, e.announced.uncommitted = s.InSync, s.Current, s.Pending, s.Uncommitted
 	for _, id := range e.cfg.Peers {
 		p := e.peers[id]
 		if p.conn == Connected && p.hello != nil {
@@ -188,7 +188,7 @@ func (e *Engine) state() *wire.State {
 	if e.role == Primary {
 		mask = e.inSyncMask()
 	}
-	s := &wire.State{Role: uint8(e.role), Disk: uint8(e.Disk()), Current: e.announcedCurrent(), InSync: mask, Pending: e.pendingGen != nil}
+	s := &wire.State{Role: uint8(e.role), Disk: uint8(e.Disk()), Current: e.announcedCurrent(), InSync: mask, Pending: e.pendingGen != nil, Uncommitted: e.uncommittedPrimary()}
 	if !e.gen.Consistent {
 		s.SyncToward = e.gen.SyncToward
 	}

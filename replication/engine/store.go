@@ -17,18 +17,18 @@ type Generation struct {
 	// CrashedPrimary: the last run ended in a crash while primary.
 	CrashedPrimary bool
 	// Tentative: Current was taken from a primary that had not yet
-	// confirmed it (it may have died with the old one), or, on a primary
-	// under quorum, taken with no peer in sync and not yet recorded by a
-	// sync target (rotateForAbsent); compared as the previous generation
-	// against a node that does not know it.
+	// confirmed it (it may have died with the old one), or, on a primary,
+	// not yet recorded by enough nodes (a majority under quorum:
+	// commitIfRecorded); compared as the previous generation against a
+	// node that does not know it.
 	Tentative bool
-	// Alone: Current is tentative because this node took it as primary
-	// alone (the second case above). Writes in it wait for a peer to
-	// record it; once this node is no longer primary it is void against
-	// a primary that does not know it (uuid.Side.Alone). Cleared with
-	// Tentative, and by a promotion without quorum (writes then do not
-	// wait).
-	Alone bool
+	// Uncommitted: Current is tentative under quorum: a majority had not
+	// recorded it when this node last heard from its primary (or, as
+	// primary, knew). Writes in it wait for that majority; once this node
+	// is not primary it is void against a primary that does not know it
+	// (uuid.Side.Uncommitted). Cleared with Tentative, and by a promotion
+	// without quorum (writes then do not wait).
+	Uncommitted bool
 	// SyncToward, while not Consistent, is the generation of the source
 	// of the resync that made the data Inconsistent: what the resync was
 	// bringing it to (0: unknown). Only a node with that generation, or a

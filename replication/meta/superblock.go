@@ -48,16 +48,16 @@ const (
 	// FlagHaveQuorum: it had quorum when last written.
 	FlagHaveQuorum
 	// FlagTentativeGeneration: the current generation was taken from a
-	// primary that had not confirmed it yet, or (with quorum) taken as
-	// primary with no peer recording it yet.
+	// primary that had not confirmed it yet, or, as primary, not yet
+	// recorded by enough nodes.
 	FlagTentativeGeneration
-	// FlagAloneGeneration: the tentative generation was taken as primary
-	// alone, with no peer recording it yet (no write in it was
-	// acknowledged).
-	FlagAloneGeneration
+	// FlagUncommittedGeneration: the tentative generation was not yet
+	// recorded by a majority of the nodes under quorum, as last known (no
+	// write in it was acknowledged before that).
+	FlagUncommittedGeneration
 )
 
-var flagNames = []string{"consistent", "was-up-to-date", "primary", "crashed-primary", "al-clean", "primary-lost-quorum", "have-quorum", "tentative-generation", "alone-generation"}
+var flagNames = []string{"consistent", "was-up-to-date", "primary", "crashed-primary", "al-clean", "primary-lost-quorum", "have-quorum", "tentative-generation", "uncommitted-generation"}
 
 // Names lists the flags that are set.
 func (f Flags) Names() []string {

@@ -400,8 +400,8 @@ func (n *Node) generation() string {
 	if g.SyncToward != 0 {
 		s += fmt.Sprintf(" towards %x", g.SyncToward&0xffff)
 	}
-	if g.Alone {
-		s += " (tentative, taken alone)"
+	if g.Uncommitted {
+		s += " (tentative, uncommitted)"
 	} else if g.Tentative {
 		s += " (tentative)"
 	}

@@ -83,20 +83,25 @@ type Side struct {
 	CrashedPrimary bool
 	// Primary: this node is primary now.
 	Primary bool
+	// NoQuorum: this node is primary without quorum (one whose quorum
+	// still counts peers its promotion is handshaking with again was
+	// promoted with quorum, and counts as quorate here).
+	NoQuorum bool
 	// ChangedBits is the number of bits set in Bitmap's slot (for the
 	// "leftover bits" rule).
 	ChangedBits int64
 	// Tentative: Current was taken from a primary that had not confirmed
-	// it, or by a primary under quorum that no peer had recorded it with
-	// yet; History[0] is the generation before.
+	// it, or by a primary under quorum that not enough nodes had recorded
+	// it with yet; History[0] is the generation before.
 	Tentative bool
-	// Alone: Current is tentative because this node took it as primary
-	// with no peer in sync, and no peer recorded it before the node
-	// stopped being primary. Writes in it wait until a peer records it
-	// (under quorum; a promotion without quorum clears the mark), so none
-	// was acknowledged: on a node that is no longer primary it is void
-	// against a primary (Side.voided).
-	Alone bool
+	// Uncommitted: Current is tentative because its primary, under
+	// quorum, had not seen a majority of the nodes record it when this
+	// node last heard (this node itself as primary, or the primary it
+	// followed or resynced from). Writes in it wait for that majority
+	// (a promotion without quorum clears the mark), so none was
+	// acknowledged while it holds: on a node that is not primary it is
+	// void against a primary (Side.voided).
+	Uncommitted bool
 }
 
 // knows reports whether u is one of s's generations.
@@ -118,20 +123,27 @@ func (s Side) settled(other Side) Side {
 	return s
 }
 
-// voided is s as compared with other, a primary: a generation s took
-// alone as a primary that is no longer primary (Alone), and that other
-// does not know, counts as the one before it, whatever the comparison
-// would say. It holds only writes nobody acknowledged (they waited for a
-// peer to record it), and taken at face value it would make a
-// stepped-down primary the source for the majority's new primary, which
-// refuses, and the two would stay apart until an operator discarded one.
-// Against a secondary it stays: sync targets may have recorded it without
-// telling s (their resync goes towards it), and only s can finish theirs.
+// voided is s as compared with other, a primary with quorum: an
+// uncommitted generation on a node that is not primary, which other does
+// not know, counts as the one before it, whatever the comparison would
+// say. Had its primary committed it, enough nodes would hold it that
+// every majority meets one, and other, promoted by a majority and holding
+// one now, would have met one of those nodes and refused promotion over
+// newer data: so it holds only writes nobody acknowledged (they waited for
+// the record). A primary without quorum proves nothing: it may be a
+// cut-off one while the majority's primary commits the generation. (One
+// still in its promotion's grace was promoted with quorum: it does; the
+// majority's new primary usually is, when a stepped-down one meets it.) Taken at face value it would make s (a stepped-down
+// primary, or a secondary of a primary that died) the source for the
+// majority's new primary, which refuses, and the two would stay apart
+// until an operator discarded one. Against a secondary it stays: sync
+// targets may have recorded it without telling s (their resync goes
+// towards it), and only s can finish theirs.
 func (s Side) voided(other Side) Side {
-	if !s.Alone || s.Primary || !other.Primary {
+	if !s.Uncommitted || s.Primary || !other.Primary || other.NoQuorum {
 		return s
 	}
-	s.Alone = false
+	s.Uncommitted = false
 	return s.settled(other)
 }
 
@@ -164,9 +176,8 @@ func fresh(u uint64) uint64 {
 	return u
 }
 
-// Compare decides what me does on meeting peer. A generation a side took
-// alone as primary and is no longer primary in is void against a primary:
-// it counts as the one before it if the primary does not know it
+// Compare decides what me does on meeting peer. An uncommitted generation
+// on a side that is not primary is void against a primary: it counts as the one before it if the primary does not know it
 // (Side.voided) and that makes the side the sync target. If the answer
 // is a split brain, a tentative generation the other side does not know
 // counts as the one before it and the sides are compared again
@@ -203,7 +214,7 @@ func Compare(me, peer Side, proto Protocol) Result {
 		// takes at the end, and a void one must not spread.
 		r := Compare(vm, vp, proto)
 		if (vm.Current == me.Current || r.Decision.IsTarget()) && (vp.Current == peer.Current || r.Decision.IsSource()) {
-			r.Reason += " (a generation taken alone by a former primary counted as the one before it)"
+			r.Reason += " (an uncommitted generation counted as the one before it)"
 			return r
 		}
 	}

@@ -56,15 +56,16 @@ func TestCompareRules(t *testing.T) {
 		// A primary under quorum took B alone, marking for the absent
 		// peer since A, then lost quorum and stepped down; the majority
 		// promoted that peer, still at A. B holds no acknowledged write.
-		{"generation taken alone by a former primary counts as the one before", Side{Current: B, Bitmap: A, History: []uint64{A}, Tentative: true, Alone: true, ChangedBits: 1}, Side{Current: A, Primary: true}, ProtocolC, TargetBitmap, 2},
+		{"generation taken alone by a former primary counts as the one before", Side{Current: B, Bitmap: A, History: []uint64{A}, Tentative: true, Uncommitted: true, ChangedBits: 1}, Side{Current: A, Primary: true}, ProtocolC, TargetBitmap, 2},
 		{"same without the alone mark: this side is the source", Side{Current: B, Bitmap: A, History: []uint64{A}, Tentative: true, ChangedBits: 1}, Side{Current: A, Primary: true}, ProtocolC, SourceBitmap, 4},
-		{"taken alone, still primary: it counts", Side{Current: B, Bitmap: A, History: []uint64{A}, Tentative: true, Alone: true, Primary: true, ChangedBits: 1}, Side{Current: A}, ProtocolC, SourceBitmap, 4},
-		{"taken alone, known to the peer: it counts", Side{Current: B, History: []uint64{A}, Tentative: true, Alone: true}, Side{Current: C, Bitmap: B, History: []uint64{B, A}, Primary: true}, ProtocolC, TargetBitmap, 3},
-		{"taken alone, against a secondary: it counts (sync targets may be resyncing towards it)", Side{NodeID: 2, Current: B, Bitmap: A, History: []uint64{A}, Tentative: true, Alone: true, ChangedBits: 1}, Side{NodeID: 1, Current: A}, ProtocolC, SourceBitmap, 4},
-		{"taken alone, against a primary it is newer than: it counts (a void generation must not spread)", Side{Current: B, History: []uint64{A, D}, Tentative: true, Alone: true, ChangedBits: 1}, Side{Current: D, Primary: true}, ProtocolC, SourceFull, 5},
-		{"taken alone, after a power cut, against a new primary that also crashed as primary", Side{NodeID: 0, Current: B, Bitmap: A, History: []uint64{A}, Tentative: true, Alone: true, CrashedPrimary: true, ChangedBits: 1}, Side{NodeID: 2, Current: A, CrashedPrimary: true, Primary: true}, ProtocolC, TargetBitmap, 2},
-		{"taken alone by both: a split brain, where both count as the ones before", Side{NodeID: 1, Current: B, Bitmap: A, History: []uint64{A}, Tentative: true, Alone: true, ChangedBits: 1}, Side{NodeID: 2, Current: C, Bitmap: A, History: []uint64{A}, Tentative: true, Alone: true, ChangedBits: 1}, ProtocolC, SourceBitmap, 2},
-		{"taken alone, the majority moved on", Side{Current: B, Bitmap: A, History: []uint64{A}, Tentative: true, Alone: true, ChangedBits: 1}, Side{Current: C, Bitmap: A, History: []uint64{A}, Primary: true}, ProtocolC, TargetBitmap, 3},
+		{"taken alone, still primary: it counts", Side{Current: B, Bitmap: A, History: []uint64{A}, Tentative: true, Uncommitted: true, Primary: true, ChangedBits: 1}, Side{Current: A}, ProtocolC, SourceBitmap, 4},
+		{"taken alone, known to the peer: it counts", Side{Current: B, History: []uint64{A}, Tentative: true, Uncommitted: true}, Side{Current: C, Bitmap: B, History: []uint64{B, A}, Primary: true}, ProtocolC, TargetBitmap, 3},
+		{"taken alone, against a secondary: it counts (sync targets may be resyncing towards it)", Side{NodeID: 2, Current: B, Bitmap: A, History: []uint64{A}, Tentative: true, Uncommitted: true, ChangedBits: 1}, Side{NodeID: 1, Current: A}, ProtocolC, SourceBitmap, 4},
+		{"taken alone, against a primary it is newer than: it counts (a void generation must not spread)", Side{Current: B, History: []uint64{A, D}, Tentative: true, Uncommitted: true, ChangedBits: 1}, Side{Current: D, Primary: true}, ProtocolC, SourceFull, 5},
+		{"taken alone, after a power cut, against a new primary that also crashed as primary", Side{NodeID: 0, Current: B, Bitmap: A, History: []uint64{A}, Tentative: true, Uncommitted: true, CrashedPrimary: true, ChangedBits: 1}, Side{NodeID: 2, Current: A, CrashedPrimary: true, Primary: true}, ProtocolC, TargetBitmap, 2},
+		{"taken alone by both: a split brain, where both count as the ones before", Side{NodeID: 1, Current: B, Bitmap: A, History: []uint64{A}, Tentative: true, Uncommitted: true, ChangedBits: 1}, Side{NodeID: 2, Current: C, Bitmap: A, History: []uint64{A}, Tentative: true, Uncommitted: true, ChangedBits: 1}, ProtocolC, SourceBitmap, 2},
+		{"uncommitted, against a primary without quorum: it counts (a cut-off primary proves nothing)", Side{Current: B, Bitmap: A, History: []uint64{A}, Tentative: true, Uncommitted: true, ChangedBits: 1}, Side{Current: A, Primary: true, NoQuorum: true}, ProtocolC, SourceBitmap, 4},
+		{"taken alone, the majority moved on", Side{Current: B, Bitmap: A, History: []uint64{A}, Tentative: true, Uncommitted: true, ChangedBits: 1}, Side{Current: C, Bitmap: A, History: []uint64{A}, Primary: true}, ProtocolC, TargetBitmap, 3},
 	}
 	for _, c := range cases {
 		got := Compare(c.me, c.peer, c.proto)
@@ -86,12 +87,14 @@ func TestCompareSymmetric(t *testing.T) {
 	pick := func() uint64 { return pool[r.IntN(len(pool))] }
 	side := func(id uint32) Side {
 		s := Side{NodeID: id, Current: pick(), Bitmap: pick(), CrashedPrimary: r.IntN(3) == 0, Primary: r.IntN(3) == 0, ChangedBits: int64(r.IntN(3)), Tentative: r.IntN(3) == 0}
-		s.Alone = s.Tentative && r.IntN(2) == 0
+		s.Uncommitted = s.Tentative && r.IntN(2) == 0
+		s.NoQuorum = s.Primary && r.IntN(3) == 0
 		for i := r.IntN(3); i > 0; i-- {
 			s.History = append(s.History, pick())
 		}
 		return s
 	}
+	voided := 0
 	for i := 0; i < 20000; i++ {
 		a, b := side(1), side(2)
 		if a.Primary && b.Primary {
@@ -103,10 +106,21 @@ func TestCompareSymmetric(t *testing.T) {
 			t.Fatalf("asymmetric: %+v vs %+v (%c): %v/%v (%s | %s)", a, b, proto, x.Decision, y.Decision, x.Reason, y.Reason)
 		}
 		// A void generation is only ever given up, never spread: the side
-		// that took it alone is the target.
-		if strings.Contains(x.Reason, "taken alone by a former primary") && (a.Alone && !a.Primary) != x.Decision.IsTarget() {
-			t.Fatalf("voided: %+v vs %+v (%c): %v (%s); want the side that took its generation alone the target", a, b, proto, x.Decision, x.Reason)
+		// holding it is the target, and only a primary with quorum voids.
+		if strings.Contains(x.Reason, "an uncommitted generation counted as the one before it") {
+			voided++
+			aHolds := a.Uncommitted && !a.Primary
+			voider := b
+			if !aHolds {
+				voider = a
+			}
+			if aHolds != x.Decision.IsTarget() || voider.NoQuorum || !voider.Primary {
+				t.Fatalf("voided: %+v vs %+v (%c): %v (%s); want the side with the uncommitted generation the target of a primary with quorum", a, b, proto, x.Decision, x.Reason)
+			}
 		}
+	}
+	if voided == 0 {
+		t.Fatal("no comparison voided a generation: the check above never ran")
 	}
 }
 

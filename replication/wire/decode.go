@@ -131,7 +131,7 @@ func Decode(f Frame) (Message, error) {
 		}
 		m = h
 	case TypeState:
-		m = &State{Role: r.u8("role"), Disk: r.u8("disk"), Current: r.u64("current"), InSync: r.u32("in-sync set"), Pending: r.bool("pending"), SyncToward: r.u64("sync-toward")}
+		m = &State{Role: r.u8("role"), Disk: r.u8("disk"), Current: r.u64("current"), InSync: r.u32("in-sync set"), Pending: r.bool("pending"), SyncToward: r.u64("sync-toward"), Uncommitted: r.bool("uncommitted")}
 	case TypeWrite:
 		w := &Write{Seq: r.u64("seq"), Offset: r.u64("offset"), FUA: r.bool("fua"), CRC: r.u32("crc"), Applied: r.u64("applied")}
 		if r.err != nil {

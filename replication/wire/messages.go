@@ -53,7 +53,7 @@ type Message interface {
 // Version is the protocol version in Hello.
 // Version 2 added SyncToward; version 3 HelloPending, HelloGraceQuorum
 // and the State each side sends when it decides (a peer counts for quorum
-// from that State on), and State.SyncToward; version 4 HelloAlone.
+// from that State on), and State.SyncToward; version 4 HelloUncommitted.
 const Version uint16 = 4
 
 // Hello flags.
@@ -82,10 +82,12 @@ const (
 	// counting peers its promotion is still handshaking with again: until
 	// they accept it, it may be the stale side of a partition.
 	HelloGraceQuorum
-	// HelloAlone: the sender's tentative current generation is one it
-	// took alone as primary under quorum, and no peer recorded it; no
-	// write in it was acknowledged (uuid.Side.Alone).
-	HelloAlone
+	// HelloUncommitted: the sender's tentative current generation was
+	// started by a primary under quorum that had not seen a majority of
+	// the nodes record it, when the sender last heard (the sender itself,
+	// or the primary it followed); no write in it was acknowledged before
+	// that (uuid.Side.Uncommitted).
+	HelloUncommitted
 )
 
 // Hello opens a volume's connection (after authentication): what each side
@@ -128,6 +130,11 @@ type State struct {
 	// is bringing it to (0 if unknown), as in Hello: a node may become a
 	// sync target after its Hello.
 	SyncToward uint64
+	// Uncommitted, from a primary under quorum: Current has not yet been
+	// recorded by a majority of the nodes (counting the primary), so no
+	// write in it is acknowledged (mesh.go); a peer's copy is tentative
+	// and void against a primary that lacks it (uuid.Side.Uncommitted).
+	Uncommitted bool
 }
 
 // Write carries a replicated application write.
@@ -320,7 +327,8 @@ func (m *State) Append(b []byte) []byte {
 	b = be.AppendUint64(b, m.Current)
 	b = be.AppendUint32(b, m.InSync)
 	b = appendBool(b, m.Pending)
-	return be.AppendUint64(b, m.SyncToward)
+	b = be.AppendUint64(b, m.SyncToward)
+	return appendBool(b, m.Uncommitted)
 }
 
 func appendBool(b []byte, v bool) []byte {

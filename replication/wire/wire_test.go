@@ -15,6 +15,7 @@ func samples() []Message {
 		&State{Role: 1, Disk: 2, Current: 77, InSync: 0b101},
 		&State{Role: 1, Disk: 4, Current: 78, InSync: 0b111, Pending: true},
 		&State{Role: 2, Disk: 1, Current: 79, SyncToward: 0x5eed},
+		&State{Role: 1, Disk: 4, Current: 80, InSync: 0b11, Uncommitted: true},
 		&Write{Seq: 5, Offset: 4096, FUA: true, CRC: Checksum(data), Applied: 3, Data: data},
 		&RecvAck{Seq: 9}, &WriteAck{Seq: 10}, &WriteAck{Seq: 11, Err: "disk failed"},
 		&Flush{Epoch: 3}, &FlushAck{Epoch: 3}, &FlushAck{Epoch: 4, Err: "EIO"},
