@@ -1609,3 +1609,35 @@ func TestResyncEndKeepsSourcesUncommittedMark(t *testing.T) {
 		}
 	}
 }
+
+// TestPromoteRefusedWhileOlderPeerSyncsTowardUnknownData: a peer at a
+// generation this node has moved on from (its history) resyncs towards
+// one this node lacks. Its source took that one after this node's own
+// (the five-node simulation, seed 1795461046868000191: node 2 followed a
+// crashed primary's generation; node 4, promoted later at that same
+// generation, took a new one and resynced nodes 0 and 1 from an older
+// one towards it, acknowledging writes with them; cut off, it left them
+// to a majority with node 2, which was promoted and resynced them away).
+// This node cannot tell that from a branch it superseded: it refuses.
+func TestPromoteRefusedWhileOlderPeerSyncsTowardUnknownData(t *testing.T) {
+	r := rand.New(rand.NewPCG(21, 22))
+	e := newEngine(t, 1, []uint32{0, 2}, 'C', r, nil)
+	must(e.Promote(true))
+	older := e.Status().Current
+	id, _, err := e.StartWrite(0, make([]byte, 4096), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.LocalWriteDone(id, nil)
+	must(e.Demote())
+	if e.Status().Current == older {
+		t.Fatal("setup: a write the absent peers miss kept the generation")
+	}
+	const toward = 0x5eed0000
+	handshake(t, e, 0, func(mine, theirs *wire.Hello) {
+		theirs.Disk, theirs.Current, theirs.History, theirs.SyncToward = uint8(engine.Inconsistent), older, nil, toward
+	})
+	if _, err := e.Promote(false); !errors.Is(err, engine.ErrNotUpToDate) || !strings.Contains(err.Error(), "towards generation 5eed0000") {
+		t.Fatalf("promote: %v; want refused, naming generation 5eed0000", err)
+	}
+}

@@ -101,20 +101,23 @@ func (e *Engine) Promote(force bool) (Output, error) {
 }
 
 // lacksSyncToward returns the generation a connected, Inconsistent peer is
-// resyncing towards when the peer grew from this node's current
-// generation (it is the peer's current, or in the history of a peer
-// current this node does not know) and this node does not have it (0
-// otherwise). The peer's source then wrote data this node lacks, perhaps
-// acknowledged with the peer as its only copy (it gave that primary
-// quorum): promoted, this node would resync the peer from older data and
-// lose it. (A node that has moved on to a generation of its own since was
-// promoted after that source: the peer syncs towards a branch it
-// superseded.)
+// resyncing towards when the peer's resync started from a generation this
+// node has (its current, or one in its history: this node moved on from
+// it), or the peer grew from this node's current (it is in the history of
+// a peer current this node does not know), and this node does not have
+// it (0 otherwise). The peer's source then wrote data this node lacks,
+// perhaps acknowledged with the peer as its only copy (it gave that
+// primary quorum): promoted, this node would resync the peer from older
+// data and lose it. A source that took its generation after this node's
+// own looks the same as a branch this node superseded; only the first is
+// safe to assume (the five-node simulation lost a write when the older
+// peer was exempt). A peer from a generation this node never had is not
+// counted: its resync is no evidence about this node's data.
 func (e *Engine) lacksSyncToward(p *peer) uint64 {
 	if p.conn != Connected || p.hello == nil || p.disk != Inconsistent {
 		return 0
 	}
-	if grew := p.current == e.gen.Current || !e.knows(p.current) && slices.Contains(p.hello.History, e.gen.Current); !grew {
+	if grew := e.knows(p.current) || slices.Contains(p.hello.History, e.gen.Current); !grew {
 		return 0
 	}
 	if g := p.toward; g != 0 && !e.knows(g) {
