@@ -1641,3 +1641,35 @@ func TestPromoteRefusedWhileOlderPeerSyncsTowardUnknownData(t *testing.T) {
 		t.Fatalf("promote: %v; want refused, naming generation 5eed0000", err)
 	}
 }
+
+// TestBothPrimariesCountingAMajorityRetry: a primary with quorum meets
+// another primary whose Hello says it has quorum too. One of the two
+// counts are stale (two majorities share a node, which follows one
+// primary), so the link is retried, not left StandAlone: once the other
+// has lost its quorum it steps down on the next handshake (the five-node
+// simulation, seed 1795461125780911011, left such a link StandAlone).
+func TestBothPrimariesCountingAMajorityRetry(t *testing.T) {
+	r := rand.New(rand.NewPCG(23, 24))
+	e := newEngine(t, 0, []uint32{1, 2}, 'C', r, func(c *engine.Config) { c.Quorum = engine.QuorumMajority })
+	must(e.Promote(true))
+	g0 := e.Status().Current
+	handshake(t, e, 1, func(mine, theirs *wire.Hello) {})
+	must(e.Receive(1, &wire.State{Role: uint8(engine.Secondary), Disk: uint8(engine.UpToDate), Current: g0}))
+	if !e.Quorate() {
+		t.Fatal("setup: no quorum")
+	}
+	o := handshake(t, e, 2, func(mine, theirs *wire.Hello) { theirs.Role = uint8(engine.Primary) })
+	if len(o.Disconnects) != 1 || o.Disconnects[0].StandAlone || e.Role() != engine.Primary {
+		t.Fatalf("primary with quorum meets another claiming quorum: disconnects %+v, role %v; want a retry, still primary", o.Disconnects, e.Role())
+	}
+	e.Disconnected(2, o.Disconnects[0].Reason)
+	if !e.WantsConnection(2) {
+		t.Fatal("node 2 not retried")
+	}
+	o = handshake(t, e, 2, func(mine, theirs *wire.Hello) {
+		theirs.Role, theirs.Flags = uint8(engine.Primary), theirs.Flags|wire.HelloNoQuorum
+	})
+	if len(o.Disconnects) != 0 || e.Role() != engine.Primary {
+		t.Fatalf("the other primary, without quorum now: disconnects %+v, role %v; want to wait for its step-down", o.Disconnects, e.Role())
+	}
+}

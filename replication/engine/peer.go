@@ -397,6 +397,17 @@ func (e *Engine) onHello(o *Output, p *peer, h *wire.Hello) error {
 			o.Disconnects = append(o.Disconnects, Disconnect{Peer: p.id, Reason: "both nodes are primary and neither has quorum: retrying"})
 			return nil
 		}
+		if e.cfg.Quorum != QuorumOff && e.Quorate() && h.Flags&wire.HelloNoQuorum == 0 {
+			// Both count a majority. Two majorities share a node, and a
+			// secondary follows one primary: one side's count is stale
+			// (its Hello was sent before it lost quorum, a link it
+			// counts is broken one way, or its promotion's grace still
+			// counts a peer), and it goes without quorum soon. Refusing
+			// for good would leave this link StandAlone after that (the
+			// five-node simulation found it): try again.
+			o.Disconnects = append(o.Disconnects, Disconnect{Peer: p.id, Reason: "both nodes are primary and both count a majority: retrying until one of them loses it"})
+			return nil
+		}
 		// Refused below, after the comparison: a split brain is reported
 		// as such (divergence, handler).
 	case Role(h.Role) == Primary && e.role != Primary && !e.cfg.AllowTwoPrimaries:
