@@ -957,6 +957,20 @@ func TestGenerationTakenAloneIsVoidAfterStepDown(t *testing.T) {
 	}
 }
 
+// inSyncPrimary makes node 0 (the given peers, quorum majority) primary,
+// with node 1 connected and in sync: it returns node 0's engine and
+// generation.
+func inSyncPrimary(t *testing.T, seed uint64, peers []uint32) (*engine.Engine, uint64) {
+	t.Helper()
+	r := rand.New(rand.NewPCG(seed, seed+1))
+	e := newEngine(t, 0, peers, 'C', r, func(c *engine.Config) { c.Quorum = engine.QuorumMajority })
+	must(e.Promote(true))
+	g0 := e.Status().Current
+	handshake(t, e, 1, func(mine, theirs *wire.Hello) {})
+	must(e.Receive(1, &wire.State{Role: uint8(engine.Secondary), Disk: uint8(engine.UpToDate), Current: g0}))
+	return e, g0
+}
+
 // TestMissedWritesWaitForSyncTargetToRecordGeneration: a write that the
 // peer in sync missed when it left, and that a sync target already
 // acknowledged, completes only once the target says it resyncs towards
@@ -967,12 +981,7 @@ func TestGenerationTakenAloneIsVoidAfterStepDown(t *testing.T) {
 // doubt: as a secondary nothing would release it (found by review).
 func TestMissedWritesWaitForSyncTargetToRecordGeneration(t *testing.T) {
 	for _, then := range []string{"target records", "target leaves", "primary demotes"} {
-		r := rand.New(rand.NewPCG(11, 12))
-		e := newEngine(t, 0, []uint32{1, 2}, 'C', r, func(c *engine.Config) { c.Quorum = engine.QuorumMajority })
-		must(e.Promote(true))
-		g0 := e.Status().Current
-		handshake(t, e, 1, func(mine, theirs *wire.Hello) {})
-		must(e.Receive(1, &wire.State{Role: uint8(engine.Secondary), Disk: uint8(engine.UpToDate), Current: g0}))
+		e, g0 := inSyncPrimary(t, 11, []uint32{1, 2})
 		handshake(t, e, 2, func(mine, theirs *wire.Hello) { theirs.Disk = uint8(engine.Inconsistent) })
 		must(e.Receive(2, &wire.State{Role: uint8(engine.Secondary), Disk: uint8(engine.Inconsistent), Current: g0, SyncToward: g0}))
 		id, o, err := e.StartWrite(0, make([]byte, 4096), false)
@@ -1450,7 +1459,6 @@ func TestHandshakeRefusals(t *testing.T) {
 // could promote node 4 and resync the write away.
 func TestGenerationCommitsOnceEveryMajorityMeetsIt(t *testing.T) {
 	for _, nodes := range []uint32{4, 5} {
-		r := rand.New(rand.NewPCG(15, 16))
 		var peers, targets []uint32
 		for id := uint32(1); id < nodes; id++ {
 			peers = append(peers, id)
@@ -1458,11 +1466,7 @@ func TestGenerationCommitsOnceEveryMajorityMeetsIt(t *testing.T) {
 				targets = append(targets, id)
 			}
 		}
-		e := newEngine(t, 0, peers, 'C', r, func(c *engine.Config) { c.Quorum = engine.QuorumMajority })
-		must(e.Promote(true))
-		g0 := e.Status().Current
-		handshake(t, e, 1, func(mine, theirs *wire.Hello) {})
-		must(e.Receive(1, &wire.State{Role: uint8(engine.Secondary), Disk: uint8(engine.UpToDate), Current: g0}))
+		e, g0 := inSyncPrimary(t, 15, peers)
 		for _, id := range targets {
 			handshake(t, e, id, func(mine, theirs *wire.Hello) { theirs.Disk = uint8(engine.Inconsistent) })
 			must(e.Receive(id, &wire.State{Role: uint8(engine.Secondary), Disk: uint8(engine.Inconsistent), Current: g0, SyncToward: g0}))
@@ -1649,12 +1653,7 @@ func TestPromoteRefusedWhileOlderPeerSyncsTowardUnknownData(t *testing.T) {
 // has lost its quorum it steps down on the next handshake (the five-node
 // simulation, seed 1795461125780911011, left such a link StandAlone).
 func TestBothPrimariesCountingAMajorityRetry(t *testing.T) {
-	r := rand.New(rand.NewPCG(23, 24))
-	e := newEngine(t, 0, []uint32{1, 2}, 'C', r, func(c *engine.Config) { c.Quorum = engine.QuorumMajority })
-	must(e.Promote(true))
-	g0 := e.Status().Current
-	handshake(t, e, 1, func(mine, theirs *wire.Hello) {})
-	must(e.Receive(1, &wire.State{Role: uint8(engine.Secondary), Disk: uint8(engine.UpToDate), Current: g0}))
+	e, _ := inSyncPrimary(t, 23, []uint32{1, 2})
 	if !e.Quorate() {
 		t.Fatal("setup: no quorum")
 	}
