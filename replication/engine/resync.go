@@ -115,7 +115,7 @@ func (e *Engine) ResyncRead(peerID uint32, link uint64, off int64, data []byte, 
 		o.Sends = append(o.Sends, Send{p.id, &wire.Digest{Kind: wire.DigestResync, Offset: uint64(off), Length: uint32(len(data)), Sums: e.sums(data)}})
 	default:
 		delete(p.rs.dataRanges, off)
-		o.Sends = append(o.Sends, Send{p.id, &wire.ResyncData{Offset: uint64(off), CRC: wire.Checksum(data), Data: data}})
+		o.Sends = append(o.Sends, Send{p.id, &wire.ResyncData{Offset: uint64(off), CRC: wire.Checksum(data), Lagging: e.lagging(p, off, int64(len(data))), Data: data}})
 	}
 	return o
 }
@@ -190,9 +190,36 @@ func (e *Engine) onResyncData(o *Output, p *peer, d *wire.ResyncData) error {
 	}
 	if e.multi() {
 		e.markForOthers(p, int64(d.Offset), int64(len(d.Data)))
+		for _, q := range e.order {
+			if q != p && d.Lagging&bit(q.id) != 0 {
+				e.store.MarkOutOfSync(q.slot, int64(d.Offset), int64(len(d.Data)))
+			}
+		}
 	}
 	o.Applies = append(o.Applies, Apply{Peer: p.id, Link: p.link, Kind: ApplyResync, Offset: int64(d.Offset), Data: d.Data})
 	return nil
+}
+
+// lagging is the set of peers in sync with this primary, other than the
+// sync target p, that have not yet written a write inside [off, off+n)
+// (wire.ResyncData.Lagging): the resync data may hold it, and should this
+// node fail before they write it, the target and they would differ there
+// with no mark on either side (the five-node simulation found that).
+func (e *Engine) lagging(p *peer, off, n int64) uint32 {
+	if !e.multi() {
+		return 0
+	}
+	in := e.inSyncMask()
+	var m uint32
+	for _, q := range e.order {
+		if q == p || in&bit(q.id) == 0 {
+			continue
+		}
+		if slices.ContainsFunc(q.tl, func(t tlEntry) bool { return t.off < off+n && off < t.off+t.n }) {
+			m |= bit(q.id)
+		}
+	}
+	return m
 }
 
 func (e *Engine) onSyncDone(o *Output, p *peer, d *wire.SyncDone) error {

@@ -169,7 +169,7 @@ func Decode(f Frame) (Message, error) {
 		}
 		m = bm
 	case TypeResyncData:
-		d := &ResyncData{Offset: r.u64("offset"), CRC: r.u32("crc")}
+		d := &ResyncData{Offset: r.u64("offset"), CRC: r.u32("crc"), Lagging: r.u32("lagging set")}
 		if r.err != nil {
 			return nil, r.err
 		}

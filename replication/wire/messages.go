@@ -53,8 +53,11 @@ type Message interface {
 // Version is the protocol version in Hello.
 // Version 2 added SyncToward; version 3 HelloPending, HelloGraceQuorum
 // and the State each side sends when it decides (a peer counts for quorum
-// from that State on), and State.SyncToward; version 4 HelloUncommitted.
-const Version uint16 = 4
+// from that State on), and State.SyncToward; version 4 HelloAlone (now
+// HelloUncommitted); version 5 State.Uncommitted (a generation commits
+// once enough nodes recorded it that every majority meets one) and
+// ResyncData.Lagging.
+const Version uint16 = 5
 
 // Hello flags.
 const (
@@ -83,8 +86,8 @@ const (
 	// they accept it, it may be the stale side of a partition.
 	HelloGraceQuorum
 	// HelloUncommitted: the sender's tentative current generation was
-	// started by a primary under quorum that had not seen a majority of
-	// the nodes record it, when the sender last heard (the sender itself,
+	// started by a primary under quorum that had not seen enough nodes
+	// record it (engine commitSize), when the sender last heard (the sender itself,
 	// or the primary it followed); no write in it was acknowledged before
 	// that (uuid.Side.Uncommitted).
 	HelloUncommitted
@@ -194,7 +197,12 @@ type Bitmap struct {
 type ResyncData struct {
 	Offset uint64
 	CRC    uint32
-	Data   []byte
+	// Lagging is the set of nodes (bit = node id) in the source's
+	// in-sync set that had not yet written a write inside this range
+	// when the source sent it: they may lack what the data holds, and
+	// the target marks the range for them.
+	Lagging uint32
+	Data    []byte
 }
 
 // ResyncAck: the target wrote (or, for checksum resync, found equal) a range.
@@ -397,7 +405,7 @@ const ResyncFixed = 8 + 4
 
 // AppendFixed appends the part of a ResyncData before the data.
 func (m *ResyncData) AppendFixed(b []byte) []byte {
-	return be.AppendUint32(be.AppendUint64(b, m.Offset), m.CRC)
+	return be.AppendUint32(be.AppendUint32(be.AppendUint64(b, m.Offset), m.CRC), m.Lagging)
 }
 
 func (m *ResyncData) Append(b []byte) []byte { return append(m.AppendFixed(b), m.Data...) }

@@ -21,6 +21,7 @@ func samples() []Message {
 		&Flush{Epoch: 3}, &FlushAck{Epoch: 3}, &FlushAck{Epoch: 4, Err: "EIO"},
 		&Bitmap{StartWord: 100, Last: true, Words: []uint64{0, 1, ^uint64(0)}},
 		&ResyncData{Offset: 1 << 20, CRC: Checksum(data), Data: data},
+		&ResyncData{Offset: 2 << 20, CRC: Checksum(data), Lagging: 0b10010, Data: data},
 		&ResyncAck{Offset: 1 << 20, Length: 4096}, &SyncDone{Current: 0x1234, History: []uint64{9, 8}},
 		&OutOfSync{Node: 2, Ranges: []Range{{0, 4096}, {1 << 30, 1 << 20}}}, &Confirmed{Seq: 77},
 		&Digest{Kind: DigestVerify, Offset: 8192, Length: 8192, Sums: bytes.Repeat([]byte{7}, 2*SumSize)},
