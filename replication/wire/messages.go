@@ -401,7 +401,7 @@ func (m *Bitmap) Append(b []byte) []byte {
 }
 
 // ResyncFixed is the length of a ResyncData payload before its data.
-const ResyncFixed = 8 + 4
+const ResyncFixed = 8 + 4 + 4
 
 // AppendFixed appends the part of a ResyncData before the data.
 func (m *ResyncData) AppendFixed(b []byte) []byte {

@@ -137,3 +137,11 @@ func TestBadFrames(t *testing.T) {
 		}
 	}
 }
+
+// TestResyncFixed: ResyncFixed is the length of what AppendFixed writes
+// (the integration test's framing allowance counts on it).
+func TestResyncFixed(t *testing.T) {
+	if n := len((&ResyncData{}).AppendFixed(nil)); n != ResyncFixed {
+		t.Fatalf("ResyncData fixed part is %d bytes, ResyncFixed says %d", n, ResyncFixed)
+	}
+}
