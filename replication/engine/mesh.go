@@ -86,7 +86,7 @@ func (e *Engine) markForOthers(p *peer, off, n int64) {
 
 // followPrimary handles a primary's State: this node follows its new
 // generation (tentatively while the primary has not taken it, pending, or
-// not seen a majority record it, uncommitted) and forgets what it marked
+// not seen enough nodes record it, uncommitted) and forgets what it marked
 // for peers now in sync with both, if this node is in sync with it.
 func (e *Engine) followPrimary(o *Output, p *peer, mask uint32, current uint64, pending, uncommitted bool) {
 	p.inSync, p.inSyncKnown = mask, true
@@ -322,7 +322,7 @@ func (e *Engine) rotateForAbsent(o *Output) error {
 	e.newGeneration(e.freshUUID())
 	// With quorum, no peer in sync took it first: the peers giving this
 	// node its quorum are sync targets, and none knows it yet. It is
-	// uncommitted until a majority records it (commitIfRecorded), and
+	// uncommitted until enough nodes record it (commitIfRecorded), and
 	// writes in it complete only then (startModify holds them). Should
 	// this node die first, what it holds in it nobody acknowledged, and
 	// against a node the majority moved on with it counts as the
@@ -404,7 +404,7 @@ func (e *Engine) newGenerationUnconfirmed() bool {
 // tentativePrimary: this node is a primary under quorum whose generation
 // is not committed yet: writes in it wait. (A secondary that took a
 // primary's announced generation tentatively under quorum keeps the mark
-// when promoted, and its writes wait for a majority too; one that took it
+// when promoted, and its writes wait for the record too; one that took it
 // from a primary without quorum keeps only the tentative mark, for the
 // comparison, and its writes do not wait.)
 func (e *Engine) tentativePrimary() bool {
@@ -412,8 +412,9 @@ func (e *Engine) tentativePrimary() bool {
 }
 
 // uncommittedPrimary: this node is a primary under quorum whose announced
-// generation is not committed (pending, or taken and not recorded by a
-// majority): its peers' copies stay tentative and void (State.Uncommitted).
+// generation is not committed (pending, or taken and not yet recorded by
+// enough nodes): its peers' copies stay tentative and void
+// (State.Uncommitted).
 func (e *Engine) uncommittedPrimary() bool {
 	return e.role == Primary && e.cfg.Quorum != QuorumOff && (e.pendingGen != nil || e.gen.Uncommitted)
 }
@@ -462,7 +463,7 @@ func (e *Engine) maybeCommitGeneration(o *Output, force bool) {
 		return
 	}
 	e.newGeneration(g.uuid)
-	// Taken; under quorum committed once a majority records it (the
+	// Taken; under quorum committed once enough nodes record it (the
 	// peers that took it may be fewer), and the writes held for it wait
 	// until then.
 	e.gen.Tentative = e.cfg.Quorum != QuorumOff
@@ -491,7 +492,7 @@ func (e *Engine) releaseHeld(o *Output, dropped bool) {
 	for _, w := range held {
 		w.heldForGen = false
 		if dropped && w.inDoubt == nil {
-			w.inDoubt = fmt.Errorf("%w: no peer took or recorded the new generation this write belongs to (a peer that left missed it, or it came while the generation was not yet recorded by a majority): the data may be lost at failover", ErrNoQuorum)
+			w.inDoubt = fmt.Errorf("%w: no peer took or recorded the new generation this write belongs to (a peer that left missed it, or it came while the generation was not yet recorded by enough nodes): the data may be lost at failover", ErrNoQuorum)
 		}
 		e.maybeCompleteWrite(o, w)
 	}

@@ -32,7 +32,8 @@ type peer struct {
 	// Hello or State said.
 	current, toward uint64
 	// uncommitted: the peer, a primary, said its current generation is
-	// not yet recorded by a majority (State.Uncommitted, HelloUncommitted).
+	// not yet recorded by enough nodes (commitSize; State.Uncommitted,
+	// HelloUncommitted).
 	uncommitted bool
 	// doneRecv: this node, its sync target, received its SyncDone;
 	// doneLater holds the generations it took since, oldest first, as

@@ -18,15 +18,14 @@ type Generation struct {
 	CrashedPrimary bool
 	// Tentative: Current was taken from a primary that had not yet
 	// confirmed it (it may have died with the old one), or, on a primary,
-	// not yet recorded by enough nodes (a majority under quorum:
-	// commitIfRecorded); compared as the previous generation against a
-	// node that does not know it.
+	// not yet recorded by enough nodes (commitIfRecorded); compared as the
+	// previous generation against a node that does not know it.
 	Tentative bool
-	// Uncommitted: Current is tentative under quorum: a majority had not
-	// recorded it when this node last heard from its primary (or, as
-	// primary, knew). Writes in it wait for that majority; once this node
-	// is not primary it is void against a primary that does not know it
-	// (uuid.Side.Uncommitted). Cleared with Tentative, and by a promotion
+	// Uncommitted: Current is tentative under quorum: not enough nodes
+	// (commitSize) had recorded it when this node last heard from its
+	// primary (or, as primary, knew). Writes in it wait for that record;
+	// once this node is not primary it is void against a primary with
+	// quorum that does not know it (uuid.Side.Uncommitted). Cleared with Tentative, and by a promotion
 	// without quorum (writes then do not wait).
 	Uncommitted bool
 	// SyncToward, while not Consistent, is the generation of the source

@@ -79,12 +79,12 @@ func (e *Engine) startModify(off, n int64, msg func(*peer) wire.Message) (uint64
 	e.overtakeIncoming(off, n)
 	e.nextID++
 	// A write in a generation not yet committed (announced, or taken
-	// and not yet recorded by a majority under quorum) completes once
+	// and not yet recorded by enough nodes under quorum) completes once
 	// it is (commitIfRecorded): a peer may acknowledge it without
 	// recording the generation (one that just finished its resync at
 	// the generation before and is not in the in-sync set yet ignores
 	// the announcement), and peers that did record it may be fewer than
-	// a majority.
+	// commitSize.
 	w := &write{id: e.nextID, off: off, n: n, heldForGen: e.uncommittedPrimary()}
 	for _, id := range e.cfg.Peers {
 		if e.peers[id].replicating() {

@@ -95,12 +95,12 @@ type Side struct {
 	// it with yet; History[0] is the generation before.
 	Tentative bool
 	// Uncommitted: Current is tentative because its primary, under
-	// quorum, had not seen a majority of the nodes record it when this
-	// node last heard (this node itself as primary, or the primary it
-	// followed or resynced from). Writes in it wait for that majority
-	// (a promotion without quorum clears the mark), so none was
-	// acknowledged while it holds: on a node that is not primary it is
-	// void against a primary (Side.voided).
+	// quorum, had not seen enough nodes record it (so many that every
+	// majority meets one) when this node last heard: this node itself as
+	// primary, or the primary it followed or resynced from. Writes in it
+	// wait for that record (a promotion without quorum clears the mark),
+	// so none was acknowledged while it holds: on a node that is not
+	// primary it is void against a primary with quorum (Side.voided).
 	Uncommitted bool
 }
 
@@ -133,7 +133,8 @@ func (s Side) settled(other Side) Side {
 // the record). A primary without quorum proves nothing: it may be a
 // cut-off one while the majority's primary commits the generation. (One
 // still in its promotion's grace was promoted with quorum: it does; the
-// majority's new primary usually is, when a stepped-down one meets it.) Taken at face value it would make s (a stepped-down
+// majority's new primary usually is, when a stepped-down one meets it.)
+// Taken at face value the generation would make s (a stepped-down
 // primary, or a secondary of a primary that died) the source for the
 // majority's new primary, which refuses, and the two would stay apart
 // until an operator discarded one. Against a secondary it stays: sync
@@ -177,7 +178,8 @@ func fresh(u uint64) uint64 {
 }
 
 // Compare decides what me does on meeting peer. An uncommitted generation
-// on a side that is not primary is void against a primary: it counts as the one before it if the primary does not know it
+// on a side that is not primary is void against a primary with quorum:
+// it counts as the one before it if the primary does not know it
 // (Side.voided) and that makes the side the sync target. If the answer
 // is a split brain, a tentative generation the other side does not know
 // counts as the one before it and the sides are compared again

@@ -134,9 +134,10 @@ type State struct {
 	// sync target after its Hello.
 	SyncToward uint64
 	// Uncommitted, from a primary under quorum: Current has not yet been
-	// recorded by a majority of the nodes (counting the primary), so no
-	// write in it is acknowledged (mesh.go); a peer's copy is tentative
-	// and void against a primary that lacks it (uuid.Side.Uncommitted).
+	// recorded by enough nodes (so many, the primary included, that every
+	// majority meets one), so no write in it is acknowledged (mesh.go); a
+	// peer's copy is tentative and void against a primary with quorum
+	// that lacks it (uuid.Side.Uncommitted).
 	Uncommitted bool
 }
 
