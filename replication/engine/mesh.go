@@ -74,10 +74,12 @@ func (e *Engine) maybeAnnounce(o *Output) {
 }
 
 // markForOthers marks [off, off+n), received from p, for every other peer
-// that p (a primary) did not say is in sync with it.
-func (e *Engine) markForOthers(p *peer, off, n int64) {
+// that p (a primary) did not say is in sync with it, and for those in
+// lagging (in sync, but p said they may not hold this data yet:
+// wire.ResyncData.Lagging).
+func (e *Engine) markForOthers(p *peer, off, n int64, lagging uint32) {
 	for _, q := range e.order {
-		if q == p || (p.inSyncKnown && p.inSync&bit(q.id) != 0) {
+		if q == p || (p.inSyncKnown && p.inSync&bit(q.id) != 0 && lagging&bit(q.id) == 0) {
 			continue
 		}
 		e.store.MarkOutOfSync(q.slot, off, n)
@@ -416,7 +418,7 @@ func (e *Engine) tentativePrimary() bool {
 // enough nodes): its peers' copies stay tentative and void
 // (State.Uncommitted).
 func (e *Engine) uncommittedPrimary() bool {
-	return e.role == Primary && e.cfg.Quorum != QuorumOff && (e.pendingGen != nil || e.gen.Uncommitted)
+	return e.role == Primary && e.cfg.Quorum != QuorumOff && e.newGenerationUnconfirmed()
 }
 
 // pendingGen is a generation announced to the in-sync peers and not yet

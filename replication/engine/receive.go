@@ -98,7 +98,7 @@ func (e *Engine) onWrite(o *Output, p *peer, w *wire.Write) error {
 func (e *Engine) received(p *peer, seq uint64, off, n int64, stamp uint64) {
 	e.noteIncoming(p, seq, off, n, stamp)
 	if e.multi() {
-		e.markForOthers(p, off, n)
+		e.markForOthers(p, off, n, 0)
 		e.noteUnconfirmed(p, seq, off, n)
 	}
 }

@@ -189,12 +189,7 @@ func (e *Engine) onResyncData(o *Output, p *peer, d *wire.ResyncData) error {
 		return fmt.Errorf("%w: resync data [%d, +%d) outside the volume", ErrProtocol, d.Offset, len(d.Data))
 	}
 	if e.multi() {
-		e.markForOthers(p, int64(d.Offset), int64(len(d.Data)))
-		for _, q := range e.order {
-			if q != p && d.Lagging&bit(q.id) != 0 {
-				e.store.MarkOutOfSync(q.slot, int64(d.Offset), int64(len(d.Data)))
-			}
-		}
+		e.markForOthers(p, int64(d.Offset), int64(len(d.Data)), d.Lagging)
 	}
 	o.Applies = append(o.Applies, Apply{Peer: p.id, Link: p.link, Kind: ApplyResync, Offset: int64(d.Offset), Data: d.Data})
 	return nil
