@@ -15,15 +15,17 @@ func (v *Volume) Generation() engine.Generation {
 	defer v.mu.Unlock()
 	sb := &v.mu.sb
 	g := engine.Generation{
-		Current:        sb.CurrentUUID,
-		Consistent:     sb.Flags&meta.FlagConsistent != 0,
-		UpToDate:       sb.Flags&meta.FlagWasUpToDate != 0,
-		Primary:        sb.Flags&meta.FlagPrimary != 0,
-		CrashedPrimary: sb.Flags&meta.FlagCrashedPrimary != 0,
-		Tentative:      sb.Flags&meta.FlagTentativeGeneration != 0,
-		Uncommitted:    sb.Flags&meta.FlagUncommittedGeneration != 0,
-		SyncToward:     sb.SyncTowardUUID,
-		LostQuorum:     sb.Flags&meta.FlagPrimaryLostQuorum != 0,
+		Current:          sb.CurrentUUID,
+		Consistent:       sb.Flags&meta.FlagConsistent != 0,
+		UpToDate:         sb.Flags&meta.FlagWasUpToDate != 0,
+		Primary:          sb.Flags&meta.FlagPrimary != 0,
+		CrashedPrimary:   sb.Flags&meta.FlagCrashedPrimary != 0,
+		CrashedSecondary: sb.Flags&meta.FlagCrashedSecondary != 0,
+		Tentative:        sb.Flags&meta.FlagTentativeGeneration != 0,
+		Uncommitted:      sb.Flags&meta.FlagUncommittedGeneration != 0,
+		Pending:          sb.Flags&meta.FlagPendingGeneration != 0,
+		SyncToward:       sb.SyncTowardUUID,
+		LostQuorum:       sb.Flags&meta.FlagPrimaryLostQuorum != 0,
 	}
 	for _, h := range sb.History {
 		if h != 0 {
@@ -62,8 +64,10 @@ func (v *Volume) SetGeneration(g engine.Generation) error {
 	setFlag(meta.FlagWasUpToDate, g.UpToDate)
 	setFlag(meta.FlagPrimary, g.Primary)
 	setFlag(meta.FlagCrashedPrimary, g.CrashedPrimary)
+	setFlag(meta.FlagCrashedSecondary, g.CrashedSecondary)
 	setFlag(meta.FlagTentativeGeneration, g.Tentative)
 	setFlag(meta.FlagUncommittedGeneration, g.Uncommitted)
+	setFlag(meta.FlagPendingGeneration, g.Pending)
 	setFlag(meta.FlagPrimaryLostQuorum, g.LostQuorum)
 	for s, slot := range g.Slots {
 		if s >= v.layout.Geometry.MaxPeers {

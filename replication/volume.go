@@ -145,6 +145,8 @@ func Attach(name string, devs Devices, opts AttachOptions) (*Volume, AttachRepor
 		if sb.Flags&meta.FlagPrimary != 0 {
 			rep.CrashedPrimary = true
 			v.mu.sb.Flags |= meta.FlagCrashedPrimary
+		} else if rep.ALReplayed > 0 {
+			v.mu.sb.Flags |= meta.FlagCrashedSecondary
 		}
 		log.Info("volume was not detached cleanly; activity-log extents marked out of sync",
 			"volume", name, "extents", rep.ALReplayed, "crashed_primary", rep.CrashedPrimary)
@@ -360,7 +362,7 @@ func (v *Volume) Close() error {
 		// has run (the engine clears it); without, there is nobody to
 		// resync with and a clean shutdown ends it.
 		if !v.hasPeersLocked() {
-			v.mu.sb.Flags &^= meta.FlagCrashedPrimary
+			v.mu.sb.Flags &^= meta.FlagCrashedPrimary | meta.FlagCrashedSecondary
 		}
 		v.mu.Unlock()
 		if err := v.writeSuperblock(); err != nil {

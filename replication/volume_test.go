@@ -361,3 +361,33 @@ func TestReadOnlyAttachWritesNothing(t *testing.T) {
 		t.Fatal("the crash was forgotten after a read-only attach")
 	}
 }
+
+// TestCrashWhileSecondaryIsFlagged: a volume that loses power while
+// secondary, with writes in its activity log, comes back flagged as a
+// crashed secondary (its replayed blocks may be older than its peers'),
+// not as a crashed primary; one that crashed as primary is not flagged
+// as a crashed secondary.
+func TestCrashWhileSecondaryIsFlagged(t *testing.T) {
+	for _, primary := range []bool{false, true} {
+		d := disk.NewCrash(96 << 20)
+		v := newVolume(t, d, CreateOptions{Standalone: true})
+		if _, err := v.AssignPeerSlot(1); err != nil {
+			t.Fatal(err)
+		}
+		if err := v.SetPrimary(primary); err != nil {
+			t.Fatal(err)
+		}
+		if err := v.WriteAt(ctx, bytes.Repeat([]byte{7}, 4096), 0, false); err != nil {
+			t.Fatal(err)
+		}
+		v2, rep, err := Attach("v", Devices{Data: d.CrashClone(disk.RandomKeep(testenv.Rand(t)))}, AttachOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		g := v2.Generation()
+		v2.Close()
+		if rep.ALReplayed == 0 || rep.CrashedPrimary != primary || g.CrashedPrimary != primary || g.CrashedSecondary == primary {
+			t.Fatalf("crashed as primary %v: replayed %d, crashed primary %v/%v, crashed secondary %v", primary, rep.ALReplayed, rep.CrashedPrimary, g.CrashedPrimary, g.CrashedSecondary)
+		}
+	}
+}

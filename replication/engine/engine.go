@@ -289,7 +289,7 @@ func (g Generation) next(u uint64, absent uint32) Generation {
 		}
 	}
 	n.History = pushHistory(g.History, g.Current)
-	n.Current, n.Tentative, n.Uncommitted = u, false, false
+	n.Current, n.Tentative, n.Uncommitted, n.Pending = u, false, false, false
 	return n
 }
 

@@ -100,8 +100,8 @@ func (e *Engine) followPrimary(o *Output, p *peer, mask uint32, current uint64, 
 		e.gen = e.gen.next(current, e.peerMask()&^mask&^bit(p.id))
 		changed = true
 	}
-	if tentative := pending || uncommitted; e.gen.Tentative != tentative || e.gen.Uncommitted != uncommitted {
-		e.gen.Tentative, e.gen.Uncommitted = tentative, uncommitted
+	if tentative := pending || uncommitted; e.gen.Tentative != tentative || e.gen.Uncommitted != uncommitted || e.gen.Pending != pending {
+		e.gen.Tentative, e.gen.Uncommitted, e.gen.Pending = tentative, uncommitted, pending
 		changed = true
 	}
 	for _, q := range e.order {
@@ -357,12 +357,15 @@ func (e *Engine) rotateForAbsent(o *Output) error {
 // enough, as a primary alone writes anyway.
 
 // recorded reports whether enough nodes recorded this node's current
-// generation to commit it: the peers connected now that have it, or
-// resync towards it, as their latest Hello or State said.
+// generation to commit it: the peers connected now that have it as taken
+// (a peer that heard it only announced, pending, holds the data of the
+// one before it, and may have left before this node took it: it
+// records nothing), or resync towards it, as their latest Hello or State
+// said.
 func (e *Engine) recorded() bool {
 	n := 1
 	for _, p := range e.order {
-		if p.conn == Connected && p.disk != Failed && (p.current == e.gen.Current || p.toward == e.gen.Current) {
+		if p.conn == Connected && p.disk != Failed && (p.current == e.gen.Current && !p.pending || p.toward == e.gen.Current) {
 			n++
 		}
 	}
@@ -386,7 +389,7 @@ func (e *Engine) commitIfRecorded(o *Output) {
 	if e.role != Primary || !e.gen.Tentative || !e.recorded() {
 		return
 	}
-	e.gen.Tentative, e.gen.Uncommitted = false, false
+	e.gen.Tentative, e.gen.Uncommitted, e.gen.Pending = false, false, false
 	if err := e.persist(); err != nil {
 		e.diskFailed(o, err)
 		return

@@ -35,6 +35,11 @@ type peer struct {
 	// not yet recorded by enough nodes (commitSize; State.Uncommitted,
 	// HelloUncommitted).
 	uncommitted bool
+	// pending: the peer's current generation is one its primary had
+	// announced and not yet taken when the peer last heard from it (or
+	// the peer is that primary): the peer holds the data of the one
+	// before it (State.Pending, HelloPending).
+	pending bool
 	// doneRecv: this node, its sync target, received its SyncDone;
 	// doneLater holds the generations it took since, oldest first, as
 	// recorded from its States while the SyncDone was being applied
@@ -74,8 +79,9 @@ type peer struct {
 	// said, as the peer does.
 	sentHello *wire.Hello
 	// pausedSameGen: a paused resync between nodes of the same
-	// generation, neither a crashed primary: either may be promoted and
-	// become the source.
+	// generation, neither a crashed primary, both knowing it taken or
+	// both only announced, both or neither a crashed secondary: either
+	// may be promoted and become the source.
 	pausedSameGen bool
 
 	// link counts connections, so results of work started on an earlier
@@ -142,6 +148,9 @@ func (e *Engine) hello(p *peer) *wire.Hello {
 	if e.gen.CrashedPrimary {
 		h.Flags |= wire.HelloCrashedPrimary
 	}
+	if e.gen.CrashedSecondary {
+		h.Flags |= wire.HelloCrashedSecondary
+	}
 	if s.PrimaryBeforeSplit {
 		h.Flags |= wire.HelloPrimaryBeforeSplit
 	}
@@ -168,7 +177,7 @@ func (e *Engine) hello(p *peer) *wire.Hello {
 	if g.LostQuorum {
 		h.Flags |= wire.HelloLostQuorum
 	}
-	if e.pendingGen != nil {
+	if e.pendingGen != nil || g.Pending {
 		h.Flags |= wire.HelloPending
 	}
 	return h
@@ -178,7 +187,7 @@ func (e *Engine) resetLink(p *peer) {
 	p.link++
 	p.repl, p.role, p.disk = ReplOff, RoleUnknown, DUnknown
 	p.helloSent, p.hello, p.decision, p.decided, p.confirmed, p.bmSent, p.bmRecv = false, nil, 0, false, false, false, false
-	p.current, p.toward, p.uncommitted = 0, 0, false
+	p.current, p.toward, p.uncommitted, p.pending = 0, 0, false, false
 	p.doneRecv, p.doneLater = false, nil
 	p.seq, p.sent, p.recvAck, p.writeAck, p.rxSeq, p.appliedSeq = 0, 0, 0, 0, 0, 0
 	p.incoming, p.unconfirmed, p.sentGids = nil, nil, nil
@@ -353,6 +362,16 @@ func (e *Engine) stepDown(o *Output, p *peer, why string) bool {
 	return true
 }
 
+// side is what a Hello says for the generation comparison.
+func side(h *wire.Hello) uuid.Side {
+	return uuid.Side{
+		NodeID: h.NodeID, Current: h.Current, Bitmap: h.Bitmap, History: h.History,
+		CrashedPrimary: h.Flags&wire.HelloCrashedPrimary != 0, Primary: Role(h.Role) == Primary, NoQuorum: h.Flags&wire.HelloNoQuorum != 0,
+		ChangedBits: h.ChangedBits, Tentative: h.Flags&wire.HelloTentative != 0, Uncommitted: h.Flags&wire.HelloUncommitted != 0,
+		Pending: h.Flags&wire.HelloPending != 0, CrashedSecondary: h.Flags&wire.HelloCrashedSecondary != 0,
+	}
+}
+
 // onHello decides what to do when the peer's Hello arrives.
 func (e *Engine) onHello(o *Output, p *peer, h *wire.Hello) error {
 	if p.hello != nil {
@@ -360,7 +379,7 @@ func (e *Engine) onHello(o *Output, p *peer, h *wire.Hello) error {
 	}
 	p.hello = h
 	p.role, p.disk = Role(h.Role), DiskState(h.Disk)
-	p.current, p.toward, p.uncommitted = h.Current, h.SyncToward, h.Flags&wire.HelloUncommitted != 0
+	p.current, p.toward, p.uncommitted, p.pending = h.Current, h.SyncToward, h.Flags&wire.HelloUncommitted != 0, h.Flags&wire.HelloPending != 0
 	switch {
 	case h.Version != wire.Version:
 		e.refuse(o, p, fmt.Sprintf("peer speaks protocol version %d, this node %d", h.Version, wire.Version))
@@ -393,8 +412,22 @@ func (e *Engine) onHello(o *Output, p *peer, h *wire.Hello) error {
 			return nil
 		}
 		if e.cfg.Quorum != QuorumOff && !e.Quorate() && h.Flags&wire.HelloNoQuorum != 0 {
-			// Neither can write; one of them may regain quorum (a new
-			// primary re-handshakes its peers): try again later.
+			// Neither can write. Each may keep the other from regaining
+			// quorum (a secondary follows one primary: with four nodes
+			// split two and two, each primary holds one follower for
+			// good), so one steps down, the same one on both sides: the
+			// one whose data the comparison makes the target, or with
+			// equal data the higher node id. The other retries; once the
+			// secondaries compare again, a primary can be had with
+			// quorum. (A split brain still waits: stepping down would
+			// discard this side's data.)
+			if p.sentHello != nil {
+				r := uuid.Compare(side(p.sentHello), side(h), uuid.Protocol(p.proto))
+				yield := r.Decision.IsTarget() || r.Decision == uuid.NoSync && e.cfg.NodeID > p.id
+				if yield && e.stepDown(o, p, fmt.Sprintf("no quorum, and node %d is primary without quorum too (%s)", p.id, r.Reason)) {
+					return nil
+				}
+			}
 			o.Disconnects = append(o.Disconnects, Disconnect{Peer: p.id, Reason: "both nodes are primary and neither has quorum: retrying"})
 			return nil
 		}
@@ -436,16 +469,7 @@ func (e *Engine) onHello(o *Output, p *peer, h *wire.Hello) error {
 		o.Disconnects = append(o.Disconnects, Disconnect{Peer: p.id, Reason: "this node's state changed during the handshake: starting over"})
 		return nil
 	}
-	me := uuid.Side{
-		NodeID: e.cfg.NodeID, Current: sent.Current, Bitmap: sent.Bitmap, History: sent.History,
-		CrashedPrimary: sent.Flags&wire.HelloCrashedPrimary != 0, Primary: Role(sent.Role) == Primary, NoQuorum: sent.Flags&wire.HelloNoQuorum != 0,
-		ChangedBits: sent.ChangedBits, Tentative: sent.Flags&wire.HelloTentative != 0, Uncommitted: sent.Flags&wire.HelloUncommitted != 0,
-	}
-	them := uuid.Side{
-		NodeID: h.NodeID, Current: h.Current, Bitmap: h.Bitmap, History: h.History,
-		CrashedPrimary: h.Flags&wire.HelloCrashedPrimary != 0, Primary: Role(h.Role) == Primary, NoQuorum: h.Flags&wire.HelloNoQuorum != 0, ChangedBits: h.ChangedBits,
-		Tentative: h.Flags&wire.HelloTentative != 0, Uncommitted: h.Flags&wire.HelloUncommitted != 0,
-	}
+	me, them := side(sent), side(h)
 	r := uuid.Compare(me, them, uuid.Protocol(p.proto))
 	d := r.Decision
 	why := fmt.Sprintf("rule %d: %s", r.Rule, r.Reason)
@@ -463,13 +487,16 @@ func (e *Engine) onHello(o *Output, p *peer, h *wire.Hello) error {
 		// generation was dropped; a primary with quorum is the majority's.
 		// One whose quorum counts peers it is still handshaking with after
 		// its promotion is not yet: promoted while the target followed
-		// another primary, it may be the stale side.)
+		// another primary, it may be the stale side. A generation whose
+		// holder is itself resyncing towards the source's line is
+		// superseded and does not count.)
 		target, source, toward := h.NodeID, sent, h.SyncToward
 		if myDisk == Inconsistent {
 			target, source, toward = e.cfg.NodeID, h, sent.SyncToward
 		}
+		sourceHas := func(u uint64) bool { return u == source.Current || slices.Contains(source.History, u) }
 		if toward != 0 && Role(source.Role) == Primary && source.Flags&(wire.HelloNoQuorum|wire.HelloGraceQuorum) != 0 &&
-			toward != source.Current && !slices.Contains(source.History, toward) {
+			!sourceHas(toward) && !e.superseded(toward, sourceHas) {
 			why := fmt.Sprintf("node %d is Inconsistent, mid-resync towards generation %x, which node %d does not have", target, toward, source.NodeID)
 			if target == p.id && e.role == Primary && e.cfg.Quorum != QuorumOff && !e.quorateWithoutGrace() && e.stepDown(o, p, "no quorum of its own and "+why) {
 				return nil
@@ -550,7 +577,7 @@ func (e *Engine) onHello(o *Output, p *peer, h *wire.Hello) error {
 		// the same roles in the Hellos and reach mirrored decisions.
 		old := p.repl
 		p.repl = pick(d.IsTarget(), PausedSyncT, PausedSyncS)
-		p.pausedSameGen = r.Rule == 2 && !me.CrashedPrimary && !them.CrashedPrimary
+		p.pausedSameGen = r.Rule == 2 && !me.CrashedPrimary && !them.CrashedPrimary && me.Pending == them.Pending && me.CrashedSecondary == them.CrashedSecondary
 		e.peerEvent(o, p, "replication", old.String(), p.repl.String(), why+"; neither node is primary: the resync waits for a promotion")
 		return nil
 	}

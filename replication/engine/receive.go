@@ -127,7 +127,7 @@ func (e *Engine) onZero(o *Output, p *peer, z *wire.Zero) error {
 func (e *Engine) onState(o *Output, p *peer, s *wire.State) {
 	oldRole, oldDisk := p.role, p.disk
 	p.role, p.disk = Role(s.Role), DiskState(s.Disk)
-	p.current, p.toward, p.uncommitted = s.Current, s.SyncToward, s.Uncommitted
+	p.current, p.toward, p.uncommitted, p.pending = s.Current, s.SyncToward, s.Uncommitted, s.Pending
 	e.peerEvent(o, p, "peer-role", oldRole.String(), p.role.String(), "")
 	e.peerEvent(o, p, "peer-disk", oldDisk.String(), p.disk.String(), "")
 	if p.role == Primary && e.role == Primary && !e.cfg.AllowTwoPrimaries {

@@ -190,6 +190,16 @@ func (e *Engine) onResyncData(o *Output, p *peer, d *wire.ResyncData) error {
 	}
 	if e.multi() {
 		e.markForOthers(p, int64(d.Offset), int64(len(d.Data)), d.Lagging)
+		if d.Lagging != 0 {
+			// Once this node is in sync, the primary's next State
+			// clears those marks (followPrimary) while the lagging peers
+			// may still not have written it. Keep the block like a write
+			// the primary has not confirmed: the next write it sends here
+			// is newer than the lagging ones, so its confirmation covers
+			// them, and losing the primary first marks the block again
+			// (primaryLost).
+			e.noteUnconfirmed(p, p.rxSeq+1, int64(d.Offset), int64(len(d.Data)))
+		}
 	}
 	o.Applies = append(o.Applies, Apply{Peer: p.id, Link: p.link, Kind: ApplyResync, Offset: int64(d.Offset), Data: d.Data})
 	return nil
@@ -261,8 +271,8 @@ func (e *Engine) adoptGeneration(o *Output, p *peer, current uint64, history []u
 	// latest State said so) has acknowledged no write in it: the copy is
 	// tentative and void like an in-sync peer's (followPrimary).
 	uncommitted := p.role == Primary && p.uncommitted && p.current == current
-	e.gen.Current, e.gen.Tentative, e.gen.Uncommitted = current, uncommitted, uncommitted
-	e.gen.Consistent, e.gen.UpToDate, e.gen.CrashedPrimary, e.gen.SyncToward, e.gen.LostQuorum = true, true, false, 0, false
+	e.gen.Current, e.gen.Tentative, e.gen.Uncommitted, e.gen.Pending = current, uncommitted, uncommitted, false
+	e.gen.Consistent, e.gen.UpToDate, e.gen.CrashedPrimary, e.gen.CrashedSecondary, e.gen.SyncToward, e.gen.LostQuorum = true, true, false, false, 0, false
 	if p.role == Primary {
 		// Resynced from a primary: a step-down's discard is done.
 		for _, q := range e.order {

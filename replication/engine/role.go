@@ -53,6 +53,14 @@ func (e *Engine) Promote(force bool) (Output, error) {
 	// (a promotion makes this node's data the one that counts: whatever
 	// it lost as an earlier primary no longer marks it)
 	e.gen.Primary, e.gen.LostQuorum = true, false
+	// A generation this node heard only announced is its own now: its
+	// writes and the resyncs it sources are in it. (A peer holding it as
+	// taken, with writes of the old primary, would have made this node
+	// its paused sync target and refused this promotion.)
+	e.gen.Pending = false
+	// Promoted, its data is the reference: a crash as secondary before no
+	// longer makes it a resync target.
+	e.gen.CrashedSecondary = false
 	if e.cfg.Quorum == QuorumOff {
 		// Without quorum writes do not wait for a generation to be
 		// recorded by a majority (tentativePrimary): from the first one
@@ -62,7 +70,7 @@ func (e *Engine) Promote(force bool) (Output, error) {
 	if forced {
 		e.gen.Consistent, e.gen.UpToDate, e.gen.SyncToward = true, true, 0
 		e.gen.History = pushHistory(e.gen.History, e.gen.Current)
-		e.gen.Current, e.gen.Tentative, e.gen.Uncommitted = e.freshUUID(), false, false
+		e.gen.Current, e.gen.Tentative, e.gen.Uncommitted, e.gen.Pending = e.freshUUID(), false, false, false
 		for _, p := range e.order {
 			if p.conn == Connected {
 				o.Disconnects = append(o.Disconnects, Disconnect{Peer: p.id, Reason: "forced promotion started a new generation; reconnecting to resync"})
@@ -112,7 +120,12 @@ func (e *Engine) Promote(force bool) (Output, error) {
 // own looks the same as a branch this node superseded; only the first is
 // safe to assume (the five-node simulation lost a write when the older
 // peer was exempt). A peer from a generation this node never had is not
-// counted: its resync is no evidence about this node's data.
+// counted: its resync is no evidence about this node's data. Nor does this
+// node have a current generation it knows only as announced (Pending): its
+// primary may have taken it after this node left and resynced the peer
+// with writes this node never saw (the five-node simulation lost a write
+// that way, seed 1795468207615324514). A generation superseded in
+// this node's favour does not count (superseded).
 func (e *Engine) lacksSyncToward(p *peer) uint64 {
 	if p.conn != Connected || p.hello == nil || p.disk != Inconsistent {
 		return 0
@@ -120,10 +133,33 @@ func (e *Engine) lacksSyncToward(p *peer) uint64 {
 	if grew := e.knows(p.current) || slices.Contains(p.hello.History, e.gen.Current); !grew {
 		return 0
 	}
-	if g := p.toward; g != 0 && !e.knows(g) {
+	if g := p.toward; g != 0 && !e.has(g) && !e.superseded(g, e.has) {
 		return g
 	}
 	return 0
+}
+
+// has reports whether this node holds the data of generation u: its
+// current (unless known only as announced: Pending) or one it moved on
+// from.
+func (e *Engine) has(u uint64) bool {
+	return e.knows(u) && !(u == e.gen.Current && e.gen.Pending)
+}
+
+// superseded reports that a connected node holding g as its current
+// generation is itself resyncing towards one of a line of data (has: this
+// node's, or a handshake source's): the handshake that made it a target
+// already judged g expendable against that line (g was tentative or
+// uncommitted there, or a split-brain policy or an operator discarded
+// it). A resync towards g elsewhere is then no evidence of data that line
+// must keep (the default simulation, seed 1795469323295058372: a crashed
+// primary's uncommitted generation, which it was itself giving up to
+// another primary's, blocked every promotion and resync through its own
+// earlier sync target).
+func (e *Engine) superseded(g uint64, has func(uint64) bool) bool {
+	return slices.ContainsFunc(e.order, func(q *peer) bool {
+		return q.conn == Connected && q.hello != nil && q.disk == Inconsistent && q.current == g && q.toward != 0 && has(q.toward)
+	})
 }
 
 // knows reports whether u is this node's current generation or one of
@@ -191,7 +227,7 @@ func (e *Engine) state() *wire.State {
 	if e.role == Primary {
 		mask = e.inSyncMask()
 	}
-	s := &wire.State{Role: uint8(e.role), Disk: uint8(e.Disk()), Current: e.announcedCurrent(), InSync: mask, Pending: e.pendingGen != nil, Uncommitted: e.uncommittedPrimary()}
+	s := &wire.State{Role: uint8(e.role), Disk: uint8(e.Disk()), Current: e.announcedCurrent(), InSync: mask, Pending: e.pendingGen != nil || e.gen.Pending, Uncommitted: e.uncommittedPrimary()}
 	if !e.gen.Consistent {
 		s.SyncToward = e.gen.SyncToward
 	}

@@ -16,6 +16,11 @@ type Generation struct {
 	Primary bool
 	// CrashedPrimary: the last run ended in a crash while primary.
 	CrashedPrimary bool
+	// CrashedSecondary: a run ended in a crash while secondary, and the
+	// activity-log replay marked blocks whose data here may be older
+	// than the peers' (acknowledged writes lost with a volatile cache);
+	// cleared by a resync as target or a promotion.
+	CrashedSecondary bool
 	// Tentative: Current was taken from a primary that had not yet
 	// confirmed it (it may have died with the old one), or, on a primary,
 	// not yet recorded by enough nodes (commitIfRecorded); compared as the
@@ -28,6 +33,12 @@ type Generation struct {
 	// quorum that does not know it (uuid.Side.Uncommitted). Cleared with Tentative, and by a promotion
 	// without quorum (writes then do not wait).
 	Uncommitted bool
+	// Pending: Current is tentative because its primary had announced it
+	// and not yet taken it when this node last heard from it (State.Pending).
+	// The primary may have taken it only after this node left, and then
+	// written in it what this node lacks: against a peer resyncing
+	// towards it, this node does not count as having it (lacksSyncToward).
+	Pending bool
 	// SyncToward, while not Consistent, is the generation of the source
 	// of the resync that made the data Inconsistent: what the resync was
 	// bringing it to (0: unknown). Only a node with that generation, or a

@@ -128,7 +128,11 @@ func (e *Engine) onDigestReply(o *Output, p *peer, r *wire.DigestReply) error {
 		for i := 0; i < blocks; i++ {
 			off := int64(r.Offset) + int64(i)*g
 			n := min(g, int64(r.Offset)+int64(r.Length)-off)
-			if r.Unequal[i/64]&(1<<(i%64)) != 0 {
+			// A block equal on both sides still goes as data when an
+			// in-sync peer has not written a write inside it yet: only
+			// resync data tells the target to keep it for that peer
+			// (ResyncData.Lagging).
+			if r.Unequal[i/64]&(1<<(i%64)) != 0 || e.lagging(p, off, n) != 0 {
 				p.rs.needData = append(p.rs.needData, span{off, n})
 			} else {
 				e.store.ClearInSync(p.slot, off, n)

@@ -55,9 +55,17 @@ const (
 	// recorded by a majority of the nodes under quorum, as last known (no
 	// write in it was acknowledged before that).
 	FlagUncommittedGeneration
+	// FlagPendingGeneration: the tentative generation was announced by a
+	// primary that had not taken it yet, as last known.
+	FlagPendingGeneration
+	// FlagCrashedSecondary: it was secondary and not detached cleanly, and
+	// has not resynced as a target since: the activity-log replay marked
+	// blocks whose data here may be older than its peers' (writes it
+	// acknowledged may have been lost with a volatile cache).
+	FlagCrashedSecondary
 )
 
-var flagNames = []string{"consistent", "was-up-to-date", "primary", "crashed-primary", "al-clean", "primary-lost-quorum", "have-quorum", "tentative-generation", "uncommitted-generation"}
+var flagNames = []string{"consistent", "was-up-to-date", "primary", "crashed-primary", "al-clean", "primary-lost-quorum", "have-quorum", "tentative-generation", "uncommitted-generation", "pending-generation", "crashed-secondary"}
 
 // Names lists the flags that are set.
 func (f Flags) Names() []string {

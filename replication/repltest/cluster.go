@@ -400,9 +400,14 @@ func (n *Node) generation() string {
 	if g.SyncToward != 0 {
 		s += fmt.Sprintf(" towards %x", g.SyncToward&0xffff)
 	}
-	if g.Uncommitted {
+	switch {
+	case g.Pending && g.Uncommitted:
+		s += " (tentative, uncommitted, announced)"
+	case g.Pending:
+		s += " (tentative, announced)"
+	case g.Uncommitted:
 		s += " (tentative, uncommitted)"
-	} else if g.Tentative {
+	case g.Tentative:
 		s += " (tentative)"
 	}
 	for _, sl := range g.Slots {

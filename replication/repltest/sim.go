@@ -7,10 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"os"
 	"slices"
 
 	"github.com/replicad/replicad/replication/disk"
 	"github.com/replicad/replicad/replication/engine"
+	"github.com/replicad/replicad/replication/wire"
 )
 
 // Step performs one randomly chosen step. It returns an error when a
@@ -181,11 +183,22 @@ func (c *Cluster) deliver() {
 	c.deliverOn(k)
 }
 
+// traceControl logs the control messages each node receives (Hello,
+// State, SyncDone, OutOfSync, Confirmed) with a failure's log: set
+// REPLICAD_SIM_TRACE=1 when replaying a seed.
+var traceControl = os.Getenv("REPLICAD_SIM_TRACE") != ""
+
 func (c *Cluster) deliverOn(k [2]uint32) {
 	l := c.links[k]
 	m := l.queue[0]
 	l.queue = l.queue[1:]
 	to := c.Nodes[k[1]]
+	if traceControl {
+		switch m.(type) {
+		case *wire.Hello, *wire.State, *wire.SyncDone, *wire.OutOfSync, *wire.Confirmed:
+			c.logf("node %d <- %d: %T %+v", to.ID, k[0], m, m)
+		}
+	}
 	o, err := to.Eng.Receive(k[0], m)
 	if err != nil {
 		c.logf("node %d: protocol error from %d: %v", to.ID, k[0], err)

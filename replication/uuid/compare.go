@@ -102,6 +102,16 @@ type Side struct {
 	// so none was acknowledged while it holds: on a node that is not
 	// primary it is void against a primary with quorum (Side.voided).
 	Uncommitted bool
+	// Pending: Current is a generation that a primary (this node itself,
+	// or the one it followed) had announced and not taken when this node
+	// last heard. The node received no write in it (the primary sends
+	// those after saying it took it): its data is that of History[0].
+	Pending bool
+	// CrashedSecondary: this node crashed while secondary and has not
+	// resynced as a target since: its activity-log replay marked blocks
+	// whose data may be older than its peers' (acknowledged writes lost
+	// with a volatile cache).
+	CrashedSecondary bool
 }
 
 // knows reports whether u is one of s's generations.
@@ -119,7 +129,7 @@ func (s Side) settled(other Side) Side {
 	if !s.Tentative || len(s.History) == 0 || other.knows(s.Current) {
 		return s
 	}
-	s.Current, s.History, s.Tentative = s.History[0], s.History[1:], false
+	s.Current, s.History, s.Tentative, s.Pending = s.History[0], s.History[1:], false, false
 	return s
 }
 
@@ -189,7 +199,11 @@ func fresh(u uint64) uint64 {
 //
 //  1. Both just created: no sync. One just created: it is the full-sync
 //     target.
-//  2. Equal current UUIDs: with exactly one crashed primary, under protocol
+//  2. Equal current UUIDs: with blocks marked and one side that knows the
+//     generation only as announced (Pending), the other side, which knows
+//     it taken and may hold writes in it or held for it, is the bitmap
+//     source (even a crashed primary: the announced copy holds none of
+//     its writes in it). Otherwise, with exactly one crashed primary, under protocol
 //     A or B the crashed primary is the bitmap source (its activity log may
 //     hold acknowledged writes the peer never got); under protocol C the
 //     survivor is the source (no acknowledged write is only on the crashed
@@ -198,6 +212,8 @@ func fresh(u uint64) uint64 {
 //     primaries: the one promoted since, else the lower node id is the
 //     source.
 //     Otherwise leftover bits (from an activity-log replay) are synced from
+//     the side that did not crash while secondary (its replayed blocks
+//     may have lost acknowledged writes with a volatile cache), else from
 //     the primary, else from the lower node id; with no bits, no sync.
 //  3. The peer's bitmap UUID for me is my current UUID: the peer changed
 //     data since we were in sync; I am the bitmap target.
@@ -246,7 +262,12 @@ func compare(me, peer Side, proto Protocol) Result {
 	}
 	// Rule 2.
 	if mc == pc {
+		bits := me.ChangedBits != 0 || peer.ChangedBits != 0
 		switch {
+		case me.Pending && !peer.Pending && bits:
+			return Result{TargetBitmap, 2, "equal generations with marked blocks; this side knows it only as announced, the peer as taken (it may hold writes in it): the peer is the source"}
+		case peer.Pending && !me.Pending && bits:
+			return Result{SourceBitmap, 2, "equal generations with marked blocks; the peer knows it only as announced, this side as taken (it may hold writes in it): this side is the source"}
 		case me.CrashedPrimary && !peer.CrashedPrimary:
 			if proto == ProtocolC {
 				return Result{TargetBitmap, 2, "equal generations; this side crashed while primary; protocol C: the survivor is the source"}
@@ -275,6 +296,10 @@ func compare(me, peer Side, proto Protocol) Result {
 			return Result{TargetBitmap, 2, "equal generations; both crashed while primary; the lower node id is the source"}
 		case me.ChangedBits == 0 && peer.ChangedBits == 0:
 			return Result{NoSync, 2, "equal generations, no blocks marked"}
+		case me.CrashedSecondary && !peer.CrashedSecondary && !peer.Primary:
+			return Result{TargetBitmap, 2, "equal generations with leftover marked blocks; this side crashed while secondary (its marked blocks may be older): the peer is the source"}
+		case peer.CrashedSecondary && !me.CrashedSecondary && !me.Primary:
+			return Result{SourceBitmap, 2, "equal generations with leftover marked blocks; the peer crashed while secondary (its marked blocks may be older): this side is the source"}
 		case me.Primary && !peer.Primary:
 			return Result{SourceBitmap, 2, "equal generations with leftover marked blocks; the primary is the source"}
 		case peer.Primary && !me.Primary:

@@ -65,6 +65,18 @@ func TestCompareRules(t *testing.T) {
 		{"taken alone, after a power cut, against a new primary that also crashed as primary", Side{NodeID: 0, Current: B, Bitmap: A, History: []uint64{A}, Tentative: true, Uncommitted: true, CrashedPrimary: true, ChangedBits: 1}, Side{NodeID: 2, Current: A, CrashedPrimary: true, Primary: true}, ProtocolC, TargetBitmap, 2},
 		{"taken alone by both: a split brain, where both count as the ones before", Side{NodeID: 1, Current: B, Bitmap: A, History: []uint64{A}, Tentative: true, Uncommitted: true, ChangedBits: 1}, Side{NodeID: 2, Current: C, Bitmap: A, History: []uint64{A}, Tentative: true, Uncommitted: true, ChangedBits: 1}, ProtocolC, SourceBitmap, 2},
 		{"uncommitted, against a primary without quorum: it counts (a cut-off primary proves nothing)", Side{Current: B, Bitmap: A, History: []uint64{A}, Tentative: true, Uncommitted: true, ChangedBits: 1}, Side{Current: A, Primary: true, NoQuorum: true}, ProtocolC, SourceBitmap, 4},
+		// Two secondaries after their primary was cut off: it announced
+		// B; node 1 heard only that, node 2 also heard it taken and
+		// holds writes node 1 lacks (marked), held for B.
+		{"equal, leftover bits, known only as announced: the side that knows it taken is the source", Side{NodeID: 1, Current: B, History: []uint64{A}, Tentative: true, Uncommitted: true, Pending: true}, Side{NodeID: 2, Current: B, History: []uint64{A}, Tentative: true, Uncommitted: true, ChangedBits: 1}, ProtocolC, TargetBitmap, 2},
+		{"same, both only announced: the lower node id", Side{NodeID: 1, Current: B, History: []uint64{A}, Tentative: true, Pending: true}, Side{NodeID: 2, Current: B, History: []uint64{A}, Tentative: true, Pending: true, ChangedBits: 1}, ProtocolC, SourceBitmap, 2},
+		{"known only as announced, against the crashed primary that took it, protocol C: the crashed primary is the source", Side{NodeID: 1, Current: B, History: []uint64{A}, Tentative: true, Pending: true, ChangedBits: 1}, Side{NodeID: 0, Current: B, History: []uint64{A}, CrashedPrimary: true, ChangedBits: 1}, ProtocolC, TargetBitmap, 2},
+		// Node 1 lost power while secondary: writes it acknowledged may
+		// be gone from its replayed blocks, which node 2 holds.
+		{"equal, leftover bits, this side crashed while secondary: the peer is the source", Side{NodeID: 1, Current: A, CrashedSecondary: true, ChangedBits: 5}, Side{NodeID: 2, Current: A}, ProtocolC, TargetBitmap, 2},
+		{"equal, leftover bits, both crashed while secondary: the lower node id", Side{NodeID: 1, Current: A, CrashedSecondary: true, ChangedBits: 5}, Side{NodeID: 2, Current: A, CrashedSecondary: true}, ProtocolC, SourceBitmap, 2},
+		{"equal, a primary against a crashed secondary: the primary", Side{NodeID: 2, Current: A, ChangedBits: 5, Primary: true}, Side{NodeID: 1, Current: A, CrashedSecondary: true}, ProtocolC, SourceBitmap, 2},
+		{"known only as announced, no bits: no sync", Side{NodeID: 1, Current: B, History: []uint64{A}, Tentative: true, Pending: true}, Side{NodeID: 2, Current: B, History: []uint64{A}}, ProtocolC, NoSync, 2},
 		{"taken alone, the majority moved on", Side{Current: B, Bitmap: A, History: []uint64{A}, Tentative: true, Uncommitted: true, ChangedBits: 1}, Side{Current: C, Bitmap: A, History: []uint64{A}, Primary: true}, ProtocolC, TargetBitmap, 3},
 	}
 	for _, c := range cases {
@@ -88,6 +100,8 @@ func TestCompareSymmetric(t *testing.T) {
 	side := func(id uint32) Side {
 		s := Side{NodeID: id, Current: pick(), Bitmap: pick(), CrashedPrimary: r.IntN(3) == 0, Primary: r.IntN(3) == 0, ChangedBits: int64(r.IntN(3)), Tentative: r.IntN(3) == 0}
 		s.Uncommitted = s.Tentative && r.IntN(2) == 0
+		s.Pending = s.Tentative && r.IntN(2) == 0
+		s.CrashedSecondary = !s.Primary && !s.CrashedPrimary && r.IntN(3) == 0
 		s.NoQuorum = s.Primary && r.IntN(3) == 0
 		for i := r.IntN(3); i > 0; i-- {
 			s.History = append(s.History, pick())

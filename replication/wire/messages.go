@@ -56,8 +56,10 @@ type Message interface {
 // from that State on), and State.SyncToward; version 4 HelloAlone (now
 // HelloUncommitted); version 5 State.Uncommitted (a generation commits
 // once enough nodes recorded it that every majority meets one) and
-// ResyncData.Lagging.
-const Version uint16 = 5
+// ResyncData.Lagging; version 6 HelloPending and State.Pending from
+// secondaries too (a copy known only as announced records nothing) and
+// HelloCrashedSecondary.
+const Version uint16 = 6
 
 // Hello flags.
 const (
@@ -77,9 +79,10 @@ const (
 	// HelloLostQuorum: the sender lost quorum while primary and has not
 	// resynced from a peer since (a split brain is resolved against it).
 	HelloLostQuorum
-	// HelloPending: the sender is a primary, and the current generation
-	// in this Hello is one it announced and has not taken yet
-	// (State.Pending); the previous one is History[0].
+	// HelloPending: the current generation in this Hello is one a primary
+	// announced and had not taken yet (State.Pending): the sender is that
+	// primary, or a secondary that had not heard it taken when it last
+	// heard from it. The sender's data is that of History[0].
 	HelloPending
 	// HelloGraceQuorum: the sender is a primary that has quorum only by
 	// counting peers its promotion is still handshaking with again: until
@@ -91,6 +94,10 @@ const (
 	// or the primary it followed); no write in it was acknowledged before
 	// that (uuid.Side.Uncommitted).
 	HelloUncommitted
+	// HelloCrashedSecondary: the sender crashed while secondary and has
+	// not resynced as a target since: its marked blocks may hold older
+	// data than the peer's (uuid.Side.CrashedSecondary).
+	HelloCrashedSecondary
 )
 
 // Hello opens a volume's connection (after authentication): what each side
@@ -127,7 +134,9 @@ type State struct {
 	InSync uint32
 	// Pending, from a primary: Current is a new generation its in-sync
 	// peers take before it does (mesh.go); a peer's copy stays tentative
-	// until a State without Pending.
+	// until a State without Pending. From a secondary: it holds Current
+	// only as announced (it has not heard its primary take it), which
+	// does not count as recording it (engine recorded).
 	Pending bool
 	// SyncToward, from an Inconsistent node, is the generation its resync
 	// is bringing it to (0 if unknown), as in Hello: a node may become a
