@@ -145,7 +145,10 @@ func Attach(name string, devs Devices, opts AttachOptions) (*Volume, AttachRepor
 		if sb.Flags&meta.FlagPrimary != 0 {
 			rep.CrashedPrimary = true
 			v.mu.sb.Flags |= meta.FlagCrashedPrimary
-		} else if rep.ALReplayed > 0 {
+		} else if rep.ALReplayed > 0 && sb.Flags&meta.FlagCrashedPrimary == 0 {
+			// (A crashed primary that crashed again as secondary before
+			// resyncing stays a crashed primary: its log may still hold
+			// writes it acknowledged that its peers never got.)
 			v.mu.sb.Flags |= meta.FlagCrashedSecondary
 		}
 		log.Info("volume was not detached cleanly; activity-log extents marked out of sync",

@@ -390,4 +390,37 @@ func TestCrashWhileSecondaryIsFlagged(t *testing.T) {
 			t.Fatalf("crashed as primary %v: replayed %d, crashed primary %v/%v, crashed secondary %v", primary, rep.ALReplayed, rep.CrashedPrimary, g.CrashedPrimary, g.CrashedSecondary)
 		}
 	}
+	// A crashed primary that crashes again as secondary, not resynced in
+	// between, stays a crashed primary only.
+	d := disk.NewCrash(96 << 20)
+	v := newVolume(t, d, CreateOptions{Standalone: true})
+	if _, err := v.AssignPeerSlot(1); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.SetPrimary(true); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.WriteAt(ctx, bytes.Repeat([]byte{7}, 4096), 0, false); err != nil {
+		t.Fatal(err)
+	}
+	d2 := d.CrashClone(disk.RandomKeep(testenv.Rand(t)))
+	v2, _, err := Attach("v", Devices{Data: d2}, AttachOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := v2.SetPrimary(false); err != nil {
+		t.Fatal(err)
+	}
+	if err := v2.WriteAt(ctx, bytes.Repeat([]byte{8}, 4096), 0, false); err != nil {
+		t.Fatal(err)
+	}
+	v3, _, err := Attach("v", Devices{Data: d2.CrashClone(disk.RandomKeep(testenv.Rand(t)))}, AttachOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := v3.Generation()
+	v3.Close()
+	if !g.CrashedPrimary || g.CrashedSecondary {
+		t.Fatalf("crashed as primary, then as secondary: crashed primary %v, crashed secondary %v; want a crashed primary only", g.CrashedPrimary, g.CrashedSecondary)
+	}
 }

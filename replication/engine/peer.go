@@ -577,7 +577,7 @@ func (e *Engine) onHello(o *Output, p *peer, h *wire.Hello) error {
 		// the same roles in the Hellos and reach mirrored decisions.
 		old := p.repl
 		p.repl = pick(d.IsTarget(), PausedSyncT, PausedSyncS)
-		p.pausedSameGen = r.Rule == 2 && !me.CrashedPrimary && !them.CrashedPrimary && me.Pending == them.Pending && me.CrashedSecondary == them.CrashedSecondary
+		p.pausedSameGen = r.Rule == 2 && !me.CrashedPrimary && !them.CrashedPrimary && me.Pending == them.Pending && me.SecondaryCrashed() == them.SecondaryCrashed()
 		e.peerEvent(o, p, "replication", old.String(), p.repl.String(), why+"; neither node is primary: the resync waits for a promotion")
 		return nil
 	}

@@ -141,6 +141,9 @@ type clientWrite struct {
 	id      uint64
 	acked   bool
 	ackedAt int // step
+	// with: the nodes Established with the node that acknowledged it,
+	// at that step (bit = node id): only they promise to hold it.
+	with uint32
 }
 
 // Node is one simulated node.
@@ -340,6 +343,11 @@ func (n *Node) exec(o engine.Output) {
 		case !w.flush:
 			h := &c.history[w.block][w.index]
 			h.acked, h.ackedAt = true, c.step
+			for k := range c.establishedAt {
+				if k[1] == n.ID {
+					h.with |= 1 << k[0]
+				}
+			}
 			c.Stats.Acked++
 			c.logf("node %d: write #%d to block %d acknowledged", n.ID, c.history[w.block][w.index].id, w.block)
 		}

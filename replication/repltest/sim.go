@@ -645,13 +645,15 @@ func (c *Cluster) switchover(p *Node) error {
 // primary (from step since) is on n, or a write issued after it is. (A
 // write acknowledged while the primary ran without n may be lost if the
 // primary then lost power before a flush: protocol C promises the peer's
-// copy, and there was none.)
+// copy, and there was none. Nor does n promise a write another node
+// acknowledged while n was not Established with it: a cut-off primary
+// completing a protocol A write it had sent before its links broke.)
 func (c *Cluster) checkAcked(n *Node, since int) error {
 	for _, b := range slices.Sorted(maps.Keys(c.history)) {
 		hs := c.history[b]
 		last := -1
 		for i, h := range hs {
-			if h.acked && h.ackedAt >= since {
+			if h.acked && h.ackedAt >= since && h.with&(1<<n.ID) != 0 {
 				last = i
 			}
 		}

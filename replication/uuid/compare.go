@@ -114,6 +114,10 @@ type Side struct {
 	CrashedSecondary bool
 }
 
+// SecondaryCrashed: s crashed as secondary, and not as primary before
+// (that one counts as a crashed primary).
+func (s Side) SecondaryCrashed() bool { return s.CrashedSecondary && !s.CrashedPrimary }
+
 // knows reports whether u is one of s's generations.
 func (s Side) knows(u uint64) bool {
 	return mask(s.Current) == mask(u) || s.Bitmap == u || slices.Contains(s.History, u)
@@ -203,7 +207,8 @@ func fresh(u uint64) uint64 {
 //     generation only as announced (Pending), the other side, which knows
 //     it taken and may hold writes in it or held for it, is the bitmap
 //     source (even a crashed primary: the announced copy holds none of
-//     its writes in it). Otherwise, with exactly one crashed primary, under protocol
+//     its writes in it). Otherwise, with exactly one crashed primary and
+//     a peer that did not crash as secondary either, under protocol
 //     A or B the crashed primary is the bitmap source (its activity log may
 //     hold acknowledged writes the peer never got); under protocol C the
 //     survivor is the source (no acknowledged write is only on the crashed
@@ -213,8 +218,10 @@ func fresh(u uint64) uint64 {
 //     source.
 //     Otherwise leftover bits (from an activity-log replay) are synced from
 //     the side that did not crash while secondary (its replayed blocks
-//     may have lost acknowledged writes with a volatile cache), else from
-//     the primary, else from the lower node id; with no bits, no sync.
+//     may have lost acknowledged writes with a volatile cache; a crashed
+//     primary is no survivor against it, so it is the source there), else
+//     from the primary, else from the lower node id; with no bits, no
+//     sync.
 //  3. The peer's bitmap UUID for me is my current UUID: the peer changed
 //     data since we were in sync; I am the bitmap target.
 //  4. My bitmap UUID for the peer is its current UUID: I am the bitmap source.
@@ -268,7 +275,7 @@ func compare(me, peer Side, proto Protocol) Result {
 			return Result{TargetBitmap, 2, "equal generations with marked blocks; this side knows it only as announced, the peer as taken (it may hold writes in it): the peer is the source"}
 		case peer.Pending && !me.Pending && bits:
 			return Result{SourceBitmap, 2, "equal generations with marked blocks; the peer knows it only as announced, this side as taken (it may hold writes in it): this side is the source"}
-		case me.CrashedPrimary && !peer.CrashedPrimary:
+		case me.CrashedPrimary && !peer.CrashedPrimary && !peer.SecondaryCrashed():
 			if proto == ProtocolC {
 				return Result{TargetBitmap, 2, "equal generations; this side crashed while primary; protocol C: the survivor is the source"}
 			}
@@ -276,7 +283,7 @@ func compare(me, peer Side, proto Protocol) Result {
 				return Result{TargetBitmap, 2, "equal generations; this side crashed while primary; protocol A/B, but the survivor was promoted since: it is the source"}
 			}
 			return Result{SourceBitmap, 2, "equal generations; this side crashed while primary; protocol A/B: the crashed primary is the source"}
-		case peer.CrashedPrimary && !me.CrashedPrimary:
+		case peer.CrashedPrimary && !me.CrashedPrimary && !me.SecondaryCrashed():
 			if proto == ProtocolC {
 				return Result{SourceBitmap, 2, "equal generations; the peer crashed while primary; protocol C: the survivor is the source"}
 			}
@@ -296,9 +303,9 @@ func compare(me, peer Side, proto Protocol) Result {
 			return Result{TargetBitmap, 2, "equal generations; both crashed while primary; the lower node id is the source"}
 		case me.ChangedBits == 0 && peer.ChangedBits == 0:
 			return Result{NoSync, 2, "equal generations, no blocks marked"}
-		case me.CrashedSecondary && !peer.CrashedSecondary && !peer.Primary:
+		case me.SecondaryCrashed() && !peer.SecondaryCrashed() && !peer.Primary:
 			return Result{TargetBitmap, 2, "equal generations with leftover marked blocks; this side crashed while secondary (its marked blocks may be older): the peer is the source"}
-		case peer.CrashedSecondary && !me.CrashedSecondary && !me.Primary:
+		case peer.SecondaryCrashed() && !me.SecondaryCrashed() && !me.Primary:
 			return Result{SourceBitmap, 2, "equal generations with leftover marked blocks; the peer crashed while secondary (its marked blocks may be older): this side is the source"}
 		case me.Primary && !peer.Primary:
 			return Result{SourceBitmap, 2, "equal generations with leftover marked blocks; the primary is the source"}

@@ -75,6 +75,12 @@ func TestCompareRules(t *testing.T) {
 		// be gone from its replayed blocks, which node 2 holds.
 		{"equal, leftover bits, this side crashed while secondary: the peer is the source", Side{NodeID: 1, Current: A, CrashedSecondary: true, ChangedBits: 5}, Side{NodeID: 2, Current: A}, ProtocolC, TargetBitmap, 2},
 		{"equal, leftover bits, both crashed while secondary: the lower node id", Side{NodeID: 1, Current: A, CrashedSecondary: true, ChangedBits: 5}, Side{NodeID: 2, Current: A, CrashedSecondary: true}, ProtocolC, SourceBitmap, 2},
+		// Both lost power: the secondary is no survivor that holds the
+		// crashed primary's acknowledged writes (the default simulation,
+		// seed 1795472668620204464: with it as the source, three nodes
+		// paused in a cycle).
+		{"equal, crashed primary against a crashed secondary, protocol C: the crashed primary is the source", Side{NodeID: 2, Current: A, CrashedPrimary: true, ChangedBits: 5}, Side{NodeID: 1, Current: A, CrashedSecondary: true, ChangedBits: 5}, ProtocolC, SourceBitmap, 2},
+		{"equal, crashed as primary and then as secondary counts as a crashed primary", Side{NodeID: 3, Current: A, CrashedPrimary: true, CrashedSecondary: true, ChangedBits: 5}, Side{NodeID: 1, Current: A, CrashedSecondary: true, ChangedBits: 5}, ProtocolB, SourceBitmap, 2},
 		{"equal, a primary against a crashed secondary: the primary", Side{NodeID: 2, Current: A, ChangedBits: 5, Primary: true}, Side{NodeID: 1, Current: A, CrashedSecondary: true}, ProtocolC, SourceBitmap, 2},
 		{"known only as announced, no bits: no sync", Side{NodeID: 1, Current: B, History: []uint64{A}, Tentative: true, Pending: true}, Side{NodeID: 2, Current: B, History: []uint64{A}}, ProtocolC, NoSync, 2},
 		{"taken alone, the majority moved on", Side{Current: B, Bitmap: A, History: []uint64{A}, Tentative: true, Uncommitted: true, ChangedBits: 1}, Side{Current: C, Bitmap: A, History: []uint64{A}, Primary: true}, ProtocolC, TargetBitmap, 3},
