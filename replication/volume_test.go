@@ -366,61 +366,50 @@ func TestReadOnlyAttachWritesNothing(t *testing.T) {
 // secondary, with writes in its activity log, comes back flagged as a
 // crashed secondary (its replayed blocks may be older than its peers'),
 // not as a crashed primary; one that crashed as primary is not flagged
-// as a crashed secondary.
+// as a crashed secondary, nor is it when it crashes again as secondary
+// before resyncing (it stays a crashed primary).
 func TestCrashWhileSecondaryIsFlagged(t *testing.T) {
-	for _, primary := range []bool{false, true} {
+	fresh := func() (*Volume, *disk.Crash) {
 		d := disk.NewCrash(96 << 20)
 		v := newVolume(t, d, CreateOptions{Standalone: true})
 		if _, err := v.AssignPeerSlot(1); err != nil {
 			t.Fatal(err)
 		}
-		if err := v.SetPrimary(primary); err != nil {
-			t.Fatal(err)
-		}
-		if err := v.WriteAt(ctx, bytes.Repeat([]byte{7}, 4096), 0, false); err != nil {
-			t.Fatal(err)
-		}
-		v2, rep, err := Attach("v", Devices{Data: d.CrashClone(disk.RandomKeep(testenv.Rand(t)))}, AttachOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
+		return v, d
+	}
+	for _, primary := range []bool{false, true} {
+		v2, rep, _ := writeThenCrash(t, fresh, primary)
 		g := v2.Generation()
 		v2.Close()
 		if rep.ALReplayed == 0 || rep.CrashedPrimary != primary || g.CrashedPrimary != primary || g.CrashedSecondary == primary {
 			t.Fatalf("crashed as primary %v: replayed %d, crashed primary %v/%v, crashed secondary %v", primary, rep.ALReplayed, rep.CrashedPrimary, g.CrashedPrimary, g.CrashedSecondary)
 		}
 	}
-	// A crashed primary that crashes again as secondary, not resynced in
-	// between, stays a crashed primary only.
-	d := disk.NewCrash(96 << 20)
-	v := newVolume(t, d, CreateOptions{Standalone: true})
-	if _, err := v.AssignPeerSlot(1); err != nil {
-		t.Fatal(err)
-	}
-	if err := v.SetPrimary(true); err != nil {
-		t.Fatal(err)
-	}
-	if err := v.WriteAt(ctx, bytes.Repeat([]byte{7}, 4096), 0, false); err != nil {
-		t.Fatal(err)
-	}
-	d2 := d.CrashClone(disk.RandomKeep(testenv.Rand(t)))
-	v2, _, err := Attach("v", Devices{Data: d2}, AttachOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := v2.SetPrimary(false); err != nil {
-		t.Fatal(err)
-	}
-	if err := v2.WriteAt(ctx, bytes.Repeat([]byte{8}, 4096), 0, false); err != nil {
-		t.Fatal(err)
-	}
-	v3, _, err := Attach("v", Devices{Data: d2.CrashClone(disk.RandomKeep(testenv.Rand(t)))}, AttachOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	v2, _, d2 := writeThenCrash(t, fresh, true)
+	v3, _, _ := writeThenCrash(t, func() (*Volume, *disk.Crash) { return v2, d2 }, false)
 	g := v3.Generation()
 	v3.Close()
 	if !g.CrashedPrimary || g.CrashedSecondary {
 		t.Fatalf("crashed as primary, then as secondary: crashed primary %v, crashed secondary %v; want a crashed primary only", g.CrashedPrimary, g.CrashedSecondary)
 	}
+}
+
+// writeThenCrash takes the volume open gives, writes a block in the
+// given role, loses power (unsynced sectors kept at random) and attaches
+// what is left.
+func writeThenCrash(t *testing.T, open func() (*Volume, *disk.Crash), primary bool) (*Volume, AttachReport, *disk.Crash) {
+	t.Helper()
+	v, d := open()
+	if err := v.SetPrimary(primary); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.WriteAt(ctx, bytes.Repeat([]byte{7}, 4096), 0, false); err != nil {
+		t.Fatal(err)
+	}
+	clone := d.CrashClone(disk.RandomKeep(testenv.Rand(t)))
+	v2, rep, err := Attach("v", Devices{Data: clone}, AttachOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v2, rep, clone
 }
