@@ -78,6 +78,9 @@ type Cluster struct {
 	// UpToDate with the primary when it crashed, not crashed since. The
 	// value is the step since which the node was Established with it.
 	candidates map[uint32]int
+	// candidatesOf is the crashed primary the candidates were in sync
+	// with.
+	candidatesOf uint32
 	// cutOff: secondaries whose link to a primary broke while they were
 	// in its in-sync set (quorum failover candidates), with the primary
 	// and the step they were in sync since.
@@ -139,10 +142,11 @@ func (s *Stats) Add(o Stats) {
 
 type clientWrite struct {
 	id      uint64
+	by      uint32 // the node that issued it
 	acked   bool
 	ackedAt int // step
 	// with: the nodes Established with the node that acknowledged it,
-	// at that step (bit = node id): only they promise to hold it.
+	// at that step (bit = node id).
 	with uint32
 }
 

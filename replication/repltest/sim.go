@@ -123,7 +123,7 @@ func (c *Cluster) clientWrite() {
 		c.logf("node %d: write refused: %v", p.ID, err)
 		return
 	}
-	c.history[b] = append(c.history[b], clientWrite{id: binaryID(data)})
+	c.history[b] = append(c.history[b], clientWrite{id: binaryID(data), by: p.ID})
 	c.Stats.Writes++
 	p.waiters[id] = waiter{block: b, index: len(c.history[b]) - 1}
 	p.pending = append(p.pending, localOp{id: id, block: b, data: data, fua: fua, mod: mod, zero: zero, deallocate: c.r.IntN(2) == 0})
@@ -469,6 +469,7 @@ func (c *Cluster) crash(n *Node) {
 	if wasPrimary {
 		// The failover candidates: in sync with the primary now.
 		clear(c.candidates)
+		c.candidatesOf = n.ID
 		for _, m := range c.Nodes {
 			if m == n || !m.Up || m.Eng.Disk() != engine.UpToDate {
 				continue
@@ -541,7 +542,7 @@ func (c *Cluster) failover() error {
 	clear(c.candidates)
 	if c.opts.Protocol == 'C' {
 		c.Stats.CheckedFailovers++
-		return c.checkAcked(n, since)
+		return c.checkAcked(n, c.candidatesOf, since)
 	}
 	return nil
 }
@@ -576,7 +577,7 @@ func (c *Cluster) majorityFailover(p *Node) error {
 	clear(c.cutOff)
 	if c.opts.Protocol == 'C' {
 		c.Stats.CheckedFailovers++
-		return c.checkAcked(n, since)
+		return c.checkAcked(n, p.ID, since)
 	}
 	return nil
 }
@@ -638,22 +639,24 @@ func (c *Cluster) switchover(p *Node) error {
 	c.Stats.Switchovers++
 	n.exec(o)
 	clear(c.candidates)
-	return c.checkAcked(n, since)
+	return c.checkAcked(n, p.ID, since)
 }
 
-// checkAcked: every write acknowledged while n was Established with the
-// primary (from step since) is on n, or a write issued after it is. (A
-// write acknowledged while the primary ran without n may be lost if the
-// primary then lost power before a flush: protocol C promises the peer's
-// copy, and there was none. Nor does n promise a write another node
-// acknowledged while n was not Established with it: a cut-off primary
-// completing a protocol A write it had sent before its links broke.)
-func (c *Cluster) checkAcked(n *Node, since int) error {
+// checkAcked: every write the primary p acknowledged since n was
+// Established with it (from step since) is on n, or a write issued after
+// it is, and so is every write another node acknowledged since then while
+// Established with n. (A write acknowledged while the primary ran without
+// n may be lost if the primary then lost power before a flush: protocol C
+// promises the peer's copy, and there was none. A write another node
+// acknowledged while not in sync with n was never promised to n: a
+// cut-off primary completing a protocol A write it had sent before its
+// links broke, seed 1795472610460262736.)
+func (c *Cluster) checkAcked(n *Node, p uint32, since int) error {
 	for _, b := range slices.Sorted(maps.Keys(c.history)) {
 		hs := c.history[b]
 		last := -1
 		for i, h := range hs {
-			if h.acked && h.ackedAt >= since && h.with&(1<<n.ID) != 0 {
+			if h.acked && h.ackedAt >= since && (h.by == p || h.with&(1<<n.ID) != 0) {
 				last = i
 			}
 		}
