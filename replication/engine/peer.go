@@ -177,7 +177,7 @@ func (e *Engine) hello(p *peer) *wire.Hello {
 	if g.LostQuorum {
 		h.Flags |= wire.HelloLostQuorum
 	}
-	if e.pendingGen != nil || g.Pending {
+	if e.currentPending() {
 		h.Flags |= wire.HelloPending
 	}
 	return h

@@ -139,6 +139,11 @@ func (e *Engine) lacksSyncToward(p *peer) uint64 {
 	return 0
 }
 
+// currentPending: the generation this node announces (State.Pending,
+// HelloPending) is one a primary announced and had not taken: its own
+// pending one, or, on a follower, its primary's as last heard.
+func (e *Engine) currentPending() bool { return e.pendingGen != nil || e.gen.Pending }
+
 // has reports whether this node holds the data of generation u: its
 // current (unless known only as announced: Pending) or one it moved on
 // from.
@@ -227,7 +232,7 @@ func (e *Engine) state() *wire.State {
 	if e.role == Primary {
 		mask = e.inSyncMask()
 	}
-	s := &wire.State{Role: uint8(e.role), Disk: uint8(e.Disk()), Current: e.announcedCurrent(), InSync: mask, Pending: e.pendingGen != nil || e.gen.Pending, Uncommitted: e.uncommittedPrimary()}
+	s := &wire.State{Role: uint8(e.role), Disk: uint8(e.Disk()), Current: e.announcedCurrent(), InSync: mask, Pending: e.currentPending(), Uncommitted: e.uncommittedPrimary()}
 	if !e.gen.Consistent {
 		s.SyncToward = e.gen.SyncToward
 	}

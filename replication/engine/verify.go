@@ -125,14 +125,16 @@ func (e *Engine) onDigestReply(o *Output, p *peer, r *wire.DigestReply) error {
 		return e.checkVerifyEnd(o, p)
 	case r.Kind == wire.DigestResync && p.repl == SyncSource:
 		p.rs.inflight -= int64(r.Length)
+		// A block equal on both sides still goes as data when an in-sync
+		// peer has not written a write inside it yet: only resync data
+		// tells the target to keep it for that peer (ResyncData.Lagging).
+		// One look at the whole range first: the transfer logs are
+		// scanned per block only when some write falls inside it.
+		lags := e.lagging(p, int64(r.Offset), int64(r.Length)) != 0
 		for i := 0; i < blocks; i++ {
 			off := int64(r.Offset) + int64(i)*g
 			n := min(g, int64(r.Offset)+int64(r.Length)-off)
-			// A block equal on both sides still goes as data when an
-			// in-sync peer has not written a write inside it yet: only
-			// resync data tells the target to keep it for that peer
-			// (ResyncData.Lagging).
-			if r.Unequal[i/64]&(1<<(i%64)) != 0 || e.lagging(p, off, n) != 0 {
+			if r.Unequal[i/64]&(1<<(i%64)) != 0 || lags && e.lagging(p, off, n) != 0 {
 				p.rs.needData = append(p.rs.needData, span{off, n})
 			} else {
 				e.store.ClearInSync(p.slot, off, n)
