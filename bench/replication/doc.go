@@ -21,6 +21,13 @@
 //     -scattered random 4 KiB writes, reconnects; bytes sent by the resync
 //     (traffic counters) against the dirty bytes, and the time.
 //
-// Run from the repository: go run ./bench/replication [-rounds 5] [-runtime 10s]
-// It needs fio (Debian package fio) and Go; no root.
+// With -pin every node runs on a CPU of its own, as on separate machines:
+// the primary (or the standalone node) and fio on CPU 0, the secondary on
+// CPU 1 (taskset), and the TCP probe's writer and reader likewise; the
+// CPU-time bound is then the busier CPU's. -w picks the workloads ("4k",
+// "1M"); -cpuprofile DIR writes a CPU profile of every replicad.
+//
+// Run from the repository: go run ./bench/replication [-rounds 5] [-runtime 10s] [-pin]
+// It needs fio (Debian package fio), taskset (util-linux) for -pin, and Go;
+// no root.
 package main

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -21,14 +22,23 @@ func main() {
 	scattered := flag.Int("scattered", 256, "4 KiB blocks written while disconnected in the scattered resync")
 	only := flag.String("only", "all", "fio, resync, pwrite or all")
 	seed := flag.Uint64("seed", uint64(time.Now().UnixNano()), "seed for the scattered blocks")
+	pin := flag.Bool("pin", false, "one CPU per node, as on separate machines: the primary (or standalone node) and fio on CPU 0, the secondary on CPU 1")
+	flag.Func("w", "only the workloads whose name holds this (\"4k\" or \"1M\")", func(v string) error {
+		workloads = slices.DeleteFunc(workloads, func(w workload) bool { return !strings.Contains(w.name, v) })
+		if len(workloads) == 0 {
+			return fmt.Errorf("no workload matches %q", v)
+		}
+		return nil
+	})
+	profiles := flag.String("cpuprofile", "", "directory for a CPU profile of every replicad (written when the benchmark stops them)")
 	flag.Parse()
-	if err := run(*rounds, *runtime, *size, *dir, *scattered, *only, *seed); err != nil {
+	if err := run(*rounds, *runtime, *size, *dir, *scattered, *only, *seed, *pin, *profiles); err != nil {
 		fmt.Fprintln(os.Stderr, "replication-bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(rounds int, runtime time.Duration, size, dir string, scattered int, only string, seed uint64) error {
+func run(rounds int, runtime time.Duration, size, dir string, scattered int, only string, seed uint64, pin bool, profiles string) error {
 	if only == "pwrite" || only == "all" {
 		us, err := pwriteCost(dir, 200000)
 		if err != nil {
@@ -65,14 +75,14 @@ func run(rounds int, runtime time.Duration, size, dir string, scattered int, onl
 		if only == "resync" && c.protocol != "C" {
 			continue
 		}
-		s, err := newSetup(work, strings.ReplaceAll(c.name, " ", "-"), c.protocol, size)
+		s, err := newSetup(work, strings.ReplaceAll(c.name, " ", "-"), c.protocol, size, pin)
 		if err != nil {
 			return err
 		}
 		s.name = c.name
 		setups = append(setups, s)
 		start := time.Now()
-		if err := startSetup(s, replicad); err != nil {
+		if err := startSetup(s, replicad, profiles); err != nil {
 			return err
 		}
 		fmt.Printf("# %s up in %.1fs (pids", c.name, time.Since(start).Seconds())
@@ -91,6 +101,9 @@ func run(rounds int, runtime time.Duration, size, dir string, scattered int, onl
 		fmt.Printf("\n%-26s %12s %12s %12s %8s %8s\n", "workload", "standalone", "protocol C", "protocol A", "C/std", "A/std")
 		for _, w := range workloads {
 			results, cpu, fioCPU := map[string][]float64{}, map[string][]float64{}, map[string][]float64{}
+			// replicad CPU per operation of the primary (or standalone
+			// node) and of the secondary.
+			cpuPrimary, cpuSecondary := map[string][]float64{}, map[string][]float64{}
 			for r := 0; r < rounds; r++ {
 				for i := range setups {
 					s := setups[(i+r)%len(setups)]
@@ -99,7 +112,7 @@ func run(rounds int, runtime time.Duration, size, dir string, scattered int, onl
 						return err
 					}
 					start := time.Now()
-					v, fc, err := runFio(fio, s.primary().uri(), w, runtime)
+					v, fc, err := runFio(fio, s.primary(), w, runtime)
 					if err != nil {
 						return err
 					}
@@ -111,7 +124,12 @@ func run(rounds int, runtime time.Duration, size, dir string, scattered int, onl
 					results[s.name] = append(results[s.name], v)
 					// replicad CPU per operation (4k) or per MB (1M), all of
 					// the setup's processes, over the whole fio run.
-					cpu[s.name] = append(cpu[s.name], 1e6*(cpu1-cpu0)/time.Since(start).Seconds()/v)
+					per := func(i int) float64 { return 1e6 * (cpu1[i] - cpu0[i]) / time.Since(start).Seconds() / v }
+					cpu[s.name] = append(cpu[s.name], 1e6*(sum(cpu1)-sum(cpu0))/time.Since(start).Seconds()/v)
+					cpuPrimary[s.name] = append(cpuPrimary[s.name], per(0))
+					if len(cpu1) > 1 {
+						cpuSecondary[s.name] = append(cpuSecondary[s.name], per(1))
+					}
 				}
 			}
 			std, c, a := median(results["standalone"]), median(results["protocol C"]), median(results["protocol A"])
@@ -126,10 +144,18 @@ func run(rounds int, runtime time.Duration, size, dir string, scattered int, onl
 				median(cpu["protocol C"])/median(cpu["standalone"]), median(cpu["protocol A"])/median(cpu["standalone"]), per)
 			// When fio and replicad saturate the CPUs, the rate is the
 			// CPUs over the CPU time per operation, fio's included: the
-			// ratio the CPU budget allows.
+			// ratio the CPU budget allows. With -pin each CPU is a machine
+			// of its own: the busier of the primary's (with fio) and the
+			// secondary's sets the rate.
 			bound := func(name string) float64 {
-				return (median(fioCPU["standalone"]) + median(cpu["standalone"])) / (median(fioCPU[name]) + median(cpu[name]))
+				std := median(fioCPU["standalone"]) + median(cpu["standalone"])
+				if pin {
+					return std / max(median(fioCPU[name])+median(cpuPrimary[name]), median(cpuSecondary[name]))
+				}
+				return std / (median(fioCPU[name]) + median(cpu[name]))
 			}
+			fmt.Printf("%-26s %12s %5.0f / %-6.0f %5.0f / %-6.0f   (replicad CPU µs per %s: primary / secondary)\n", "", "",
+				median(cpuPrimary["protocol C"]), median(cpuSecondary["protocol C"]), median(cpuPrimary["protocol A"]), median(cpuSecondary["protocol A"]), per)
 			fmt.Printf("%-26s %12.0f %12.0f %12.0f %7.2fx %7.2fx   (fio CPU µs per %s; the ratios: what the CPU time per %s allows, fio's included)\n", "",
 				median(fioCPU["standalone"]), median(fioCPU["protocol C"]), median(fioCPU["protocol A"]), bound("protocol C"), bound("protocol A"), per, per)
 		}
@@ -152,7 +178,7 @@ func run(rounds int, runtime time.Duration, size, dir string, scattered int, onl
 	var tcp, rs, rsTotal, bound []float64
 	for r := 0; r < rounds; r++ {
 		tcpCPU0 := selfCPU()
-		t, err := tcpProbe(v.Size)
+		t, err := tcpProbe(v.Size, pin)
 		if err != nil {
 			return err
 		}
@@ -172,10 +198,10 @@ func run(rounds int, runtime time.Duration, size, dir string, scattered int, onl
 		mbps, mbpsTotal := float64(res.sent)/res.resync.Seconds()/1e6, float64(v.Size)/res.total.Seconds()/1e6
 		tcp, rs, rsTotal = append(tcp, t), append(rs, mbps), append(rsTotal, mbpsTotal)
 		// Both saturate the CPUs: the ratio their CPU time per byte allows.
-		b := (tcpCPU / float64(v.Size)) / ((cpu1 - cpu0) / float64(res.sent))
+		b := (tcpCPU / float64(v.Size)) / ((sum(cpu1) - sum(cpu0)) / float64(res.sent))
 		bound = append(bound, b)
 		fmt.Printf("  round %d: TCP %.0f MB/s (%.1f CPU-seconds); resync %.0f MB/s (%s sent in %.2fs; %.2fs and %.0f MB/s from new metadata to in sync; %.1f CPU-seconds in both nodes; CPU time per byte allows %.2fx)\n",
-			r+1, t, tcpCPU, mbps, bytesize.Format(res.sent), res.resync.Seconds(), res.total.Seconds(), mbpsTotal, cpu1-cpu0, b)
+			r+1, t, tcpCPU, mbps, bytesize.Format(res.sent), res.resync.Seconds(), res.total.Seconds(), mbpsTotal, sum(cpu1)-sum(cpu0), b)
 	}
 	fmt.Printf("  median: TCP %.0f MB/s, resync %.0f MB/s: %.2fx (end to end %.0f MB/s: %.2fx); the CPU time per byte allows %.2fx\n",
 		median(tcp), median(rs), median(rs)/median(tcp), median(rsTotal), median(rsTotal)/median(tcp), median(bound))

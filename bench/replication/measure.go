@@ -10,10 +10,13 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"runtime"
 	"slices"
 	"sync"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/replicad/replicad/internal/control"
 	"github.com/replicad/replicad/nbd"
@@ -48,8 +51,9 @@ func fill(fio, uri string) error {
 // runFio runs one workload against uri and returns IOPS or MB/s.
 // It returns the rate (IOPS or MB/s, as w.unit says) and fio's own CPU
 // time in µs per operation or per MB.
-func runFio(fio, uri string, w workload, runtime time.Duration) (rate, cpu float64, err error) {
-	out, err := exec.Command(fio, "--name=b", "--ioengine=nbd", "--uri="+uri, "--rw="+w.rw, "--bs="+w.bs,
+func runFio(fio string, on *node, w workload, runtime time.Duration) (rate, cpu float64, err error) {
+	uri := on.uri()
+	out, err := pinned(on.cpu, fio, "--name=b", "--ioengine=nbd", "--uri="+uri, "--rw="+w.rw, "--bs="+w.bs,
 		fmt.Sprintf("--iodepth=%d", w.qd), "--size="+span, "--time_based", fmt.Sprintf("--runtime=%d", int(runtime.Seconds())),
 		"--ramp_time=2", "--output-format=json").Output()
 	if err != nil {
@@ -87,8 +91,9 @@ func runFio(fio, uri string, w workload, runtime time.Duration) (rate, cpu float
 
 // tcpProbe measures one loopback TCP stream: a writer sends total bytes
 // in 256 KiB writes (the replication link's buffer size), a reader
-// discards them. It returns MB/s.
-func tcpProbe(total int64) (float64, error) {
+// discards them. It returns MB/s. With pin, the writer runs on CPU 0 and
+// the reader on CPU 1, as the resync's source and target do.
+func tcpProbe(total int64, pin bool) (float64, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, err
@@ -102,9 +107,15 @@ func tcpProbe(total int64) (float64, error) {
 			return
 		}
 		defer c.Close()
+		if pin {
+			defer pinThread(1)()
+		}
 		_, err = io.CopyBuffer(io.Discard, c, make([]byte, 256<<10))
 		got <- err
 	}()
+	if pin {
+		defer pinThread(0)()
+	}
 	c, err := net.Dial("tcp", l.Addr().String())
 	if err != nil {
 		return 0, err
@@ -300,4 +311,18 @@ func selfCPU() float64 {
 		return 0
 	}
 	return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
+}
+
+// pinThread locks the calling goroutine to its thread and that thread to
+// cpu; the function it returns undoes both.
+func pinThread(cpu int) func() {
+	runtime.LockOSThread()
+	var old, set unix.CPUSet
+	unix.SchedGetaffinity(0, &old)
+	set.Set(cpu)
+	unix.SchedSetaffinity(0, &set)
+	return func() {
+		unix.SchedSetaffinity(0, &old)
+		runtime.UnlockOSThread()
+	}
 }

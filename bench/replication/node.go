@@ -26,8 +26,12 @@ type node struct {
 	config  string
 	socket  string
 	nbdPort int
-	cmd     *exec.Cmd
-	done    chan struct{}
+	// cpu is the CPU the node runs on with -pin (its index in the setup:
+	// the primary or standalone node on CPU 0, the secondary on CPU 1),
+	// or -1.
+	cpu  int
+	cmd  *exec.Cmd
+	done chan struct{}
 }
 
 // setup is what one measurement runs against: a standalone volume, or a
@@ -45,7 +49,7 @@ func (n *node) client() *control.Client { return control.NewClient(n.socket) }
 
 // newSetup writes the configs for a standalone volume (protocol "") or a
 // pair replicating with protocol, all in work/name/.
-func newSetup(work, name, protocol, size string) (*setup, error) {
+func newSetup(work, name, protocol, size string, pin bool) (*setup, error) {
 	count := 1
 	if protocol != "" {
 		count = 2
@@ -65,7 +69,10 @@ func newSetup(work, name, protocol, size string) (*setup, error) {
 			return nil, err
 		}
 		n := &node{name: fmt.Sprintf("%s/n%d", name, i), dir: dir, config: filepath.Join(dir, "replicad.yaml"),
-			socket: filepath.Join(dir, "control.sock"), nbdPort: ports[i]}
+			socket: filepath.Join(dir, "control.sock"), nbdPort: ports[i], cpu: -1}
+		if pin {
+			n.cpu = i
+		}
 		cfg := fmt.Sprintf(`node: {name: n%d, id: %d}
 control: {socket: %q}
 metrics: {listen: ""}
@@ -94,13 +101,17 @@ cluster:
 }
 
 // start runs the node's replicad and waits for its control socket.
-func (n *node) start(replicad string) error {
+func (n *node) start(replicad, profiles string) error {
 	log, err := os.Create(filepath.Join(n.dir, "replicad.log"))
 	if err != nil {
 		return err
 	}
 	defer log.Close()
-	n.cmd = exec.Command(replicad, "run", "--config", n.config)
+	args := []string{"run", "--config", n.config}
+	if profiles != "" {
+		args = append(args, "--cpuprofile", filepath.Join(profiles, strings.ReplaceAll(n.name, "/", "-")+".prof"))
+	}
+	n.cmd = pinned(n.cpu, replicad, args...)
 	n.cmd.Stdout, n.cmd.Stderr = log, log
 	n.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := n.cmd.Start(); err != nil {
@@ -207,9 +218,9 @@ func (n *node) waitSync(timeout time.Duration) (control.Peer, error) {
 
 // startSetup starts every node, creates the volume and, for a pair, makes
 // the first node primary and waits for the initial full sync.
-func startSetup(s *setup, replicad string) error {
+func startSetup(s *setup, replicad, profiles string) error {
 	for _, n := range s.nodes {
-		if err := n.start(replicad); err != nil {
+		if err := n.start(replicad, profiles); err != nil {
 			return err
 		}
 		if err := n.createUp(false); err != nil {
@@ -226,28 +237,49 @@ func startSetup(s *setup, replicad string) error {
 	return err
 }
 
-// cpuSeconds is the user+system CPU time the setup's replicad processes
-// used so far (from /proc/PID/stat; USER_HZ is 100 on Linux).
-func (s *setup) cpuSeconds() (float64, error) {
-	var total float64
+// cpuSeconds is the user+system CPU time each of the setup's replicad
+// processes used so far (from /proc/PID/stat; USER_HZ is 100 on Linux),
+// in node order.
+func (s *setup) cpuSeconds() ([]float64, error) {
+	var out []float64
 	for _, n := range s.nodes {
+		var total float64
 		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", n.cmd.Process.Pid))
 		if err != nil {
-			return 0, err
+			return nil, err
 		}
 		// Fields after the command name (which may hold spaces) start at
 		// the state, field 3; utime and stime are fields 14 and 15.
 		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
 		if len(f) < 13 {
-			return 0, fmt.Errorf("/proc/%d/stat: %d fields", n.cmd.Process.Pid, len(f))
+			return nil, fmt.Errorf("/proc/%d/stat: %d fields", n.cmd.Process.Pid, len(f))
 		}
 		for _, x := range f[11:13] {
 			v, err := strconv.ParseFloat(x, 64)
 			if err != nil {
-				return 0, err
+				return nil, err
 			}
 			total += v / 100
 		}
+		out = append(out, total)
 	}
-	return total, nil
+	return out, nil
+}
+
+// sum adds up v.
+func sum(v []float64) float64 {
+	var t float64
+	for _, x := range v {
+		t += x
+	}
+	return t
+}
+
+// pinned is exec.Command for name, run under taskset on cpu when cpu >= 0
+// (all its threads then stay on that CPU).
+func pinned(cpu int, name string, args ...string) *exec.Cmd {
+	if cpu < 0 {
+		return exec.Command(name, args...)
+	}
+	return exec.Command("taskset", append([]string{"-c", strconv.Itoa(cpu), name}, args...)...)
 }
