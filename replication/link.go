@@ -32,6 +32,31 @@ type link struct {
 	stats LinkStats
 	// ctl sizes the resync window; guarded by r.mu.
 	ctl *resyncController
+	// spare holds resync read buffers the sender has written out, for the
+	// next reads: a fresh 1 MiB buffer per chunk costs zeroing, page
+	// faults and garbage collection on every chunk.
+	spare chan []byte
+}
+
+// buffer returns a resync read buffer of n bytes, a spare one if it fits.
+// Its contents are stale: the caller overwrites all of it.
+func (l *link) buffer(n int64) []byte {
+	select {
+	case b := <-l.spare:
+		if int64(cap(b)) >= n {
+			return b[:n]
+		}
+	default:
+	}
+	return make([]byte, n)
+}
+
+// recycle keeps b for a later resync read, unless enough are kept.
+func (l *link) recycle(b []byte) {
+	select {
+	case l.spare <- b:
+	default:
+	}
 }
 
 // LinkStats counts a link's traffic since the replicator started.
@@ -407,6 +432,10 @@ func (l *link) sender(s *session) {
 				sent = m.Seq
 			case *wire.Zero:
 				sent = m.Seq
+			case *wire.ResyncData:
+				// Written out or copied into w: the buffer is free.
+				l.recycle(m.Data)
+				m.Data = nil
 			}
 		}
 		if err := w.Flush(); err != nil {
@@ -539,14 +568,30 @@ func (l *link) resync() {
 		r.mu.Unlock()
 		bucket.take(n, r.ctx.Done())
 		r.ranges.lock(off, n)
-		data := make([]byte, n)
+		data := l.buffer(n)
 		err := r.vol.ReadAt(r.ctx, data, off)
 		r.mu.Lock()
 		l.ctl.Sent(off, r.cfg.Clock.Now())
-		r.execLocked(r.eng.ResyncRead(l.peer, link, off, data, err))
+		out := r.eng.ResyncRead(l.peer, link, off, data, err)
+		if !sendsData(out, data) {
+			// Digests or nothing: the data is not queued.
+			l.recycle(data)
+		}
+		r.execLocked(out)
 		r.mu.Unlock()
 		r.ranges.unlock(off, n)
 	}
+}
+
+// sendsData says whether out queues data itself, in resync data the
+// sender will write (and then recycle).
+func sendsData(out engine.Output, data []byte) bool {
+	for _, s := range out.Sends {
+		if m, ok := s.Msg.(*wire.ResyncData); ok && len(m.Data) > 0 && len(data) > 0 && &m.Data[0] == &data[0] {
+			return true
+		}
+	}
+	return false
 }
 
 func (l *link) waitResync(d time.Duration) {

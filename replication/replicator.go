@@ -132,7 +132,7 @@ func NewReplicator(name string, vol *Volume, tr *Transport, cfg ReplicatorConfig
 		r.cfg.FenceTimeout = 5 * time.Minute
 	}
 	for _, p := range cfg.Peers {
-		l := &link{r: r, peer: p, kick: make(chan struct{}, 1), resyncKick: make(chan struct{}, 1), stats: newLinkStats(),
+		l := &link{r: r, peer: p, kick: make(chan struct{}, 1), resyncKick: make(chan struct{}, 1), spare: make(chan []byte, 4), stats: newLinkStats(),
 			ctl: newResyncController(cfg.ResyncChunk, cfg.ResyncWindow, cfg.ResyncDelayTarget)}
 		l.accepted = tr.register(name, p)
 		r.links[p] = l

@@ -200,8 +200,8 @@ func run(rounds int, runtime time.Duration, size, dir string, scattered int, onl
 		// Both saturate the CPUs: the ratio their CPU time per byte allows.
 		b := (tcpCPU / float64(v.Size)) / ((sum(cpu1) - sum(cpu0)) / float64(res.sent))
 		bound = append(bound, b)
-		fmt.Printf("  round %d: TCP %.0f MB/s (%.1f CPU-seconds); resync %.0f MB/s (%s sent in %.2fs; %.2fs and %.0f MB/s from new metadata to in sync; %.1f CPU-seconds in both nodes; CPU time per byte allows %.2fx)\n",
-			r+1, t, tcpCPU, mbps, bytesize.Format(res.sent), res.resync.Seconds(), res.total.Seconds(), mbpsTotal, sum(cpu1)-sum(cpu0), b)
+		fmt.Printf("  round %d: TCP %.0f MB/s (%.1f CPU-seconds); resync %.0f MB/s (%s sent in %.2fs; %.2fs and %.0f MB/s from new metadata to in sync; %.1f CPU-seconds in both nodes, source %.1f, target %.1f; CPU time per byte allows %.2fx)\n",
+			r+1, t, tcpCPU, mbps, bytesize.Format(res.sent), res.resync.Seconds(), res.total.Seconds(), mbpsTotal, sum(cpu1)-sum(cpu0), cpu1[0]-cpu0[0], cpu1[1]-cpu0[1], b)
 	}
 	fmt.Printf("  median: TCP %.0f MB/s, resync %.0f MB/s: %.2fx (end to end %.0f MB/s: %.2fx); the CPU time per byte allows %.2fx\n",
 		median(tcp), median(rs), median(rs)/median(tcp), median(rsTotal), median(rsTotal)/median(tcp), median(bound))
