@@ -355,6 +355,9 @@ func (d *Daemon) volumeStatus(v *volume) control.Volume {
 	}
 	v.mu.Unlock()
 	if vol == nil {
+		// Nothing attached: DRBD's detached resource, Secondary and
+		// without a disk.
+		out.Role, out.Disk = "Secondary", string(replication.Diskless)
 		return out
 	}
 	vs := vol.Status()

@@ -113,6 +113,10 @@ func TestVolumeLifecycle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Down, with metadata: detached, as DRBD names it.
+	if a := volumeState(t, c, "alpha"); a.State != control.StateDown || a.Disk != "Diskless" || a.Role != "Secondary" {
+		t.Fatalf("alpha after create-md: %+v", a)
+	}
 	if !md.Internal || md.DataSize <= 0 || md.DataSize >= 64<<20 {
 		t.Fatalf("create-md: %+v", md)
 	}
