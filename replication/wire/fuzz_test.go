@@ -13,6 +13,11 @@ func FuzzDecode(f *testing.F) {
 	for _, m := range samples() {
 		f.Add(AppendFrame(nil, m))
 	}
+	// s2 and zstd frames as the link writes them (compress_test.go), so
+	// mutations start inside the decompression paths.
+	for _, b := range compressedSeeds() {
+		f.Add(b)
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r := bytes.NewReader(b)
 		for i := 0; i < 8; i++ {

@@ -1,0 +1,224 @@
+package integration
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/replicad/replicad/internal/control"
+)
+
+// tlsCA is a throwaway certificate authority for cluster.tls.
+type tlsCA struct {
+	cert *x509.Certificate
+	key  *ecdsa.PrivateKey
+	pem  []byte
+}
+
+func newTLSCA(t *testing.T, name string) *tlsCA {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &tlsCA{cert: cert, key: key, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
+}
+
+// issue returns a PEM certificate and key for a node name, usable as both
+// server and client (each node both accepts and dials).
+func (ca *tlsCA) issue(t *testing.T, name string) (certPEM, keyPEM []byte) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: serial, Subject: pkix.Name{CommonName: name}, DNSNames: []string{name},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})
+}
+
+// configureTLS writes the node's certificate (issued by issuer for name),
+// its key and trusted CA into its directory and adds cluster.tls to its
+// config file.
+func configureTLS(t *testing.T, n *node, name string, issuer, trusted *tlsCA) {
+	t.Helper()
+	certPEM, keyPEM := issuer.issue(t, name)
+	cert, key, ca := filepath.Join(n.dir, "node.crt"), filepath.Join(n.dir, "node.key"), filepath.Join(n.dir, "ca.crt")
+	for p, b := range map[string][]byte{cert: certPEM, key: keyPEM, ca: trusted.pem} {
+		if err := os.WriteFile(p, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg, err := os.ReadFile(n.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Count(cfg, []byte("\ncluster:\n")) != 1 {
+		t.Fatalf("no cluster section to add tls to in %s:\n%s", n.config, cfg)
+	}
+	tlsKeys := fmt.Sprintf("\ncluster:\n  tls:\n    cert: %s\n    key: %s\n    ca: %s\n", cert, key, ca)
+	cfg = bytes.Replace(cfg, []byte("\ncluster:\n"), []byte(tlsKeys), 1)
+	if err := os.WriteFile(n.config, cfg, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestClusterTLSFromConfig: two processes whose config files set
+// cluster.tls (cert, key, ca) connect over mutual TLS and replicate a
+// write; the replication port speaks TLS with the node's certificate.
+func TestClusterTLSFromConfig(t *testing.T) {
+	ca := newTLSCA(t, "replicad test CA")
+	nodes := newCluster(t, clusterSpec{Nodes: 2, Volume: "r0", Size: "16MiB", Protocol: "C"})
+	a, b := nodes[0], nodes[1]
+	t.Cleanup(func() { dumpLogsOnFailure(t, a, b) })
+	for i, n := range nodes {
+		configureTLS(t, n, fmt.Sprintf("n%d", i), ca, ca)
+	}
+	a.start()
+	b.start()
+	a.create("r0")
+	b.create("r0")
+	a.mustRepctl("primary", "--force", "r0")
+	a.waitSync("r0")
+
+	a.writeBlocks("r0", 'T', 5, 1000)
+	a.waitSync("r0")
+	img, err := os.ReadFile(filepath.Join(b.dir, "r0.img"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, blk := range []int64{5, 1000} {
+		if got := img[blk*blockSize : (blk+1)*blockSize]; !bytes.Equal(got, block('T', blk)) {
+			t.Fatalf("block %d did not reach the secondary over TLS: %x…", blk, got[:16])
+		}
+	}
+	if p := b.peer("r0"); p.Connection != "Connected" || p.Replication != "Established" {
+		t.Fatalf("b's peer after the write: %+v", p)
+	}
+
+	// The link is TLS, not a config key silently ignored: a's replication
+	// port completes a mutual-TLS handshake for a client of the same CA
+	// and presents a's certificate.
+	certPEM, keyPEM := ca.issue(t, "probe")
+	probe, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(ca.cert)
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 10 * time.Second}, "tcp", replicationAddr(t, a),
+		&tls.Config{ServerName: "n0", RootCAs: pool, Certificates: []tls.Certificate{probe}, MinVersion: tls.VersionTLS13})
+	if err != nil {
+		t.Fatalf("a's replication port does not speak TLS with the configured certificate: %v", err)
+	}
+	if cn := conn.ConnectionState().PeerCertificates[0].Subject.CommonName; cn != "n0" {
+		t.Fatalf("a presents a certificate for %q, want n0", cn)
+	}
+	conn.Close()
+}
+
+// TestClusterTLSRefusesOtherCA: a node whose certificate comes from
+// another CA (it trusts the cluster's CA) never reaches Connected, whether
+// it is the side that dials (the lower node id) or the side that accepts;
+// the dialing node's status (last_error) and the accepting node's log say
+// the TLS handshake failed over the certificate.
+func TestClusterTLSRefusesOtherCA(t *testing.T) {
+	for _, foreign := range []string{"acceptor", "dialer"} {
+		t.Run("foreign "+foreign, func(t *testing.T) {
+			ca, other := newTLSCA(t, "replicad test CA"), newTLSCA(t, "some other CA")
+			nodes := newCluster(t, clusterSpec{Nodes: 2, Volume: "r0", Size: "16MiB", Protocol: "C"})
+			dialer, acceptor := nodes[0], nodes[1] // the lower node id dials
+			t.Cleanup(func() { dumpLogsOnFailure(t, dialer, acceptor) })
+			dialerCA, acceptorCA := ca, other
+			if foreign == "dialer" {
+				dialerCA, acceptorCA = other, ca
+			}
+			configureTLS(t, dialer, "n0", dialerCA, ca)
+			configureTLS(t, acceptor, "n1", acceptorCA, ca)
+			dialer.start()
+			acceptor.start()
+			evs := map[*node]*eventStream{dialer: dialer.events(), acceptor: acceptor.events()}
+			dialer.create("r0")
+			acceptor.create("r0")
+
+			// The acceptor's certificate fails the dialer's check, or the
+			// dialer's fails the acceptor's (which then alerts the dialer).
+			dialer.waitPeer("r0", "a last_error about the certificate", func(p control.Peer) bool {
+				return strings.Contains(p.LastError, "tls") && strings.Contains(p.LastError, "certificate")
+			})
+			for n, ev := range evs {
+				if p := n.peer("r0"); p.Connection == "Connected" || p.ReceivedBytes["other"] != 0 {
+					t.Fatalf("%s talked to a peer across a foreign certificate: %+v", n.name(), p)
+				}
+				for _, e := range ev.all() {
+					if e.What == "connection" && e.New == "Connected" {
+						t.Fatalf("%s: connection reached Connected: %+v", n.name(), e)
+					}
+				}
+			}
+			t.Logf("dialer's last_error: %s", dialer.peer("r0").LastError)
+			acceptor.stop(syscall.SIGTERM)
+			if !strings.Contains(acceptor.log.String(), "TLS handshake failed") {
+				t.Fatalf("the accepting node does not log the failed TLS handshake:\n%s", acceptor.log)
+			}
+		})
+	}
+}
+
+// replicationAddr is the node's replication address from its config.
+func replicationAddr(t *testing.T, n *node) string {
+	t.Helper()
+	cfg, err := os.ReadFile(n.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := n.name()
+	for _, l := range strings.Split(string(cfg), "\n") {
+		if strings.Contains(l, "{name: "+name+",") {
+			if i := strings.Index(l, `address: "`); i >= 0 {
+				rest := l[i+len(`address: "`):]
+				return rest[:strings.Index(rest, `"`)]
+			}
+		}
+	}
+	t.Fatalf("no address for %s in %s", name, n.config)
+	return ""
+}
