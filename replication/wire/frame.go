@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"slices"
 	"sync"
 
 	"github.com/klauspost/compress/s2"
@@ -63,6 +64,28 @@ func ParseHeader(b []byte) (t Type, flags uint8, n uint32, err error) {
 	return t, flags, n, nil
 }
 
+// firstRead is the most ReadFrame allocates for a payload before its bytes
+// arrive: a header alone, which costs the sender 8 bytes, must not cost
+// the receiver MaxPayload.
+const firstRead = 2 << 20
+
+// readGrowing reads n bytes into a new slice that grows (doubling) as
+// they arrive.
+func readGrowing(r io.Reader, n int) ([]byte, error) {
+	p := make([]byte, 0, min(n, firstRead))
+	for len(p) < n {
+		if len(p) == cap(p) {
+			p = slices.Grow(p, min(n-len(p), cap(p)))
+		}
+		k, err := io.ReadFull(r, p[len(p):min(cap(p), n)])
+		p = p[:len(p)+k]
+		if err != nil {
+			return nil, err
+		}
+	}
+	return p, nil
+}
+
 // ReadFrame reads one frame; buf, if big enough, holds the payload (the
 // returned payload aliases it). Compressed payloads are decompressed into a
 // new slice.
@@ -75,11 +98,14 @@ func ReadFrame(r io.Reader, buf []byte) (Frame, error) {
 	if err != nil {
 		return Frame{}, err
 	}
-	if uint32(cap(buf)) < n {
-		buf = make([]byte, n)
+	var p []byte
+	if uint32(cap(buf)) >= n {
+		p = buf[:n]
+		_, err = io.ReadFull(r, p)
+	} else {
+		p, err = readGrowing(r, int(n))
 	}
-	p := buf[:n]
-	if _, err := io.ReadFull(r, p); err != nil {
+	if err != nil {
 		return Frame{}, err
 	}
 	switch {

@@ -3,7 +3,9 @@ package wire
 import (
 	"bytes"
 	"errors"
+	"io"
 	"reflect"
+	"runtime"
 	"testing"
 )
 
@@ -143,5 +145,38 @@ func TestBadFrames(t *testing.T) {
 func TestResyncFixed(t *testing.T) {
 	if n := len((&ResyncData{}).AppendFixed(nil)); n != ResyncFixed {
 		t.Fatalf("ResyncData fixed part is %d bytes, ResyncFixed says %d", n, ResyncFixed)
+	}
+}
+
+// TestLyingHeaderCostsLittle: a header announcing the largest payload,
+// followed by a few bytes and the end of the stream, is an error and costs
+// the reader far less than the announced size; a real large payload still
+// arrives whole.
+func TestLyingHeaderCostsLittle(t *testing.T) {
+	h := make([]byte, HeaderSize)
+	PutHeader(h, TypeWrite, 0, MaxPayload)
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	_, err := ReadFrame(bytes.NewReader(append(h, 1, 2, 3)), nil)
+	runtime.ReadMemStats(&after)
+	if !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Fatalf("truncated frame: %v", err)
+	}
+	if got := after.TotalAlloc - before.TotalAlloc; got > 2*firstRead {
+		t.Fatalf("a %d-byte header made the reader allocate %d bytes", HeaderSize, got)
+	}
+
+	data := bytes.Repeat([]byte("replicad"), (3*firstRead+100)/8)
+	w := &Write{Seq: 1, Offset: 4096, CRC: Checksum(data), Data: data}
+	f, err := ReadFrame(bytes.NewReader(AppendFrame(nil, w)), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := Decode(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := m.(*Write); !bytes.Equal(got.Data, w.Data) || got.Offset != w.Offset {
+		t.Fatalf("large write read back as %d bytes at %d", len(got.Data), got.Offset)
 	}
 }
