@@ -2,6 +2,7 @@ package integration
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"os/exec"
 	"strings"
@@ -21,9 +22,9 @@ func stampedBlock(id uint64) []byte {
 
 // TestFailoverLosesNoAcknowledgedWrite: two nodes with protocol C; the
 // primary takes writes from several concurrent clients (and fio on the
-// side) and is killed with SIGKILL. The secondary is promoted, and every
-// block holds the last write the clients saw acknowledged, or a later one
-// that was in flight. Then the old primary comes back as secondary and
+// side, whose writes must reach the secondary) and is killed with SIGKILL.
+// The secondary is promoted, and every block holds the last write the
+// clients saw acknowledged, or a later one that was in flight. Then the old primary comes back as secondary and
 // resyncs.
 func TestFailoverLosesNoAcknowledgedWrite(t *testing.T) {
 	fio := testenv.RequireTool(t, "fio", "fio")
@@ -45,7 +46,11 @@ func TestFailoverLosesNoAcknowledgedWrite(t *testing.T) {
 	// fio hammers another region meanwhile.
 	fioCmd := exec.Command(fio, "--name=load", "--ioengine=nbd", "--uri="+a.uri("r0"), "--rw=randwrite", "--bs=4k",
 		"--iodepth=16", "--offset=64M", "--size=64M", "--time_based", "--runtime=60")
-	fioCmd.Start()
+	var fioOut bytes.Buffer
+	fioCmd.Stdout, fioCmd.Stderr = &fioOut, &fioOut
+	if err := fioCmd.Start(); err != nil {
+		t.Fatalf("start fio: %v", err)
+	}
 	defer func() { fioCmd.Process.Kill(); fioCmd.Wait() }()
 	time.Sleep(2 * time.Second)
 	st.mu.Lock()
@@ -67,6 +72,26 @@ func TestFailoverLosesNoAcknowledgedWrite(t *testing.T) {
 	if lost > 0 {
 		t.Fatalf("%d acknowledged writes lost", lost)
 	}
+	// fio's region on the new primary: its writes (random bytes) are there
+	// unless fio never ran.
+	fioBlocks := 0
+	buf := make([]byte, 1<<20)
+	for c, off := b.dial("r0"), int64(64<<20); off < 128<<20; off += int64(len(buf)) {
+		if err := c.ReadAt(context.Background(), buf, off); err != nil {
+			t.Fatalf("read fio's region on the new primary: %v", err)
+		}
+		for i := 0; i < len(buf); i += blockSize {
+			if !bytes.Equal(buf[i:i+blockSize], make([]byte, blockSize)) {
+				fioBlocks++
+			}
+		}
+	}
+	if fioBlocks == 0 {
+		fioCmd.Process.Kill()
+		fioCmd.Wait()
+		t.Fatalf("fio's region [64 MiB, 128 MiB) is all zeroes on the new primary: fio wrote nothing\n%s", fioOut.String())
+	}
+	t.Logf("%d blocks of fio's region written", fioBlocks)
 
 	// The old primary returns, becomes a sync target and catches up.
 	a.start()

@@ -36,6 +36,12 @@ func TestCompareRules(t *testing.T) {
 		{"equal, leftover bits, lower id is source", Side{NodeID: 2, Current: A}, Side{NodeID: 1, Current: A, ChangedBits: 1}, ProtocolC, TargetBitmap, 2},
 		{"peer changed since our generation", Side{Current: A}, Side{Current: B, Bitmap: A}, ProtocolC, TargetBitmap, 3},
 		{"I changed since our generation", Side{Current: B, Bitmap: A}, Side{Current: A}, ProtocolC, SourceBitmap, 4},
+		// Rules 3 and 4 both hold: each side marks changes since the
+		// other's current generation. DRBD's order taken literally makes
+		// each side the target (not a mirror image); both changed data the
+		// other lacks, and the two bitmaps cover it: an automatically
+		// recoverable split brain.
+		{"the peer changed since my generation and I since its: split brain", Side{Current: B, Bitmap: A}, Side{Current: A, Bitmap: B}, ProtocolC, SplitBrainAuto, 6},
 		{"I am in the peer's history", Side{Current: A}, Side{Current: C, History: []uint64{B, A}}, ProtocolC, TargetFull, 5},
 		{"peer is in my history", Side{Current: C, History: []uint64{B, A}}, Side{Current: A}, ProtocolC, SourceFull, 5},
 		{"split brain from a shared bitmap UUID", Side{Current: B, Bitmap: A}, Side{Current: C, Bitmap: A}, ProtocolC, SplitBrainAuto, 6},
