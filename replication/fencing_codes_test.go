@@ -31,9 +31,9 @@ type fenceOutcome struct {
 func wantFenceOutcome(policy engine.FencePolicy, code int) fenceOutcome {
 	stonith := policy == engine.ResourceAndStonith
 	switch code {
-	case engine.FencePeerInconsistent: // settled; an Inconsistent peer is not marked
-		return fenceOutcome{}
-	case engine.FencePeerOutdated, engine.FencePeerFenced:
+	case engine.FencePeerInconsistent, engine.FencePeerOutdated, engine.FencePeerFenced:
+		// Settled: the peer cannot become primary without a resync from
+		// this node (an Inconsistent one neither).
 		return fenceOutcome{peerOutdated: true}
 	case engine.FencePeerUnreachable:
 		// Assumed dead under resource-only; under resource-and-stonith an
@@ -113,8 +113,8 @@ func (w *pendingWrite) wait(t *testing.T, what string) {
 // TestFencePeerExitCodes: a primary under a fencing policy loses its
 // peer; the fence-peer handler runs (blocked on a fifo the test writes
 // the exit code to) and its exit code decides, per engine.FenceResult and
-// docs/fencing.md (DRBD's codes): 3 the peer is Inconsistent (settled,
-// not marked), 4 outdated and 7 fenced (marked Outdated, settled), 5
+// docs/fencing.md (DRBD's codes): 3 the peer is Inconsistent, 4 outdated
+// and 7 fenced (each marked Outdated, settled), 5
 // unreachable (assumed dead under resource-only; under
 // resource-and-stonith I/O stays frozen), 6 the peer is primary (this
 // node outdates itself; I/O stays frozen under resource-and-stonith).
@@ -241,13 +241,11 @@ func TestFencePeerExitCodes(t *testing.T) {
 
 // TestFencePeerExitCodesOnPromotion: a secondary promoted while its peer
 // is unreachable fences the peer first; the promotion goes ahead only
-// when the exit code leaves the peer marked Outdated (4, 7; 5 under
+// when the exit code leaves the peer marked Outdated (3, 4, 7; 5 under
 // resource-only), and code 6 (the peer is primary) outdates this node.
-// (Code 3 is left out: see the report on FenceResult's "settled" for an
-// Inconsistent peer, which a promotion does not accept.)
 func TestFencePeerExitCodesOnPromotion(t *testing.T) {
 	for _, policy := range []engine.FencePolicy{engine.ResourceOnly, engine.ResourceAndStonith} {
-		for _, code := range []int{1, 4, 5, 6, 7} {
+		for _, code := range []int{1, 3, 4, 5, 6, 7} {
 			t.Run(policy.String()+", exit "+strconv.Itoa(code), func(t *testing.T) {
 				e := detachedEngine(t, policy)
 				_, err := e.Promote(false)

@@ -75,9 +75,10 @@ func (e *Engine) startFencing(o *Output, p *peer, why string) {
 }
 
 // FenceResult reports the fence-peer handler's exit code for peer. Codes 3,
-// 4 and 7 (and 5 under resource-only) settle the peer — it is marked
-// outdated unless inconsistent — and I/O resumes once no fencing is
-// pending. Code 6 (the peer is primary) outdates this node and keeps I/O
+// 4 and 7 (and 5 under resource-only) settle the peer: it is marked
+// outdated (an Inconsistent peer too: either way it cannot become primary
+// without a resync from this node, so a promotion may go ahead, as in
+// DRBD), and I/O resumes once no fencing is pending. Code 6 (the peer is primary) outdates this node and keeps I/O
 // frozen. Anything else is a failed fencing: under resource-and-stonith
 // I/O stays frozen until an operator resumes it.
 func (e *Engine) FenceResult(peerID uint32, code int) Output {
@@ -90,11 +91,9 @@ func (e *Engine) FenceResult(peerID uint32, code int) Output {
 	settled := false
 	s := &e.gen.Slots[p.slot]
 	switch {
-	case code == FencePeerOutdated || code == FencePeerFenced ||
+	case code == FencePeerOutdated || code == FencePeerFenced || code == FencePeerInconsistent ||
 		code == FencePeerUnreachable && e.cfg.Fencing == ResourceOnly:
 		s.Outdated, settled = true, true
-	case code == FencePeerInconsistent:
-		settled = true
 	case code == FencePeerIsPrimary:
 		old := e.Disk()
 		e.gen.UpToDate = false
