@@ -149,10 +149,20 @@ func (n *node) status() (control.Status, error) {
 	return control.NewClient(n.socket).Status(ctx)
 }
 
+// repctlTimeout bounds one repctl run (wait-sync waits as long as the
+// resync takes): a stuck cluster fails its test instead of hanging the
+// suite until go test's own timeout.
+const repctlTimeout = 5 * time.Minute
+
 // repctl runs the real CLI against this node.
 func (n *node) repctl(args ...string) (string, error) {
 	argv := append(append(append([]string{}, n.wrap...), bin("repctl"), "--socket", n.socket), args...)
-	out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput()
+	ctx, cancel := context.WithTimeout(context.Background(), repctlTimeout)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, argv[0], argv[1:]...).CombinedOutput()
+	if ctx.Err() != nil {
+		err = fmt.Errorf("%w: no answer within %v", err, repctlTimeout)
+	}
 	return string(out), err
 }
 
