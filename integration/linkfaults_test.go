@@ -94,12 +94,7 @@ func TestCorruptedWriteDetected(t *testing.T) {
 	if err := os.WriteFile(a.config, []byte(strings.Replace(cfg, m[1], proxy.addr(), 1)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	a.start()
-	b.start()
-	a.create("r0")
-	b.create("r0")
-	a.mustRepctl("primary", "--force", "r0")
-	a.waitSync("r0")
+	upPair(a, b, "r0")
 	a.writeBlocks("r0", 'x', 1, 2)
 	if conns, writes, _ := proxy.counts(); conns == 0 || writes < 2 {
 		t.Fatalf("the replication link does not go through the proxy: %d connections, %d writes relayed", conns, writes)

@@ -91,12 +91,7 @@ func TestPartitionHealResyncsOnlyDirtyData(t *testing.T) {
 		Addrs: []string{net.addr[0] + ":7789", net.addr[1] + ":7789"}})
 	a, b := nodes[0], nodes[1]
 	a.wrap, b.wrap = net.exec(0), net.exec(1)
-	a.start()
-	b.start()
-	a.create("r0")
-	b.create("r0")
-	a.mustRepctl("primary", "--force", "r0")
-	a.waitSync("r0")
+	upPair(a, b, "r0")
 
 	net.partition()
 	a.waitPeer("r0", "the partition noticed (ping timeout)", func(p control.Peer) bool { return p.Connection != "Connected" })

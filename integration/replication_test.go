@@ -31,13 +31,20 @@ func startPair(t *testing.T, s clusterSpec) (primary, secondary *node) {
 	s.Nodes = 2
 	nodes := newCluster(t, s)
 	a, b := nodes[0], nodes[1]
+	upPair(a, b, s.Volume)
+	return a, b
+}
+
+// upPair starts a and b (configured), creates and brings up the volume on
+// both, forces a primary and waits for the initial sync.
+func upPair(a, b *node, volume string) {
+	a.t.Helper()
 	a.start()
 	b.start()
-	a.create(s.Volume)
-	b.create(s.Volume)
-	a.mustRepctl("primary", "--force", s.Volume)
-	a.waitSync(s.Volume)
-	return a, b
+	a.create(volume)
+	b.create(volume)
+	a.mustRepctl("primary", "--force", volume)
+	a.waitSync(volume)
 }
 
 // peer returns the volume's only peer as this node sees it.

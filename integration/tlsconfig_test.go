@@ -2,15 +2,9 @@ package integration
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
 	"net"
 	"os"
 	"path/filepath"
@@ -20,69 +14,17 @@ import (
 	"time"
 
 	"github.com/replicad/replicad/internal/control"
+	"github.com/replicad/replicad/internal/testcert"
 )
-
-// tlsCA is a throwaway certificate authority for cluster.tls.
-type tlsCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	pem  []byte
-}
-
-func newTLSCA(t *testing.T, name string) *tlsCA {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true,
-		KeyUsage: x509.KeyUsageCertSign}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &tlsCA{cert: cert, key: key, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
-}
-
-// issue returns a PEM certificate and key for a node name, usable as both
-// server and client (each node both accepts and dials).
-func (ca *tlsCA) issue(t *testing.T, name string) (certPEM, keyPEM []byte) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: serial, Subject: pkix.Name{CommonName: name}, DNSNames: []string{name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})
-}
 
 // configureTLS writes the node's certificate (issued by issuer for name),
 // its key and trusted CA into its directory and adds cluster.tls to its
 // config file.
-func configureTLS(t *testing.T, n *node, name string, issuer, trusted *tlsCA) {
+func configureTLS(t *testing.T, n *node, name string, issuer, trusted *testcert.CA) {
 	t.Helper()
-	certPEM, keyPEM := issuer.issue(t, name)
+	certPEM, keyPEM := issuer.IssuePEM(t, name)
 	cert, key, ca := filepath.Join(n.dir, "node.crt"), filepath.Join(n.dir, "node.key"), filepath.Join(n.dir, "ca.crt")
-	for p, b := range map[string][]byte{cert: certPEM, key: keyPEM, ca: trusted.pem} {
+	for p, b := range map[string][]byte{cert: certPEM, key: keyPEM, ca: trusted.PEM} {
 		if err := os.WriteFile(p, b, 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -105,19 +47,14 @@ func configureTLS(t *testing.T, n *node, name string, issuer, trusted *tlsCA) {
 // cluster.tls (cert, key, ca) connect over mutual TLS and replicate a
 // write; the replication port speaks TLS with the node's certificate.
 func TestClusterTLSFromConfig(t *testing.T) {
-	ca := newTLSCA(t, "replicad test CA")
+	ca := testcert.NewCA(t, "replicad test CA")
 	nodes := newCluster(t, clusterSpec{Nodes: 2, Volume: "r0", Size: "16MiB", Protocol: "C"})
 	a, b := nodes[0], nodes[1]
 	t.Cleanup(func() { dumpLogsOnFailure(t, a, b) })
 	for i, n := range nodes {
 		configureTLS(t, n, fmt.Sprintf("n%d", i), ca, ca)
 	}
-	a.start()
-	b.start()
-	a.create("r0")
-	b.create("r0")
-	a.mustRepctl("primary", "--force", "r0")
-	a.waitSync("r0")
+	upPair(a, b, "r0")
 
 	a.writeBlocks("r0", 'T', 5, 1000)
 	a.waitSync("r0")
@@ -137,13 +74,13 @@ func TestClusterTLSFromConfig(t *testing.T) {
 	// The link is TLS, not a config key silently ignored: a's replication
 	// port completes a mutual-TLS handshake for a client of the same CA
 	// and presents a's certificate.
-	certPEM, keyPEM := ca.issue(t, "probe")
+	certPEM, keyPEM := ca.IssuePEM(t, "probe")
 	probe, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
 		t.Fatal(err)
 	}
 	pool := x509.NewCertPool()
-	pool.AddCert(ca.cert)
+	pool.AddCert(ca.Cert)
 	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 10 * time.Second}, "tcp", replicationAddr(t, a),
 		&tls.Config{ServerName: "n0", RootCAs: pool, Certificates: []tls.Certificate{probe}, MinVersion: tls.VersionTLS13})
 	if err != nil {
@@ -163,7 +100,7 @@ func TestClusterTLSFromConfig(t *testing.T) {
 func TestClusterTLSRefusesOtherCA(t *testing.T) {
 	for _, foreign := range []string{"acceptor", "dialer"} {
 		t.Run("foreign "+foreign, func(t *testing.T) {
-			ca, other := newTLSCA(t, "replicad test CA"), newTLSCA(t, "some other CA")
+			ca, other := testcert.NewCA(t, "replicad test CA"), testcert.NewCA(t, "some other CA")
 			nodes := newCluster(t, clusterSpec{Nodes: 2, Volume: "r0", Size: "16MiB", Protocol: "C"})
 			dialer, acceptor := nodes[0], nodes[1] // the lower node id dials
 			t.Cleanup(func() { dumpLogsOnFailure(t, dialer, acceptor) })

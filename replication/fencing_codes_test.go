@@ -163,11 +163,7 @@ func TestFencePeerExitCodes(t *testing.T) {
 				rc.FenceTimeout = time.Minute
 			})
 			a, b := nodes[0], nodes[1]
-			waitFor(t, "connect", func() bool { return peerState(a).Repl == engine.Established })
-			if err := a.rep.Promote(true); err != nil {
-				t.Fatal(err)
-			}
-			waitFor(t, "initial sync", func() bool { return inSync(a) && inSync(b) })
+			promoteInSync(t, a, b)
 
 			b.rep.Disconnect(0)
 			waitFor(t, "the primary to notice", func() bool { return peerState(a).Conn != engine.Connected })

@@ -2,18 +2,13 @@ package replication
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"math/big"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/replicad/replicad/internal/testcert"
 	"github.com/replicad/replicad/replication/disk"
 	"github.com/replicad/replicad/replication/engine"
 )
@@ -102,47 +97,20 @@ func TestKoCountCutsOffAStuckPeer(t *testing.T) {
 	}
 }
 
-func testCA(t *testing.T) (*x509.Certificate, *ecdsa.PrivateKey, *x509.CertPool) {
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "replicad test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true,
-		KeyUsage: x509.KeyUsageCertSign}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, _ := x509.ParseCertificate(der)
-	pool := x509.NewCertPool()
-	pool.AddCert(ca)
-	return ca, key, pool
-}
-
-func nodeCert(t *testing.T, ca *x509.Certificate, caKey *ecdsa.PrivateKey, name string) tls.Certificate {
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: name}, DNSNames: []string{name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
-}
-
 // TestTLSLink: with mutual TLS the nodes replicate; a node whose
 // certificate comes from another CA is refused.
 func TestTLSLink(t *testing.T) {
-	ca, caKey, pool := testCA(t)
-	other, otherKey, _ := testCA(t)
+	ca, other := testcert.NewCA(t, "replicad test CA"), testcert.NewCA(t, "another CA")
+	pool := ca.Pool()
 	names := map[uint32]string{0: "alpha", 1: "beta"}
 	for _, bad := range []bool{false, true} {
 		nodes := twoNodesTransport(t, func(id uint32, tc *TransportConfig) {
-			issuer, key := ca, caKey
+			issuer := ca
 			if bad && id == 1 {
-				issuer, key = other, otherKey
+				issuer = other
 			}
 			tc.PeerNames = names
-			tc.TLS = &tls.Config{Certificates: []tls.Certificate{nodeCert(t, issuer, key, names[id])},
+			tc.TLS = &tls.Config{Certificates: []tls.Certificate{issuer.Issue(t, names[id])},
 				RootCAs: pool, ClientCAs: pool, ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS13}
 		})
 		a := nodes[0]

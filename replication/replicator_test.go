@@ -121,6 +121,17 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 
 func peerState(n *testNode) engine.PeerStatus { return n.rep.Status().Peers[0] }
 
+// promoteInSync waits for a and b to connect, forces a primary and waits
+// for the initial sync.
+func promoteInSync(t *testing.T, a, b *testNode) {
+	t.Helper()
+	waitFor(t, "connect", func() bool { return peerState(a).Repl == engine.Established })
+	if err := a.rep.Promote(true); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "initial sync", func() bool { return inSync(a) && inSync(b) })
+}
+
 func inSync(n *testNode) bool {
 	p := peerState(n)
 	return p.Conn == engine.Connected && p.Repl == engine.Established && p.Disk == engine.UpToDate && n.rep.Status().Disk == engine.UpToDate
@@ -213,11 +224,7 @@ func TestWrongSecretIsRefused(t *testing.T) {
 func TestOnlineVerify(t *testing.T) {
 	nodes := twoNodes(t, 'C')
 	a, b := nodes[0], nodes[1]
-	waitFor(t, "connect", func() bool { return peerState(a).Repl == engine.Established })
-	if err := a.rep.Promote(true); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "initial sync", func() bool { return inSync(a) && inSync(b) })
+	promoteInSync(t, a, b)
 	for i := int64(0); i < 64; i++ {
 		if err := a.rep.WriteAt(ctx, bytes.Repeat([]byte{byte(i + 1)}, 4096), i*(512<<10), false); err != nil {
 			t.Fatal(err)
@@ -267,11 +274,7 @@ func TestFencingFreezesIO(t *testing.T) {
 		c.NodeNames = map[uint32]string{0: "alpha", 1: "beta"}
 	})
 	a, b := nodes[0], nodes[1]
-	waitFor(t, "connect", func() bool { return peerState(a).Repl == engine.Established })
-	if err := a.rep.Promote(true); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "initial sync", func() bool { return inSync(a) && inSync(b) })
+	promoteInSync(t, a, b)
 
 	// The peer goes away: fence-peer runs, I/O waits for it.
 	b.rep.Disconnect(0)

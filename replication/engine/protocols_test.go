@@ -85,6 +85,16 @@ func TestWriteCompletionPerProtocol(t *testing.T) {
 				w := ws[0]
 				var toPrimary []wire.Message // what node 1 queued for node 0
 				var apply *engine.Apply
+				// deliver hands node 1's queued messages to node 0.
+				deliver := func() engine.Output {
+					var all engine.Output
+					for _, m := range toPrimary {
+						o := must(p.Receive(1, m))
+						all.Completions = append(all.Completions, o.Completions...)
+					}
+					toPrimary = nil
+					return all
+				}
 				steps := []struct {
 					name string
 					do   func() engine.Output // returns the primary's output
@@ -105,15 +115,7 @@ func TestWriteCompletionPerProtocol(t *testing.T) {
 						}
 						return engine.Output{}
 					}},
-					{"recv-ack delivered", func() engine.Output {
-						var all engine.Output
-						for _, m := range toPrimary {
-							o := must(p.Receive(1, m))
-							all.Completions = append(all.Completions, o.Completions...)
-						}
-						toPrimary = nil
-						return all
-					}},
+					{"recv-ack delivered", deliver},
 					{"peer applied", func() engine.Output {
 						o := s.Applied(*apply, nil)
 						for _, snd := range o.Sends {
@@ -121,15 +123,7 @@ func TestWriteCompletionPerProtocol(t *testing.T) {
 						}
 						return engine.Output{}
 					}},
-					{"write-ack delivered", func() engine.Output {
-						var all engine.Output
-						for _, m := range toPrimary {
-							o := must(p.Receive(1, m))
-							all.Completions = append(all.Completions, o.Completions...)
-						}
-						toPrimary = nil
-						return all
-					}},
+					{"write-ack delivered", deliver},
 				}
 				want := c.done
 				if localLast {
