@@ -320,7 +320,7 @@ func (v *Volume) commitLocked(ctx context.Context) error {
 		devUUID := v.mu.sb.DeviceUUID
 		pos := v.mu.al.RingPosition(p.Tx.Seq)
 		v.mu.Unlock()
-		err = v.writeTransaction(pages, snaps, devUUID, p.Tx, pos)
+		err = v.writeTransaction(pages, snaps, devUUID, p.Tx, pos, len(p.Evicted) > 0)
 		v.mu.Lock()
 		if err != nil {
 			v.mu.al.Abort(p)
@@ -341,7 +341,16 @@ func (v *Volume) commitLocked(ctx context.Context) error {
 	return nil
 }
 
-func (v *Volume) writeTransaction(pages []pageRef, snaps [][]uint64, devUUID uint64, tx meta.ALTransaction, pos int) error {
+func (v *Volume) writeTransaction(pages []pageRef, snaps [][]uint64, devUUID uint64, tx meta.ALTransaction, pos int, evicting bool) error {
+	// An extent leaving the log must have its data durable: after a power
+	// cut nothing else would mark a write in it that never reached the
+	// disk, though peers have it. The metadata's sync covers the data only
+	// when both share a device.
+	if evicting && v.devs.Meta != nil && v.devs.Meta != v.devs.Data {
+		if err := v.devs.Data.Sync(); err != nil {
+			return fmt.Errorf("sync data before the activity log lets extents go: %w", err)
+		}
+	}
 	if len(pages) > 0 {
 		if err := v.writePageSnapshots(pages, snaps, devUUID); err != nil {
 			return err
