@@ -55,6 +55,10 @@ type Options struct {
 	// the majority meanwhile), sometimes another node, and with four
 	// nodes sometimes two against two, until a heal.
 	Partitions bool
+	// ExternalMeta puts every node's metadata on a device of its own (a
+	// second crash-simulating disk, cut with the data disk), as
+	// `meta: PATH` does.
+	ExternalMeta bool
 }
 
 // Cluster is a simulated set of nodes replicating one volume.
@@ -155,6 +159,7 @@ type Node struct {
 	ID      uint32
 	Up      bool
 	Disk    *disk.Crash
+	Meta    *disk.Crash // with Options.ExternalMeta; else the metadata is on Disk
 	Vol     *replication.Volume
 	Eng     *engine.Engine
 	c       *Cluster
@@ -214,12 +219,21 @@ func New(r *rand.Rand, opts Options) (*Cluster, error) {
 	geo.MaxPeers = max(1, opts.Nodes-1)
 	c.extents = min(opts.Blocks, 128)
 	devSize, err := deviceFor(c.extents*ALExtent, geo)
+	var metaSize int64
+	if opts.ExternalMeta {
+		devSize = c.extents * ALExtent
+		l, lerr := meta.ExternalLayout(devSize, geo)
+		metaSize, err = l.MetaSize, lerr
+	}
 	if err != nil {
 		return nil, err
 	}
 	for i := 0; i < opts.Nodes; i++ {
 		n := &Node{ID: uint32(i), c: c, Disk: disk.NewCrash(devSize)}
-		if _, err := replication.CreateMetadata(replication.Devices{Data: n.Disk}, replication.CreateOptions{NodeID: n.ID, Geometry: geo}); err != nil {
+		if opts.ExternalMeta {
+			n.Meta = disk.NewCrash(metaSize)
+		}
+		if _, err := replication.CreateMetadata(n.devices(), replication.CreateOptions{NodeID: n.ID, Geometry: geo}); err != nil {
 			return nil, err
 		}
 		c.Nodes = append(c.Nodes, n)
@@ -284,8 +298,17 @@ func (c *Cluster) Log(n int) string {
 	return b.String()
 }
 
+// devices are the node's disks: data, and metadata when it has its own.
+func (n *Node) devices() replication.Devices {
+	d := replication.Devices{Data: n.Disk}
+	if n.Meta != nil {
+		d.Meta = n.Meta
+	}
+	return d
+}
+
 func (n *Node) start() error {
-	vol, rep, err := replication.Attach("r0", replication.Devices{Data: n.Disk}, replication.AttachOptions{Logger: discard})
+	vol, rep, err := replication.Attach("r0", n.devices(), replication.AttachOptions{Logger: discard})
 	if err != nil {
 		return fmt.Errorf("node %d attach: %w", n.ID, err)
 	}

@@ -486,6 +486,9 @@ func (c *Cluster) crash(n *Node) {
 	c.logf("node %d: power cut (primary %v, candidates %v)", n.ID, wasPrimary, sortedKeys(c.candidates))
 	n.Up = false
 	n.Disk = n.Disk.CrashClone(disk.RandomKeep(c.r))
+	if n.Meta != nil {
+		n.Meta = n.Meta.CrashClone(disk.RandomKeep(c.r))
+	}
 	for _, m := range c.Nodes {
 		if m != n {
 			c.breakLink(n.ID, m.ID)

@@ -82,6 +82,26 @@ func runRound(t *testing.T, r *rand.Rand, opts Options, round int) Stats {
 	return c.Stats
 }
 
+// TestSimulationExternalMetadata runs the same clusters with every node's
+// metadata on a device of its own, cut separately from the data in a power
+// cut: the data device has no metadata sync to ride on (the activity log
+// must sync it before letting extents go).
+func TestSimulationExternalMetadata(t *testing.T) {
+	r := testenv.Rand(t)
+	var total Stats
+	for _, proto := range []byte{'A', 'C'} {
+		for round := 0; round < max(1, *rounds/5); round++ {
+			nodes := 2 + round%2
+			opts := Options{Nodes: nodes, Protocol: proto, Blocks: 256, Policies: uuid.DefaultPolicies(), ExternalMeta: true}
+			total.Add(runRound(t, r, opts, round))
+		}
+	}
+	t.Logf("%+v", total)
+	if !t.Failed() && (total.Crashes == 0 || total.CheckedFailovers == 0) {
+		t.Fatalf("no power cut or checked failover happened: %+v", total)
+	}
+}
+
 // TestSimulationFiveNodes runs five-node clusters with quorum and
 // partitions (-sim.five=N rounds per protocol). Not in the default suite:
 // it does not always converge yet (docs/replication.md, Limits).
