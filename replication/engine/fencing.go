@@ -79,8 +79,9 @@ func (e *Engine) startFencing(o *Output, p *peer, why string) {
 // outdated (an Inconsistent peer too: either way it cannot become primary
 // without a resync from this node, so a promotion may go ahead, as in
 // DRBD), and I/O resumes once no fencing is pending. Code 6 (the peer is
-// primary) outdates this node and keeps I/O frozen. Anything else is a failed fencing: under resource-and-stonith
-// I/O stays frozen until an operator resumes it.
+// primary) outdates this node and keeps I/O frozen. Anything else is a
+// failed fencing: under resource-and-stonith I/O stays frozen until an
+// operator resumes it.
 func (e *Engine) FenceResult(peerID uint32, code int) Output {
 	var o Output
 	p, ok := e.peers[peerID]
