@@ -346,7 +346,7 @@ func (v *Volume) writeTransaction(pages []pageRef, snaps [][]uint64, devUUID uin
 	// cut nothing else would mark a write in it that never reached the
 	// disk, though peers have it. The metadata's sync covers the data only
 	// when both share a device.
-	if evicting && v.devs.Meta != nil && v.devs.Meta != v.devs.Data {
+	if evicting && !v.layout.Internal {
 		if err := v.devs.Data.Sync(); err != nil {
 			return fmt.Errorf("sync data before the activity log lets extents go: %w", err)
 		}

@@ -108,13 +108,22 @@ func tcpProbe(total int64, pin bool) (float64, error) {
 		}
 		defer c.Close()
 		if pin {
-			defer pinThread(1)()
+			unpin, err := pinThread(1)
+			if err != nil {
+				got <- err
+				return
+			}
+			defer unpin()
 		}
 		_, err = io.CopyBuffer(io.Discard, c, make([]byte, 256<<10))
 		got <- err
 	}()
 	if pin {
-		defer pinThread(0)()
+		unpin, err := pinThread(0)
+		if err != nil {
+			return 0, err
+		}
+		defer unpin()
 	}
 	c, err := net.Dial("tcp", l.Addr().String())
 	if err != nil {
@@ -314,15 +323,22 @@ func selfCPU() float64 {
 }
 
 // pinThread locks the calling goroutine to its thread and that thread to
-// cpu; the function it returns undoes both.
-func pinThread(cpu int) func() {
+// cpu; the function it returns undoes both. A probe that cannot pin fails
+// rather than measure unpinned.
+func pinThread(cpu int) (func(), error) {
 	runtime.LockOSThread()
 	var old, set unix.CPUSet
-	unix.SchedGetaffinity(0, &old)
 	set.Set(cpu)
-	unix.SchedSetaffinity(0, &set)
+	if err := unix.SchedGetaffinity(0, &old); err != nil {
+		runtime.UnlockOSThread()
+		return nil, fmt.Errorf("pin the TCP probe: %w", err)
+	}
+	if err := unix.SchedSetaffinity(0, &set); err != nil {
+		runtime.UnlockOSThread()
+		return nil, fmt.Errorf("pin the TCP probe to CPU %d: %w", cpu, err)
+	}
 	return func() {
 		unix.SchedSetaffinity(0, &old)
 		runtime.UnlockOSThread()
-	}
+	}, nil
 }

@@ -218,12 +218,15 @@ func New(r *rand.Rand, opts Options) (*Cluster, error) {
 	geo.ALExtentSize = ALExtent
 	geo.MaxPeers = max(1, opts.Nodes-1)
 	c.extents = min(opts.Blocks, 128)
-	devSize, err := deviceFor(c.extents*ALExtent, geo)
-	var metaSize int64
+	var devSize, metaSize int64
+	var err error
 	if opts.ExternalMeta {
 		devSize = c.extents * ALExtent
-		l, lerr := meta.ExternalLayout(devSize, geo)
-		metaSize, err = l.MetaSize, lerr
+		var l meta.Layout
+		l, err = meta.ExternalLayout(devSize, geo)
+		metaSize = l.MetaSize
+	} else {
+		devSize, err = deviceFor(c.extents*ALExtent, geo)
 	}
 	if err != nil {
 		return nil, err
