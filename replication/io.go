@@ -342,26 +342,28 @@ func (v *Volume) commitLocked(ctx context.Context) error {
 }
 
 func (v *Volume) writeTransaction(pages []pageRef, snaps [][]uint64, devUUID uint64, tx meta.ALTransaction, pos int, evicting bool) error {
-	// An extent leaving the log must have its data durable: after a power
-	// cut nothing else would mark a write in it that never reached the
-	// disk, though peers have it. The metadata's sync covers the data only
-	// when both share a device.
-	if evicting && !v.layout.Internal {
+	if evicting {
+		// An extent leaving the log must have its bits and its data durable
+		// first: after a power cut nothing else would mark a write in it
+		// that never reached the disk, though peers have it.
+		if err := v.writePages(pages, snaps, devUUID); err != nil {
+			return err
+		}
 		if err := v.devs.Data.Sync(); err != nil {
 			return fmt.Errorf("sync data before the activity log lets extents go: %w", err)
 		}
-	}
-	if len(pages) > 0 {
-		if err := v.writePageSnapshots(pages, snaps, devUUID); err != nil {
-			return err
+		if !v.layout.Internal {
+			if err := v.md.Sync(); err != nil {
+				return fmt.Errorf("sync bitmap: %w", err)
+			}
 		}
 	}
 	b, err := tx.Marshal(devUUID)
 	if err != nil {
 		return err
 	}
-	if err := disk.WriteFull(v.md, b, v.layout.ALTransactionOffset(pos)); err != nil {
-		return err
-	}
-	return v.md.Sync()
+	// The transaction alone is made durable (O_DSYNC on a file): an
+	// fdatasync would also write back every dirty data page of an internal
+	// layout, which the log exists to make unnecessary (docs/metadata.md).
+	return disk.WriteSync(v.md, b, v.layout.ALTransactionOffset(pos))
 }

@@ -278,15 +278,23 @@ func (v *Volume) writeBitmapPages(pages []pageRef) error {
 }
 
 func (v *Volume) writePageSnapshots(pages []pageRef, snaps [][]uint64, devUUID uint64) error {
+	if err := v.writePages(pages, snaps, devUUID); err != nil {
+		return err
+	}
+	if err := v.md.Sync(); err != nil {
+		return fmt.Errorf("sync bitmap: %w", err)
+	}
+	return nil
+}
+
+// writePages writes bitmap page snapshots without syncing.
+func (v *Volume) writePages(pages []pageRef, snaps [][]uint64, devUUID uint64) error {
 	b := make([]byte, meta.BlockSize)
 	for i, pr := range pages {
 		meta.MarshalBitmapPage(b, snaps[i], v.layout.BitmapPageIndex(pr.slot, pr.page), devUUID)
 		if err := disk.WriteFull(v.md, b, v.layout.BitmapPageOffset(pr.slot, pr.page)); err != nil {
 			return fmt.Errorf("write bitmap: %w", err)
 		}
-	}
-	if err := v.md.Sync(); err != nil {
-		return fmt.Errorf("sync bitmap: %w", err)
 	}
 	return nil
 }

@@ -148,8 +148,9 @@ func tcpProbe(total int64, pin bool) (float64, error) {
 // from the new metadata to in sync, and the resync proper (SyncSource to
 // Established on the primary).
 type full struct {
-	sent          int64
-	total, resync time.Duration
+	sent  int64
+	total time.Duration
+	resyncTimes
 }
 
 // fullResync makes the pair's secondary a fresh, empty replica (new
@@ -173,8 +174,11 @@ func fullResync(s *setup) (res full, err error) {
 		return res, err
 	}
 	res.total = time.Since(start)
-	if res.resync, err = watch(); err != nil {
+	if res.resyncTimes, err = watch(); err != nil {
 		return res, err
+	}
+	if res.durable == 0 {
+		return res, fmt.Errorf("%s: no peer disk UpToDate event after the resync", a.name)
 	}
 	res.sent = after.SentBytes["resync"] - before.SentBytes["resync"]
 	return res, nil
@@ -184,8 +188,9 @@ func fullResync(s *setup) (res full, err error) {
 // the time from connect to in sync, and the part of it between the
 // primary's SyncSource and Established events.
 type scattered struct {
-	sent          int64
-	total, resync time.Duration
+	sent  int64
+	total time.Duration
+	resyncTimes
 }
 
 // scatteredResync disconnects the primary, writes count random distinct
@@ -236,17 +241,28 @@ func scatteredResync(s *setup, count int, rng *rand.Rand) (res scattered, err er
 		return res, err
 	}
 	res.total = time.Since(start)
-	if res.resync, err = watch(); err != nil {
+	if res.resyncTimes, err = watch(); err != nil {
 		return res, err
 	}
 	res.sent = after.SentBytes["resync"] - before.SentBytes["resync"]
 	return res, nil
 }
 
+// resyncTimes are the phases of one resync seen from its source.
+type resyncTimes struct {
+	// resync is SyncSource to Established: every chunk sent and
+	// acknowledged, the target's data in its page cache.
+	resync time.Duration
+	// durable is SyncSource to the peer's disk UpToDate: the target has
+	// also flushed the data and adopted the source's generation.
+	durable time.Duration
+}
+
 // watchReplication follows a node's events; the function it returns stops
-// and gives the time between the node's SyncSource and Established
-// events: the resync proper, without the reconnection before it.
-func watchReplication(n *node) func() (time.Duration, error) {
+// and gives the times from the node's SyncSource event to its Established
+// event and to its peer's disk becoming UpToDate: the resync proper,
+// without the reconnection before it.
+func watchReplication(n *node) func() (resyncTimes, error) {
 	ctx, stop := context.WithCancel(context.Background())
 	var mu sync.Mutex
 	times := map[string]time.Time{}
@@ -255,25 +271,30 @@ func watchReplication(n *node) func() (time.Duration, error) {
 		defer close(done)
 		n.client().Stream(ctx, "/v1/events?volume="+volume, func(raw json.RawMessage) error {
 			var e control.Event
-			if json.Unmarshal(raw, &e) == nil && e.What == "replication" {
+			if json.Unmarshal(raw, &e) == nil && (e.What == "replication" || e.What == "peer-disk") {
 				mu.Lock()
-				times[e.New] = e.Time
+				times[e.What+" "+e.New] = e.Time
 				mu.Unlock()
 			}
 			return nil
 		})
 	}()
 	time.Sleep(100 * time.Millisecond) // let the stream subscribe
-	return func() (time.Duration, error) {
+	return func() (resyncTimes, error) {
 		time.Sleep(100 * time.Millisecond) // the last events
 		stop()
 		<-done
 		mu.Lock()
 		defer mu.Unlock()
-		if times["SyncSource"].IsZero() || times["Established"].IsZero() {
-			return 0, fmt.Errorf("%s: no SyncSource and Established events: %v", n.name, times)
+		start, end, durable := times["replication SyncSource"], times["replication Established"], times["peer-disk UpToDate"]
+		if start.IsZero() || end.IsZero() {
+			return resyncTimes{}, fmt.Errorf("%s: no SyncSource and Established events: %v", n.name, times)
 		}
-		return times["Established"].Sub(times["SyncSource"]), nil
+		t := resyncTimes{resync: end.Sub(start)}
+		if !durable.Before(end) {
+			t.durable = durable.Sub(start)
+		}
+		return t, nil
 	}
 }
 
