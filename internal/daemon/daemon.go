@@ -348,7 +348,7 @@ func (d *Daemon) Status() control.Status {
 
 func (d *Daemon) volumeStatus(v *volume) control.Volume {
 	v.mu.Lock()
-	vol := v.mu.vol
+	vol, attaching := v.mu.vol, v.mu.attaching
 	out := control.Volume{
 		Name: v.cfg.Name, State: v.mu.state, Error: v.mu.err, Hint: v.mu.hint,
 		Device: v.cfg.Device, Meta: v.cfg.Meta, ReadOnly: v.cfg.ReadOnly, Peers: []control.Peer{},
@@ -356,8 +356,11 @@ func (d *Daemon) volumeStatus(v *volume) control.Volume {
 	v.mu.Unlock()
 	if vol == nil {
 		// Nothing attached: DRBD's detached resource, Secondary and
-		// without a disk.
+		// without a disk (or getting one).
 		out.Role, out.Disk = "Secondary", string(replication.Diskless)
+		if attaching {
+			out.Disk = string(replication.Attaching)
+		}
 		return out
 	}
 	vs := vol.Status()

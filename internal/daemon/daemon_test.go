@@ -3,6 +3,7 @@ package daemon
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
@@ -294,5 +295,76 @@ func TestMaxProcs(t *testing.T) {
 	c.Node.MaxProcs = -1
 	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "node.max-procs") {
 		t.Fatalf("max-procs -1: %v", err)
+	}
+}
+
+// TestAttachDiskEvents: up reports the disk Attaching while it reads the
+// metadata, then the state it found (or Diskless again when it fails);
+// down reports Diskless. Status shows Attaching meanwhile.
+func TestAttachDiskEvents(t *testing.T) {
+	ctx := context.Background()
+	cfg := testConfig(t.TempDir())
+	r := start(t, cfg)
+	c := r.client
+	if _, err := c.CreateMD(ctx, "alpha", false); err != nil {
+		t.Fatal(err)
+	}
+	evs := make(chan control.Event, 16)
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go c.Stream(sctx, "/v1/events", func(raw json.RawMessage) error {
+		var e control.Event
+		if err := json.Unmarshal(raw, &e); err == nil && e.What == "disk" {
+			evs <- e
+		}
+		return nil
+	})
+	// The stream is up once an event published after it arrives.
+	deadline := time.Now().Add(10 * time.Second)
+	for subscribed := false; !subscribed; {
+		r.d.bus.publish(control.Event{Volume: "probe", What: "disk"})
+		select {
+		case <-evs:
+			subscribed = true
+		case <-time.After(50 * time.Millisecond):
+			if time.Now().After(deadline) {
+				t.Fatal("the event stream never delivered")
+			}
+		}
+	}
+	if _, err := c.Up(ctx, "alpha"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Down(ctx, "alpha"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Up(ctx, "beta"); err == nil {
+		t.Fatal("up of beta without metadata succeeded")
+	}
+	want := []string{
+		"alpha Diskless -> Attaching", "alpha Attaching -> UpToDate", "alpha UpToDate -> Diskless",
+		"beta Diskless -> Attaching", "beta Attaching -> Diskless",
+	}
+	for _, w := range want {
+		var got string
+		for got == "" || strings.HasPrefix(got, "probe ") {
+			select {
+			case e := <-evs:
+				got = e.Volume + " " + e.Old + " -> " + e.New
+			case <-time.After(10 * time.Second):
+				t.Fatalf("no disk event %q", w)
+			}
+		}
+		if got != w {
+			t.Fatalf("disk event %q, want %q", got, w)
+		}
+	}
+
+	v := r.d.volumes["alpha"]
+	v.mu.Lock()
+	v.mu.attaching = true
+	v.mu.Unlock()
+	if st := r.d.volumeStatus(v); st.Disk != "Attaching" || st.Role != "Secondary" {
+		t.Fatalf("status while attaching: %+v", st)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/replicad/replicad/internal/control"
 	"github.com/replicad/replicad/nbd"
@@ -25,12 +26,15 @@ type volume struct {
 	events chan engine.Event
 	mu     struct {
 		sync.Mutex
-		state   string
-		err     string
-		hint    string
-		vol     *replication.Volume
-		rep     *replication.Replicator // nil for a standalone volume
-		metrics *volumeMetrics
+		state string
+		err   string
+		hint  string
+		// attaching: up is reading the metadata and replaying the
+		// activity log (disk Attaching).
+		attaching bool
+		vol       *replication.Volume
+		rep       *replication.Replicator // nil for a standalone volume
+		metrics   *volumeMetrics
 	}
 }
 
@@ -180,6 +184,19 @@ func (d *Daemon) upLocked(v *volume) error {
 		return nil
 	}
 	name := v.cfg.Name
+	d.diskEvent(v, string(replication.Diskless), string(replication.Attaching), "")
+	v.mu.Lock()
+	v.mu.attaching = true
+	v.mu.Unlock()
+	attached := false
+	defer func() {
+		v.mu.Lock()
+		v.mu.attaching = false
+		v.mu.Unlock()
+		if !attached {
+			d.diskEvent(v, string(replication.Attaching), string(replication.Diskless), "attach failed")
+		}
+	}()
 	devs, err := openDevices(v.cfg, false, nil)
 	if errors.Is(err, errNotCreated) {
 		hint := fmt.Sprintf("initialise it with `repctl create-md %s`", name)
@@ -227,8 +244,17 @@ func (d *Daemon) upLocked(v *volume) error {
 	v.mu.metrics = d.metrics.forVolume(name)
 	v.mu.state, v.mu.err, v.mu.hint = control.StateUp, "", ""
 	v.mu.Unlock()
-	d.log.Info("volume up", "volume", name, "size", vol.Size(), "disk", vol.Status().Disk)
+	attached = true
+	disk := d.volumeStatus(v).Disk
+	d.diskEvent(v, string(replication.Attaching), disk, "")
+	d.log.Info("volume up", "volume", name, "size", vol.Size(), "disk", disk)
 	return nil
+}
+
+// diskEvent publishes a change of a volume's disk state that the daemon
+// makes (attach and detach; the replicator reports the others).
+func (d *Daemon) diskEvent(v *volume, old, now, reason string) {
+	d.bus.publish(control.Event{Time: time.Now(), Volume: v.cfg.Name, What: "disk", Old: old, New: now, Reason: reason})
 }
 
 func metaWhere(cfg VolumeConfig) string {
@@ -254,6 +280,7 @@ func (d *Daemon) Down(name string) (control.Volume, error) {
 }
 
 func (d *Daemon) downLocked(v *volume) error {
+	disk := d.volumeStatus(v).Disk
 	v.mu.Lock()
 	vol, rep := v.mu.vol, v.mu.rep
 	v.mu.vol, v.mu.rep = nil, nil // no new connection can find it
@@ -274,6 +301,7 @@ func (d *Daemon) downLocked(v *volume) error {
 		return fmt.Errorf("detach %s: %w", v.cfg.Name, err)
 	}
 	v.setState(control.StateDown, "", "")
+	d.diskEvent(v, disk, string(replication.Diskless), "detached")
 	d.log.Info("volume down", "volume", v.cfg.Name)
 	return nil
 }

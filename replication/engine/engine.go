@@ -148,7 +148,13 @@ type Engine struct {
 	store Store
 	role  Role
 	gen   Generation
-	peers map[uint32]*peer
+	// unsure: attached with data that was UpToDate, but with fencing on
+	// and a peer that is not known to be outdated, so a peer may have
+	// moved on meanwhile: the disk is Consistent (DRBD's attach rule)
+	// until a handshake with a peer or a promotion that fenced the
+	// unreachable peers settles it.
+	unsure bool
+	peers  map[uint32]*peer
 	// order holds the peers by node id: what the engine does for each
 	// peer happens in the same order every time (reproducible outputs,
 	// and simulation seeds that replay exactly).
@@ -221,6 +227,7 @@ func New(cfg Config, store Store) (*Engine, error) {
 	// give them back.
 	e.gen = store.Generation()
 	e.quorate = e.Quorate()
+	e.unsure = e.gen.Consistent && e.gen.UpToDate && len(e.needsFencing()) > 0
 	// This node starts secondary: a crash while primary was already noted
 	// by the volume (CrashedPrimary); the persisted Primary flag goes.
 	if e.gen.Primary {
@@ -242,6 +249,8 @@ func (e *Engine) Disk() DiskState {
 		return Failed
 	case !e.gen.Consistent:
 		return Inconsistent
+	case e.gen.UpToDate && e.unsure:
+		return Consistent
 	case e.gen.UpToDate:
 		return UpToDate
 	default:

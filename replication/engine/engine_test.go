@@ -26,6 +26,7 @@ type pair struct {
 	queue [2][]wire.Message // queue[i]: messages to node i
 	// retired and completed collect outputs per node.
 	retired, completed [2][]uint64
+	events             [2][]engine.Event
 }
 
 func newPair(t *testing.T, proto byte) *pair {
@@ -101,6 +102,7 @@ func (pr *pair) exec(i int, o engine.Output) {
 		}
 	}
 	pr.retired[i] = append(pr.retired[i], o.Retired...)
+	pr.events[i] = append(pr.events[i], o.Events...)
 	for _, c := range o.Completions {
 		pr.completed[i] = append(pr.completed[i], c.ID)
 	}

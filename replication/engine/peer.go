@@ -594,6 +594,21 @@ func pick[T any](cond bool, a, b T) T {
 // startDecision moves a connected peer into replication: no sync, or a
 // bitmap exchange and then a resync, or a full sync.
 func (e *Engine) startDecision(o *Output, p *peer, d uuid.Decision, why string) error {
+	err := e.decide(o, p, d, why)
+	if e.unsure {
+		// Compared with a peer's generation: the data is what the decision
+		// made it (a target's Inconsistent disk said so already).
+		before := e.Disk()
+		e.unsure = false
+		if before == Consistent && e.Disk() != Consistent {
+			e.event(o, "disk", before.String(), e.Disk().String(), fmt.Sprintf("compared data with node %d", p.id))
+			e.announce(o)
+		}
+	}
+	return err
+}
+
+func (e *Engine) decide(o *Output, p *peer, d uuid.Decision, why string) error {
 	oldRepl := p.repl
 	switch d {
 	case uuid.NoSync:
@@ -607,11 +622,11 @@ func (e *Engine) startDecision(o *Output, p *peer, d uuid.Decision, why string) 
 				e.diskFailed(o, err)
 			}
 		}
-		if e.Disk() == Outdated && DiskState(p.hello.Disk) == UpToDate {
-			// Same data as an UpToDate peer (as DRBD: an Outdated disk
-			// that needs no resync takes the peer's state). Left
-			// Outdated it would replicate and never follow a primary's
-			// generations.
+		if peerDisk := DiskState(p.hello.Disk); e.Disk() == Outdated && (peerDisk == UpToDate || peerDisk == Consistent) {
+			// Same data as an UpToDate peer (or a Consistent one: it was
+			// UpToDate and nobody outdated it); as DRBD, an Outdated disk
+			// that needs no resync takes the peer's state. Left Outdated
+			// it would replicate and never follow a primary's generations.
 			e.gen.UpToDate = true
 			if err := e.persist(); err != nil {
 				e.diskFailed(o, err)

@@ -37,8 +37,19 @@ func (e *Engine) Promote(force bool) (Output, error) {
 	if !e.Quorate() && !force {
 		return o, fmt.Errorf("%w: this node reaches %d of %d nodes, not a majority (promote with --force to override)", ErrNoQuorum, e.reachable(), len(e.cfg.Peers)+1)
 	}
-	if peers := e.needsFencing(); len(peers) > 0 && !force {
+	peers := e.needsFencing()
+	if len(peers) > 0 && !force {
 		return o, &NeedsFencingError{Peers: peers}
+	}
+	if e.unsure {
+		// As DRBD: a Consistent disk becomes UpToDate once no unreachable
+		// peer can hold newer data (or the operator says so).
+		e.unsure = false
+		why := "every unreachable peer is outdated or fenced"
+		if len(peers) > 0 {
+			why = "promoted with --force"
+		}
+		e.event(&o, "disk", Consistent.String(), e.Disk().String(), why)
 	}
 	disk := e.Disk()
 	forced := false

@@ -1,0 +1,147 @@
+package engine_test
+
+import (
+	"errors"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/replicad/replicad/replication/disk"
+	"github.com/replicad/replicad/replication/engine"
+	"github.com/replicad/replicad/replication/wire"
+)
+
+func fencing(p engine.FencePolicy) func(*engine.Config) {
+	return func(c *engine.Config) { c.Fencing = p }
+}
+
+// syncedDisks returns two nodes' disks holding the same UpToDate data
+// (node 0 was primary, node 1 resynced from it), both detached cleanly.
+func syncedDisks(t *testing.T, r *rand.Rand) [2]*disk.Crash {
+	t.Helper()
+	ds := [2]*disk.Crash{newDisk(t, 0, 1), newDisk(t, 1, 1)}
+	pr := &pair{t: t}
+	for i := range ds {
+		e, v := attachEngine(t, ds[i], uint32(i), []uint32{uint32(1 - i)}, 'C', r, nil)
+		pr.eng[i] = e
+		t.Cleanup(func() { v.Close() })
+	}
+	pr.exec(0, must(pr.eng[0].Promote(true)))
+	pr.connect()
+	pr.resync(0)
+	if d := pr.eng[1].Disk(); d != engine.UpToDate {
+		t.Fatalf("node 1 after its resync: %v, want UpToDate", d)
+	}
+	pr.exec(0, must(pr.eng[0].Demote()))
+	pr.drain()
+	return ds
+}
+
+// restart attaches disk d again as node id, as after a reboot.
+func restart(t *testing.T, d *disk.Crash, id uint32, r *rand.Rand, tune func(*engine.Config)) *engine.Engine {
+	t.Helper()
+	e, _ := attachEngine(t, d, id, []uint32{1 - id}, 'C', r, tune)
+	return e
+}
+
+func diskEvent(evs []engine.Event, old, now string) bool {
+	for _, ev := range evs {
+		if ev.What == "disk" && ev.Old == old && ev.New == now {
+			return true
+		}
+	}
+	return false
+}
+
+// TestAttachedWithFencingIsConsistent: as DRBD, data that was UpToDate
+// comes back Consistent when fencing is on and the peer is not known to
+// be outdated (it may have been promoted and written meanwhile), and
+// UpToDate without fencing. Promotion then fences the peer first, which
+// makes the data UpToDate.
+func TestAttachedWithFencingIsConsistent(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	ds := syncedDisks(t, r)
+	for _, p := range []engine.FencePolicy{engine.DontCare, engine.ResourceOnly, engine.ResourceAndStonith} {
+		e := restart(t, ds[1], 1, r, fencing(p))
+		want := engine.Consistent
+		if p == engine.DontCare {
+			want = engine.UpToDate
+		}
+		if d := e.Disk(); d != want {
+			t.Fatalf("%v: attached as %v, want %v", p, d, want)
+		}
+		if st := e.Status(); st.Disk != want {
+			t.Fatalf("%v: status says %v, want %v", p, st.Disk, want)
+		}
+	}
+
+	e := restart(t, ds[1], 1, r, fencing(engine.ResourceOnly))
+	if _, err := e.Promote(false); !errors.Is(err, engine.ErrNeedsFencing) {
+		t.Fatalf("promoting a Consistent node with its peer unknown: %v, want ErrNeedsFencing", err)
+	}
+	if d := e.Disk(); d != engine.Consistent {
+		t.Fatalf("after the refused promotion: %v, want Consistent", d)
+	}
+	e.FenceResult(0, engine.FencePeerUnreachable) // resource-only: settled
+	o, err := e.Promote(false)
+	if err != nil {
+		t.Fatalf("promotion after the peer was fenced: %v", err)
+	}
+	if !diskEvent(o.Events, "Consistent", "UpToDate") || e.Disk() != engine.UpToDate {
+		t.Fatalf("promoted with the peer fenced: disk %v, events %+v; want Consistent -> UpToDate", e.Disk(), o.Events)
+	}
+
+	// A failed fence-peer leaves it Consistent; --force overrides.
+	e = restart(t, ds[0], 0, r, fencing(engine.ResourceAndStonith))
+	e.FenceResult(1, 1)
+	if _, err := e.Promote(false); !errors.Is(err, engine.ErrNeedsFencing) || e.Disk() != engine.Consistent {
+		t.Fatalf("after a failed fence-peer: %v, disk %v; want ErrNeedsFencing and Consistent", err, e.Disk())
+	}
+	o, err = e.Promote(true)
+	if err != nil || !diskEvent(o.Events, "Consistent", "UpToDate") || e.Role() != engine.Primary {
+		t.Fatalf("forced promotion: %v, role %v, events %+v", err, e.Role(), o.Events)
+	}
+}
+
+// TestConsistentSettledByHandshake: two Consistent nodes holding the same
+// data are both UpToDate once connected; a Consistent node whose peer
+// wrote meanwhile becomes a sync target (Inconsistent), then UpToDate.
+func TestConsistentSettledByHandshake(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	ds := syncedDisks(t, r)
+	pr := &pair{t: t}
+	for i := range ds {
+		pr.eng[i] = restart(t, ds[i], uint32(i), r, fencing(engine.ResourceOnly))
+		if d := pr.eng[i].Disk(); d != engine.Consistent {
+			t.Fatalf("node %d attached as %v, want Consistent", i, d)
+		}
+	}
+	pr.connect()
+	for i := range pr.eng {
+		if d := pr.eng[i].Disk(); d != engine.UpToDate || !diskEvent(pr.events[i], "Consistent", "UpToDate") {
+			t.Fatalf("node %d after the handshake: %v, events %+v; want UpToDate, from Consistent", i, d, pr.events[i])
+		}
+		if p := pr.eng[i].Status().Peers[0]; p.Disk != engine.UpToDate {
+			t.Fatalf("node %d sees its peer %v, want UpToDate", i, p.Disk)
+		}
+	}
+
+	// Node 0 writes without node 1, which restarts Consistent.
+	pr.exec(0, pr.eng[0].Disconnected(1, "test"))
+	pr.exec(1, pr.eng[1].Disconnected(0, "test"))
+	pr.queue = [2][]wire.Message{}
+	pr.exec(0, pr.eng[0].FenceResult(1, engine.FencePeerUnreachable))
+	pr.exec(0, must(pr.eng[0].Promote(false)))
+	if _, err := pr.write(0); err != nil {
+		t.Fatal(err)
+	}
+	pr.eng[1] = restart(t, ds[1], 1, r, fencing(engine.ResourceOnly))
+	pr.events[1] = nil
+	pr.connect()
+	if !diskEvent(pr.events[1], "Consistent", "Inconsistent") || diskEvent(pr.events[1], "Consistent", "UpToDate") {
+		t.Fatalf("node 1 behind its peer: events %+v; want Consistent -> Inconsistent only", pr.events[1])
+	}
+	pr.resync(0)
+	if d := pr.eng[1].Disk(); d != engine.UpToDate {
+		t.Fatalf("node 1 after its resync: %v, want UpToDate", d)
+	}
+}
