@@ -22,7 +22,8 @@ var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 type testNode struct {
 	id  uint32
-	mem *disk.Mem
+	mem *disk.Mem   // dev, when the test did not give one
+	dev disk.Device // the volume's device (internal metadata)
 	vol *Volume
 	tr  *Transport
 	rep *Replicator
@@ -48,6 +49,13 @@ func twoNodesTransport(t *testing.T, tuneTr func(uint32, *TransportConfig)) [2]*
 
 func twoNodesFull(t *testing.T, proto byte, tune func(*ReplicatorConfig), tuneTr func(uint32, *TransportConfig), secrets ...string) [2]*testNode {
 	t.Helper()
+	return twoNodesOn(t, [2]disk.Device{}, proto, tune, tuneTr, secrets...)
+}
+
+// twoNodesOn is twoNodesFull on the given 64 MiB devices (a fresh
+// in-memory one where nil).
+func twoNodesOn(t *testing.T, devs [2]disk.Device, proto byte, tune func(*ReplicatorConfig), tuneTr func(uint32, *TransportConfig), secrets ...string) [2]*testNode {
+	t.Helper()
 	if len(secrets) == 0 {
 		secrets = []string{"a shared secret of some length", "a shared secret of some length"}
 	}
@@ -61,13 +69,17 @@ func twoNodesFull(t *testing.T, proto byte, tune func(*ReplicatorConfig), tuneTr
 	}
 	for i, n := range nodes {
 		other := nodes[1-i]
-		n.mem = disk.NewMem(64 << 20)
+		n.dev = devs[i]
+		if n.dev == nil {
+			n.mem = disk.NewMem(64 << 20)
+			n.dev = n.mem
+		}
 		g := meta.DefaultGeometry()
 		g.ALExtents = 67
-		if _, err := CreateMetadata(Devices{Data: n.mem}, CreateOptions{NodeID: n.id, Geometry: g}); err != nil {
+		if _, err := CreateMetadata(Devices{Data: n.dev}, CreateOptions{NodeID: n.id, Geometry: g}); err != nil {
 			t.Fatal(err)
 		}
-		vol, _, err := Attach("r0", Devices{Data: n.mem}, AttachOptions{Logger: quiet})
+		vol, _, err := Attach("r0", Devices{Data: n.dev}, AttachOptions{Logger: quiet})
 		if err != nil {
 			t.Fatal(err)
 		}
