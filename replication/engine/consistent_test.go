@@ -145,3 +145,25 @@ func TestConsistentSettledByHandshake(t *testing.T) {
 		t.Fatalf("node 1 after its resync: %v, want UpToDate", d)
 	}
 }
+
+// TestConsistentPeerInSyncAtHandshake: a peer whose Hello says Consistent
+// and that holds this primary's data counts as UpToDate (in sync) from the
+// decision on, not only once its next State says so: in the meantime a
+// write would otherwise treat it as absent.
+func TestConsistentPeerInSyncAtHandshake(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	e := newEngine(t, 0, []uint32{1}, 'C', r, nil)
+	must(e.Promote(true))
+	o := handshake(t, e, 1, func(mine, theirs *wire.Hello) { theirs.Disk = uint8(engine.Consistent) })
+	p := e.Status().Peers[0]
+	if p.Disk != engine.UpToDate || p.Repl != engine.Established {
+		t.Fatalf("peer after a no-sync handshake: %v %v, want Established UpToDate", p.Repl, p.Disk)
+	}
+	found := false
+	for _, ev := range o.Events {
+		found = found || ev.What == "peer-disk" && ev.Old == "Consistent" && ev.New == "UpToDate"
+	}
+	if !found {
+		t.Fatalf("no peer-disk Consistent -> UpToDate event: %+v", o.Events)
+	}
+}

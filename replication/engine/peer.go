@@ -594,6 +594,13 @@ func pick[T any](cond bool, a, b T) T {
 // startDecision moves a connected peer into replication: no sync, or a
 // bitmap exchange and then a resync, or a full sync.
 func (e *Engine) startDecision(o *Output, p *peer, d uuid.Decision, why string) error {
+	if d == uuid.NoSync && p.disk == Consistent {
+		// It holds this node's data, and the same decision on its side
+		// makes it UpToDate (its next State says so): count it in sync
+		// from now, as before it was Consistent.
+		p.disk = UpToDate
+		e.peerEvent(o, p, "peer-disk", Consistent.String(), UpToDate.String(), "same data as this node")
+	}
 	err := e.decide(o, p, d, why)
 	if e.unsure {
 		// Compared with a peer's generation: the data is what the decision
