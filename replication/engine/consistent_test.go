@@ -100,6 +100,19 @@ func TestAttachedWithFencingIsConsistent(t *testing.T) {
 	if err != nil || !diskEvent(o.Events, "Consistent", "UpToDate") || e.Role() != engine.Primary {
 		t.Fatalf("forced promotion: %v, role %v, events %+v", err, e.Role(), o.Events)
 	}
+
+	// fence-peer says the peer is primary: this node is Outdated, and a
+	// forced promotion reports that, not a Consistent disk.
+	// (Fresh disks: the ones above hold the outdated mark for their peer.)
+	e = restart(t, syncedDisks(t, r)[1], 1, r, fencing(engine.ResourceOnly))
+	o = e.FenceResult(0, engine.FencePeerIsPrimary)
+	if e.Disk() != engine.Outdated || !diskEvent(o.Events, "Consistent", "Outdated") {
+		t.Fatalf("fence-peer exit 6: disk %v, events %+v; want Outdated", e.Disk(), o.Events)
+	}
+	o, err = e.Promote(true)
+	if err != nil || diskEvent(o.Events, "Consistent", "UpToDate") || !diskEvent(o.Events, "Outdated", "UpToDate") {
+		t.Fatalf("forced promotion of Outdated data: %v, events %+v", err, o.Events)
+	}
 }
 
 // TestConsistentSettledByHandshake: two Consistent nodes holding the same

@@ -44,12 +44,15 @@ func (e *Engine) Promote(force bool) (Output, error) {
 	if e.unsure {
 		// As DRBD: a Consistent disk becomes UpToDate once no unreachable
 		// peer can hold newer data (or the operator says so).
+		before := e.Disk()
 		e.unsure = false
 		why := "every unreachable peer is outdated or fenced"
 		if len(peers) > 0 {
 			why = "promoted with --force"
 		}
-		e.event(&o, "disk", Consistent.String(), e.Disk().String(), why)
+		if before == Consistent {
+			e.event(&o, "disk", before.String(), e.Disk().String(), why)
+		}
 	}
 	disk := e.Disk()
 	forced := false
