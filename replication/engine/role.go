@@ -50,9 +50,7 @@ func (e *Engine) Promote(force bool) (Output, error) {
 		if len(peers) > 0 {
 			why = "promoted with --force"
 		}
-		if before == Consistent {
-			e.event(&o, "disk", before.String(), e.Disk().String(), why)
-		}
+		e.event(&o, "disk", before.String(), e.Disk().String(), why)
 	}
 	disk := e.Disk()
 	forced := false
