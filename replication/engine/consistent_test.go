@@ -186,3 +186,35 @@ func TestConsistentPeerInSyncAtHandshake(t *testing.T) {
 		t.Fatalf("no peer-disk Consistent -> UpToDate event: %+v", o.Events)
 	}
 }
+
+// TestConsistentSettledByPausedDecision: with several peers and no
+// primary a resync decision waits (PausedSyncS/T), but the comparison was
+// made: a Consistent node that is the source (its data newer) is
+// UpToDate.
+func TestConsistentSettledByPausedDecision(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 10))
+	d := newDisk(t, 0, 2)
+	e, _ := attachEngine(t, d, 0, []uint32{1, 2}, 'C', r, nil)
+	must(e.Promote(true))
+	// A write without the peers starts a generation: the old one goes to
+	// the history, where the peer's Hello will name it.
+	id, _, err := e.StartWrite(0, make([]byte, 4096), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.LocalWriteDone(id, nil)
+	must(e.Demote())
+	e, _ = attachEngine(t, d, 0, []uint32{1, 2}, 'C', r, fencing(engine.ResourceOnly))
+	if e.Disk() != engine.Consistent {
+		t.Fatalf("attached with fencing, peers not outdated: %v, want Consistent", e.Disk())
+	}
+	o := handshake(t, e, 1, func(mine, theirs *wire.Hello) {
+		theirs.Current, theirs.History = mine.History[0], nil
+	})
+	if p := e.Status().Peers[0]; p.Repl != engine.PausedSyncS {
+		t.Fatalf("peer 1 after the handshake: %v, want PausedSyncS", p.Repl)
+	}
+	if e.Disk() != engine.UpToDate || !diskEvent(o.Events, "Consistent", "UpToDate") {
+		t.Fatalf("after a paused decision as source: %v, events %+v; want UpToDate", e.Disk(), o.Events)
+	}
+}

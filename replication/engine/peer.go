@@ -579,6 +579,7 @@ func (e *Engine) onHello(o *Output, p *peer, h *wire.Hello) error {
 		p.repl = pick(d.IsTarget(), PausedSyncT, PausedSyncS)
 		p.pausedSameGen = r.Rule == 2 && !me.CrashedPrimary && !them.CrashedPrimary && me.Pending == them.Pending && me.SecondaryCrashed() == them.SecondaryCrashed()
 		e.peerEvent(o, p, "replication", old.String(), p.repl.String(), why+"; neither node is primary: the resync waits for a promotion")
+		e.settleConsistent(o, p)
 		return nil
 	}
 	return e.startDecision(o, p, d, why)
@@ -602,17 +603,23 @@ func (e *Engine) startDecision(o *Output, p *peer, d uuid.Decision, why string) 
 		e.peerEvent(o, p, "peer-disk", Consistent.String(), UpToDate.String(), "same data as this node")
 	}
 	err := e.decide(o, p, d, why)
-	if e.unsure {
-		// Compared with a peer's generation: the data is what the decision
-		// made it (a target's Inconsistent disk said so already).
-		before := e.Disk()
-		e.unsure = false
-		if before == Consistent && e.Disk() != Consistent {
-			e.event(o, "disk", before.String(), e.Disk().String(), fmt.Sprintf("compared data with node %d", p.id))
-			e.announce(o)
-		}
-	}
+	e.settleConsistent(o, p)
 	return err
+}
+
+// settleConsistent: this node compared generations with p and decided
+// (or paused a resync, which a promotion then weighs): a Consistent disk
+// is what that made it (a target's Inconsistent disk said so already).
+func (e *Engine) settleConsistent(o *Output, p *peer) {
+	if !e.unsure {
+		return
+	}
+	before := e.Disk()
+	e.unsure = false
+	if before == Consistent && e.Disk() != Consistent {
+		e.event(o, "disk", before.String(), e.Disk().String(), fmt.Sprintf("compared data with node %d", p.id))
+		e.announce(o)
+	}
 }
 
 func (e *Engine) decide(o *Output, p *peer, d uuid.Decision, why string) error {

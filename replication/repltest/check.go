@@ -51,10 +51,20 @@ func (c *Cluster) Settle() error {
 		}
 	}
 	c.Drain()
-	if c.primary() == nil {
+	for try := 0; try < 2 && c.primary() == nil; try++ {
+		if try == 1 {
+			if len(c.fenced) == 0 {
+				break
+			}
+			// Only fenced nodes could be promoted (they hold data the
+			// others lack): as an operator would, lift the cluster
+			// manager's constraints.
+			c.logf("operator lifts the fencing constraints on %v", sortedKeys(c.fenced))
+			clear(c.fenced)
+		}
 		for _, n := range c.Nodes {
-			if n.Eng.Disk() == engine.UpToDate {
-				o, err := n.Eng.Promote(false)
+			if (n.Eng.Disk() == engine.UpToDate || n.Eng.Disk() == engine.Consistent) && c.promotable(n) {
+				o, err := c.promote(n)
 				if err == nil {
 					c.logf("node %d: promoted to settle", n.ID)
 					n.exec(o)

@@ -59,6 +59,16 @@ type Options struct {
 	// second crash-simulating disk, cut with the data disk), as
 	// `meta: PATH` does.
 	ExternalMeta bool
+	// Fencing is the volume's fencing policy. The fence-peer handler is
+	// simulated as Pacemaker's crm-fence-peer works with a cluster
+	// manager that sees every node: run on a node without quorum (when
+	// the volume uses quorum) it cannot reach the manager and fails
+	// (exit 1); a peer that is primary is powered off under
+	// resource-and-stonith (exit 7) and reported (exit 6) under
+	// resource-only; any other peer may not be promoted until it has
+	// resynced (exit 4, outdated), and the simulation then never
+	// promotes it.
+	Fencing engine.FencePolicy
 }
 
 // Cluster is a simulated set of nodes replicating one volume.
@@ -98,6 +108,9 @@ type Cluster struct {
 	establishedAt map[[2]uint32]int
 	// promotedAt is, per node, the step it last became primary.
 	promotedAt map[uint32]int
+	// fenced: nodes the fence-peer handler forbade promoting (Fencing),
+	// until they are Established and UpToDate with a primary again.
+	fenced map[uint32]bool
 
 	// Stats counts what happened, so tests can show they exercised it.
 	Stats Stats
@@ -120,6 +133,10 @@ type Stats struct {
 	Partitions, EvenSplits, ThreeWay int
 	// OneWay counts links that stopped carrying one direction.
 	OneWay int
+	// Fenced counts fence-peer handler runs, Stonith the primaries they
+	// powered off; ConsistentAttach nodes that came up Consistent
+	// (fencing on, a peer not known outdated).
+	Fenced, Stonith, ConsistentAttach int
 }
 
 func (s *Stats) Add(o Stats) {
@@ -142,6 +159,9 @@ func (s *Stats) Add(o Stats) {
 	s.EvenSplits += o.EvenSplits
 	s.ThreeWay += o.ThreeWay
 	s.OneWay += o.OneWay
+	s.Fenced += o.Fenced
+	s.Stonith += o.Stonith
+	s.ConsistentAttach += o.ConsistentAttach
 }
 
 type clientWrite struct {
@@ -212,7 +232,7 @@ var discard = slog.New(slog.NewTextHandler(io.Discard, nil))
 // operator initialises a new volume); the others are connected and synced.
 func New(r *rand.Rand, opts Options) (*Cluster, error) {
 	c := &Cluster{opts: opts, r: r, links: make(map[[2]uint32]*link), history: make(map[int64][]clientWrite),
-		ctx: context.Background(), noWait: cancelled(), candidates: map[uint32]int{}, cutOff: map[uint32]cut{}, establishedAt: map[[2]uint32]int{}, promotedAt: map[uint32]int{}}
+		ctx: context.Background(), noWait: cancelled(), candidates: map[uint32]int{}, cutOff: map[uint32]cut{}, establishedAt: map[[2]uint32]int{}, promotedAt: map[uint32]int{}, fenced: map[uint32]bool{}}
 	geo := meta.DefaultGeometry()
 	geo.ALExtents = 67
 	geo.ALExtentSize = ALExtent
@@ -324,12 +344,15 @@ func (n *Node) start() error {
 	eng, err := engine.New(engine.Config{
 		NodeID: n.ID, Volume: "r0", Peers: peers, Protocol: n.c.opts.Protocol, Checksums: n.c.opts.Checksums,
 		AllowTwoPrimaries: n.c.opts.DualPrimary, Quorum: n.c.opts.Quorum, OnNoQuorum: n.c.opts.OnNoQuorum,
-		Policies: n.c.opts.Policies, NewUUID: n.c.r.Uint64,
+		Policies: n.c.opts.Policies, NewUUID: n.c.r.Uint64, Fencing: n.c.opts.Fencing,
 	}, vol)
 	if err != nil {
 		return fmt.Errorf("node %d engine: %w", n.ID, err)
 	}
 	n.Vol, n.Eng, n.Up = vol, eng, true
+	if eng.Disk() == engine.Consistent {
+		n.c.Stats.ConsistentAttach++
+	}
 	n.pending, n.reads = nil, nil
 	n.applies = make(map[uint32][]engine.Apply)
 	n.waiters = make(map[uint64]waiter)
@@ -391,6 +414,13 @@ func (n *Node) exec(o engine.Output) {
 	for _, a := range o.Applies {
 		n.applies[a.Peer] = append(n.applies[a.Peer], a)
 	}
+	for _, h := range o.Handlers {
+		if h.Name == "fence-peer" {
+			code := c.fencePeer(n, h.Peer)
+			c.logf("node %d: fence-peer for node %d (%s) exits %d", n.ID, h.Peer, h.Detail, code)
+			n.exec(n.Eng.FenceResult(h.Peer, code))
+		}
+	}
 	for _, d := range o.Disconnects {
 		c.logf("node %d: disconnects %d: %s", n.ID, d.Peer, d.Reason)
 		c.breakLink(n.ID, d.Peer)
@@ -411,6 +441,11 @@ func (n *Node) exec(o engine.Output) {
 				// in sync since before it
 			case ev.New == "Established":
 				c.establishedAt[key] = c.step
+				if p := c.Nodes[ev.Peer]; c.fenced[n.ID] && p.Up && p.Eng.Role() == engine.Primary && n.Eng.Disk() == engine.UpToDate {
+					// crm-unfence-peer: in sync with a primary again
+					delete(c.fenced, n.ID)
+					c.logf("node %d: unfenced (in sync with primary %d)", n.ID, p.ID)
+				}
 			default:
 				delete(c.establishedAt, key)
 			}
@@ -598,3 +633,44 @@ func cancelled() context.Context {
 	cancel()
 	return ctx
 }
+
+// fencePeer is the simulated fence-peer handler n runs for peer (see
+// Options.Fencing).
+func (c *Cluster) fencePeer(n *Node, peer uint32) int {
+	c.Stats.Fenced++
+	if c.opts.Quorum != engine.QuorumOff && !n.Eng.Quorate() {
+		return 1
+	}
+	q := c.Nodes[peer]
+	if q.Up && q.Eng.Role() == engine.Primary {
+		if c.opts.Fencing != engine.ResourceAndStonith {
+			return engine.FencePeerIsPrimary
+		}
+		c.logf("node %d: fence-peer powers node %d off", n.ID, peer)
+		c.Stats.Stonith++
+		c.crash(q)
+		c.fenced[peer] = true
+		return engine.FencePeerFenced
+	}
+	c.fenced[peer] = true
+	return engine.FencePeerOutdated
+}
+
+// promote promotes n without force, running the fence-peer handler for
+// the peers the engine wants fenced first, as the replicator does.
+func (c *Cluster) promote(n *Node) (engine.Output, error) {
+	o, err := n.Eng.Promote(false)
+	var nf *engine.NeedsFencingError
+	if !errors.As(err, &nf) {
+		return o, err
+	}
+	for _, p := range nf.Peers {
+		code := c.fencePeer(n, p)
+		c.logf("node %d: fence-peer for node %d before promotion exits %d", n.ID, p, code)
+		n.exec(n.Eng.FenceResult(p, code))
+	}
+	return n.Eng.Promote(false)
+}
+
+// promotable: the cluster manager may promote n (it is not fenced).
+func (c *Cluster) promotable(n *Node) bool { return !c.fenced[n.ID] }

@@ -512,7 +512,7 @@ func (c *Cluster) failover() error {
 	}
 	var cands []*Node
 	for _, id := range sortedKeys(c.candidates) {
-		if n := c.Nodes[id]; n.Up && n.Eng.Disk() == engine.UpToDate {
+		if n := c.Nodes[id]; n.Up && n.Eng.Disk() == engine.UpToDate && c.promotable(n) {
 			cands = append(cands, n)
 		}
 	}
@@ -520,8 +520,8 @@ func (c *Cluster) failover() error {
 		// No failover candidate: an operator promotes a node that is in
 		// sync with every peer, so writes go on.
 		for _, n := range c.Nodes {
-			if n.Up && n.Eng.Disk() == engine.UpToDate && n.inSyncWithAll() {
-				if o, err := n.Eng.Promote(false); err == nil {
+			if n.Up && n.Eng.Disk() == engine.UpToDate && n.inSyncWithAll() && c.promotable(n) {
+				if o, err := c.promote(n); err == nil {
 					c.logf("node %d: promoted (cluster in sync)", n.ID)
 					n.exec(o)
 				}
@@ -534,7 +534,7 @@ func (c *Cluster) failover() error {
 	since := c.candidates[n.ID]
 	// Pending applies from the dead primary were received: let them land,
 	// as the receiver does before a promotion can be processed.
-	o, err := n.Eng.Promote(false)
+	o, err := c.promote(n)
 	if err != nil {
 		c.logf("node %d: promote refused: %v", n.ID, err)
 		return nil
@@ -558,7 +558,7 @@ func (c *Cluster) majorityFailover(p *Node) error {
 	var cands []*Node
 	for _, id := range sortedKeys(c.cutOff) {
 		n := c.Nodes[id]
-		if c.cutOff[id].primary == p.ID && n.Up && n.Eng.Role() == engine.Secondary && n.Eng.Disk() == engine.UpToDate && n.Eng.Quorate() {
+		if c.cutOff[id].primary == p.ID && n.Up && n.Eng.Role() == engine.Secondary && n.Eng.Disk() == engine.UpToDate && n.Eng.Quorate() && c.promotable(n) {
 			cands = append(cands, n)
 		}
 	}
@@ -566,7 +566,7 @@ func (c *Cluster) majorityFailover(p *Node) error {
 		return nil
 	}
 	n := cands[c.r.IntN(len(cands))]
-	o, err := n.Eng.Promote(false)
+	o, err := c.promote(n)
 	if err != nil {
 		c.logf("node %d: promote while node %d is cut off refused: %v", n.ID, p.ID, err)
 		c.Stats.QuorumRefused++
@@ -592,7 +592,7 @@ func (c *Cluster) switchover(p *Node) error {
 	var cands []*Node
 	for _, st := range p.Eng.Status().Peers {
 		n := c.Nodes[st.Node]
-		if n.Up && st.Conn == engine.Connected && st.Repl == engine.Established && st.Disk == engine.UpToDate && n.Eng.Disk() == engine.UpToDate {
+		if n.Up && st.Conn == engine.Connected && st.Repl == engine.Established && st.Disk == engine.UpToDate && n.Eng.Disk() == engine.UpToDate && c.promotable(n) {
 			cands = append(cands, n)
 		}
 	}
@@ -633,7 +633,7 @@ func (c *Cluster) switchover(p *Node) error {
 	// Writes p acknowledged while n was in sync with it: under protocol A
 	// or B those a previous primary acknowledged may have died with it.
 	since := max(c.establishedAt[[2]uint32{n.ID, p.ID}], c.promotedAt[p.ID])
-	o, err = n.Eng.Promote(false)
+	o, err = c.promote(n)
 	if err != nil {
 		c.logf("node %d: promote after switchover refused: %v", n.ID, err)
 		return nil

@@ -107,6 +107,35 @@ func TestSimulationExternalMetadata(t *testing.T) {
 	}
 }
 
+// TestSimulationFencing runs the default clusters with fencing
+// resource-only or resource-and-stonith and a simulated crm-fence-peer
+// handler: primaries fence the peers they lose, promotions fence the
+// unreachable peers first, restarted nodes come up Consistent.
+func TestSimulationFencing(t *testing.T) {
+	r := testenv.Rand(t)
+	var total Stats
+	exercised := func() bool { return total.Fenced > 0 && total.ConsistentAttach > 0 && total.Failovers > 0 }
+	// Failovers are rare with fencing (a node its primary lost may not be
+	// promoted): rounds go on, to a limit, until one has happened.
+	for round := 0; round < max(2, *rounds/3) || !exercised() && round < 80; round++ {
+		nodes := 2 + round%3
+		opts := Options{Nodes: nodes, Protocol: []byte{'A', 'C'}[round/3%2], Blocks: 256, Policies: uuid.DefaultPolicies(),
+			Fencing: []engine.FencePolicy{engine.ResourceOnly, engine.ResourceAndStonith}[round%2]}
+		if nodes >= 3 && round%4 != 0 {
+			opts.Quorum, opts.OnNoQuorum = engine.QuorumMajority, engine.OnNoQuorum(round/4%2)
+			opts.Partitions = *partitions
+		}
+		total.Add(runRound(t, r, opts, round))
+		if t.Failed() {
+			return
+		}
+	}
+	t.Logf("%+v", total)
+	if !exercised() {
+		t.Fatalf("fencing was not exercised: %+v", total)
+	}
+}
+
 // TestSimulationFiveNodes runs five-node clusters with quorum and
 // partitions (-sim.five=N rounds per protocol). Not in the default suite:
 // it does not always converge yet (docs/replication.md, Limits).
