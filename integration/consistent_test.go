@@ -3,6 +3,7 @@ package integration
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -28,6 +29,24 @@ func TestRestartWithFencingIsConsistent(t *testing.T) {
 	a, b := nodes[0], nodes[1]
 	t.Cleanup(func() { dumpLogsOnFailure(t, a, b) })
 	upPair(a, b, "r0")
+
+	// down and up on the secondary, followed on the event stream: the
+	// daemon's Attaching comes first, then the state attach found, then
+	// what the handshake made of it (the peer is up: UpToDate again).
+	ev := b.events("--volume", "r0")
+	b.mustRepctl("down", "r0")
+	b.mustRepctl("up", "r0")
+	b.waitVolume("r0", "b in sync again", inSync)
+	var disks []string
+	for _, e := range ev.all() {
+		if e.What == "disk" {
+			disks = append(disks, e.Old+" -> "+e.New)
+		}
+	}
+	if want := []string{"UpToDate -> Diskless", "Diskless -> Attaching", "Attaching -> Consistent", "Consistent -> UpToDate"}; !slices.Equal(disks, want) {
+		t.Fatalf("b's disk events %q, want %q", disks, want)
+	}
+
 	a.mustRepctl("secondary", "r0")
 	for _, n := range []*node{a, b} {
 		if err := n.stop(syscall.SIGTERM); err != nil {

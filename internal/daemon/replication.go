@@ -140,15 +140,18 @@ func (d *Daemon) replicatorConfig(v VolumeConfig) replication.ReplicatorConfig {
 	return c
 }
 
-// startReplication starts a volume's replicator and forwards its events.
-func (d *Daemon) startReplication(v *volume, vol *replication.Volume) (*replication.Replicator, error) {
+// newReplication makes a volume's replicator and forwards its events; the
+// caller starts it.
+func (d *Daemon) newReplication(v *volume, vol *replication.Volume) (*replication.Replicator, error) {
 	rep, err := replication.NewReplicator(v.cfg.Name, vol, d.transport, d.replicatorConfig(v.cfg))
 	if err != nil {
 		return nil, err
 	}
 	ch := rep.Subscribe()
 	v.events = ch
+	v.forwarded = make(chan struct{})
 	go func() {
+		defer close(v.forwarded)
 		for ev := range ch {
 			e := control.Event{Time: time.Now(), Volume: v.cfg.Name, What: ev.What, Old: ev.Old, New: ev.New, Reason: ev.Reason}
 			if ev.PeerSet {
@@ -157,14 +160,16 @@ func (d *Daemon) startReplication(v *volume, vol *replication.Volume) (*replicat
 			d.bus.publish(e)
 		}
 	}()
-	rep.Start()
 	return rep, nil
 }
 
+// stopReplication stops the replicator once every event it reported is
+// published.
 func (d *Daemon) stopReplication(v *volume, rep *replication.Replicator) {
 	rep.Close()
 	rep.Unsubscribe(v.events)
 	close(v.events)
+	<-v.forwarded
 }
 
 // peersStatus fills a volume's role, disk and peers from its replicator.

@@ -22,9 +22,11 @@ type volume struct {
 	cfg VolumeConfig
 	// op serialises create-md, up and down on this volume (they do I/O).
 	op sync.Mutex
-	// events carries the replicator's state changes to the event bus.
-	events chan engine.Event
-	mu     struct {
+	// events carries the replicator's state changes to the event bus;
+	// forwarded is closed when the last is published.
+	events    chan engine.Event
+	forwarded chan struct{}
+	mu        struct {
 		sync.Mutex
 		state string
 		err   string
@@ -226,7 +228,7 @@ func (d *Daemon) upLocked(v *volume) error {
 	case v.cfg.Replicated():
 		// Replicated volumes come up secondary; repctl primary (or the
 		// cluster manager) promotes.
-		if rep, err = d.startReplication(v, vol); err != nil {
+		if rep, err = d.newReplication(v, vol); err != nil {
 			vol.Close()
 			v.setState(control.StateError, err.Error(), "")
 			return fmt.Errorf("attach %s: %w", name, err)
@@ -245,8 +247,12 @@ func (d *Daemon) upLocked(v *volume) error {
 	v.mu.state, v.mu.err, v.mu.hint = control.StateUp, "", ""
 	v.mu.Unlock()
 	attached = true
+	// Published before the replicator starts, so that its changes follow.
 	disk := d.volumeStatus(v).Disk
 	d.diskEvent(v, string(replication.Attaching), disk, "")
+	if rep != nil {
+		rep.Start()
+	}
 	d.log.Info("volume up", "volume", name, "size", vol.Size(), "disk", disk)
 	return nil
 }
@@ -280,7 +286,6 @@ func (d *Daemon) Down(name string) (control.Volume, error) {
 }
 
 func (d *Daemon) downLocked(v *volume) error {
-	disk := d.volumeStatus(v).Disk
 	v.mu.Lock()
 	vol, rep := v.mu.vol, v.mu.rep
 	v.mu.vol, v.mu.rep = nil, nil // no new connection can find it
@@ -291,8 +296,11 @@ func (d *Daemon) downLocked(v *volume) error {
 	if d.nbd != nil {
 		d.nbd.CloseExport(v.cfg.Name)
 	}
+	disk := string(vol.Status().Disk)
 	if rep != nil {
+		// (its last events published first, then the state it ended in)
 		d.stopReplication(v, rep)
+		disk = rep.Status().Disk.String()
 	}
 	err := vol.Close()
 	if err != nil {

@@ -192,12 +192,26 @@ func TestConsistentPeerInSyncAtHandshake(t *testing.T) {
 // made: a Consistent node that is the source (its data newer) is
 // UpToDate.
 func TestConsistentSettledByPausedDecision(t *testing.T) {
-	r := rand.New(rand.NewPCG(9, 10))
+	e := consistent3(t, 9)
+	mine := sentHello(t, must(e.Connected(1)))
+	o := must(e.Receive(1, helloFrom(1, mine, mine.History[0], nil)))
+	if p := e.Status().Peers[0]; p.Repl != engine.PausedSyncS {
+		t.Fatalf("peer 1 after the handshake: %v, want PausedSyncS", p.Repl)
+	}
+	if e.Disk() != engine.UpToDate || !diskEvent(o.Events, "Consistent", "UpToDate") {
+		t.Fatalf("after a paused decision as source: %v, events %+v; want UpToDate", e.Disk(), o.Events)
+	}
+}
+
+// consistent3 is node 0 of three, restarted with fencing on after it was
+// primary and wrote alone: Consistent, its generation newer than the one
+// in its history.
+func consistent3(t *testing.T, seed uint64) *engine.Engine {
+	t.Helper()
+	r := rand.New(rand.NewPCG(seed, seed+1))
 	d := newDisk(t, 0, 2)
 	e, _ := attachEngine(t, d, 0, []uint32{1, 2}, 'C', r, nil)
 	must(e.Promote(true))
-	// A write without the peers starts a generation: the old one goes to
-	// the history, where the peer's Hello will name it.
 	id, _, err := e.StartWrite(0, make([]byte, 4096), false)
 	if err != nil {
 		t.Fatal(err)
@@ -208,13 +222,71 @@ func TestConsistentSettledByPausedDecision(t *testing.T) {
 	if e.Disk() != engine.Consistent {
 		t.Fatalf("attached with fencing, peers not outdated: %v, want Consistent", e.Disk())
 	}
-	o := handshake(t, e, 1, func(mine, theirs *wire.Hello) {
-		theirs.Current, theirs.History = mine.History[0], nil
-	})
-	if p := e.Status().Peers[0]; p.Repl != engine.PausedSyncS {
-		t.Fatalf("peer 1 after the handshake: %v, want PausedSyncS", p.Repl)
+	return e
+}
+
+// helloFrom is the Hello of peer id holding generation current (history
+// hist), answering mine.
+func helloFrom(id uint32, mine *wire.Hello, current uint64, hist []uint64) *wire.Hello {
+	return &wire.Hello{Version: wire.Version, Volume: "r0", NodeID: id, DataSize: mine.DataSize, Granularity: mine.Granularity,
+		Protocol: mine.Protocol, Role: uint8(engine.Secondary), Disk: uint8(engine.UpToDate), Flags: wire.HelloMesh,
+		Current: current, History: hist}
+}
+
+func sentHello(t *testing.T, o engine.Output) *wire.Hello {
+	t.Helper()
+	for _, s := range o.Sends {
+		if h, ok := s.Msg.(*wire.Hello); ok {
+			return h
+		}
 	}
-	if e.Disk() != engine.UpToDate || !diskEvent(o.Events, "Consistent", "UpToDate") {
-		t.Fatalf("after a paused decision as source: %v, events %+v; want UpToDate", e.Disk(), o.Events)
+	t.Fatal("no Hello sent")
+	return nil
+}
+
+// TestConsistentSettlesBeforeItsDecisionState: the State a Consistent node
+// sends with its decision already says UpToDate when its data is at least
+// the peer's; a handshake with a second peer, whose Hello went out while
+// it was Consistent, does not start over; and a decision that makes it a
+// (paused) sync target leaves it Consistent.
+func TestConsistentSettlesBeforeItsDecisionState(t *testing.T) {
+	e := consistent3(t, 21)
+	h1, h2 := sentHello(t, must(e.Connected(1))), sentHello(t, must(e.Connected(2)))
+	o := must(e.Receive(1, helloFrom(1, h1, h1.Current, h1.History)))
+	for _, s := range o.Sends {
+		if st, ok := s.Msg.(*wire.State); ok && engine.DiskState(st.Disk) != engine.UpToDate {
+			t.Fatalf("State sent with a no-sync decision says %v, want UpToDate", engine.DiskState(st.Disk))
+		}
+	}
+	o = must(e.Receive(2, helloFrom(2, h2, h2.History[0], nil)))
+	if len(o.Disconnects) > 0 {
+		t.Fatalf("second handshake started over: %+v", o.Disconnects)
+	}
+	if p := e.Status().Peers[1]; p.Repl != engine.PausedSyncS {
+		t.Fatalf("peer 2: %v, want PausedSyncS", p.Repl)
+	}
+
+	// Behind a secondary peer: the resync waits, the disk stays
+	// Consistent (it is not known UpToDate: that peer is newer).
+	e = consistent3(t, 23)
+	h1 = sentHello(t, must(e.Connected(1)))
+	must(e.Receive(1, helloFrom(1, h1, 0xfeed, []uint64{h1.Current})))
+	if p := e.Status().Peers[0]; p.Repl != engine.PausedSyncT || e.Disk() != engine.Consistent {
+		t.Fatalf("behind peer 1: %v, disk %v; want PausedSyncT and Consistent", p.Repl, e.Disk())
+	}
+}
+
+// TestConsistentPromotionWaitsForHandshake: a connected peer whose Hello
+// has not arrived is neither fenced nor compared: a Consistent node is not
+// promoted past it.
+func TestConsistentPromotionWaitsForHandshake(t *testing.T) {
+	r := rand.New(rand.NewPCG(25, 26))
+	e := restart(t, syncedDisks(t, r)[1], 1, r, fencing(engine.ResourceOnly))
+	must(e.Connected(0))
+	if _, err := e.Promote(false); !errors.Is(err, engine.ErrNotUpToDate) {
+		t.Fatalf("promotion mid-handshake: %v, want ErrNotUpToDate", err)
+	}
+	if e.Disk() != engine.Consistent || e.Role() != engine.Secondary {
+		t.Fatalf("after the refusal: %v %v", e.Role(), e.Disk())
 	}
 }

@@ -97,7 +97,7 @@ func (e *Engine) FenceResult(peerID uint32, code int) Output {
 		s.Outdated, settled = true, true
 	case code == FencePeerIsPrimary:
 		old := e.Disk()
-		e.gen.UpToDate = false
+		e.gen.UpToDate, e.unsure = false, false
 		e.event(&o, "disk", old.String(), e.Disk().String(), fmt.Sprintf("fence-peer: node %d is primary", p.id))
 	}
 	if err := e.persist(); err != nil {

@@ -465,7 +465,7 @@ func (e *Engine) onHello(o *Output, p *peer, h *wire.Hello) error {
 	sent := p.sentHello
 	// (Quorum that came from the grace becoming real does not count as a
 	// change: the decision from the Hello as sent is only more careful.)
-	if now := e.hello(p); now.Role != sent.Role || now.Disk != sent.Disk || now.Current != sent.Current || now.Bitmap != sent.Bitmap || now.Flags&^wire.HelloGraceQuorum != sent.Flags&^wire.HelloGraceQuorum || (now.ChangedBits == 0) != (sent.ChangedBits == 0) {
+	if now := e.hello(p); now.Role != sent.Role || !sameDisk(now.Disk, sent.Disk) || now.Current != sent.Current || now.Bitmap != sent.Bitmap || now.Flags&^wire.HelloGraceQuorum != sent.Flags&^wire.HelloGraceQuorum || (now.ChangedBits == 0) != (sent.ChangedBits == 0) {
 		o.Disconnects = append(o.Disconnects, Disconnect{Peer: p.id, Reason: "this node's state changed during the handshake: starting over"})
 		return nil
 	}
@@ -567,6 +567,14 @@ func (e *Engine) onHello(o *Output, p *peer, h *wire.Hello) error {
 	}
 	p.discardMyData = false
 	p.decision, p.decided = d, true
+	if d == uuid.NoSync || d.IsSource() {
+		// This node's data is at least the peer's: a Consistent disk is
+		// UpToDate, and the State below says so (a peer that read
+		// Consistent there would count it out of sync until the next).
+		// A target stays Consistent until its resync makes it
+		// Inconsistent, or, paused, until a primary is there.
+		e.settleConsistent(o, p)
+	}
 	// The peer decides from the same two Hellos, but it may refuse what
 	// this node accepts (it follows another primary, or its state changed
 	// since its Hello): it counts for quorum once its State says it
@@ -579,10 +587,22 @@ func (e *Engine) onHello(o *Output, p *peer, h *wire.Hello) error {
 		p.repl = pick(d.IsTarget(), PausedSyncT, PausedSyncS)
 		p.pausedSameGen = r.Rule == 2 && !me.CrashedPrimary && !them.CrashedPrimary && me.Pending == them.Pending && me.SecondaryCrashed() == them.SecondaryCrashed()
 		e.peerEvent(o, p, "replication", old.String(), p.repl.String(), why+"; neither node is primary: the resync waits for a promotion")
-		e.settleConsistent(o, p)
 		return nil
 	}
 	return e.startDecision(o, p, d, why)
+}
+
+// sameDisk: two Hellos' disk states would lead to the same decision.
+// Consistent and UpToDate do (the generations decide); a node that
+// settled from Consistent in one handshake need not restart the others.
+func sameDisk(a, b uint8) bool {
+	norm := func(d uint8) uint8 {
+		if DiskState(d) == Consistent {
+			return uint8(UpToDate)
+		}
+		return d
+	}
+	return norm(a) == norm(b)
 }
 
 func pick[T any](cond bool, a, b T) T {
@@ -607,9 +627,9 @@ func (e *Engine) startDecision(o *Output, p *peer, d uuid.Decision, why string) 
 	return err
 }
 
-// settleConsistent: this node compared generations with p and decided
-// (or paused a resync, which a promotion then weighs): a Consistent disk
-// is what that made it (a target's Inconsistent disk said so already).
+// settleConsistent: this node compared generations with p and decided:
+// a Consistent disk is what that made it (a target's Inconsistent disk
+// said so already).
 func (e *Engine) settleConsistent(o *Output, p *peer) {
 	if !e.unsure {
 		return

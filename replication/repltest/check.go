@@ -43,14 +43,9 @@ func marked(n *Node, slot int, blk int64) bool {
 // lowest UpToDate node first (the old primary may have been lost).
 func (c *Cluster) Settle() error {
 	c.split, c.split2 = 0, 0
-	for _, n := range c.Nodes {
-		if !n.Up {
-			if err := n.start(); err != nil {
-				return err
-			}
-		}
+	if err := c.startAll(); err != nil {
+		return err
 	}
-	c.Drain()
 	for try := 0; try < 2 && c.primary() == nil; try++ {
 		if try == 1 {
 			if len(c.fenced) == 0 {
@@ -75,6 +70,10 @@ func (c *Cluster) Settle() error {
 		}
 	}
 	c.Drain()
+	// (a fence-peer handler may have powered a primary off meanwhile)
+	if err := c.startAll(); err != nil {
+		return err
+	}
 	ref := c.Nodes[0]
 	for _, n := range c.Nodes {
 		if n.Eng.Disk() != engine.UpToDate {
@@ -94,5 +93,18 @@ func (c *Cluster) Settle() error {
 			}
 		}
 	}
+	return nil
+}
+
+// startAll restarts the nodes that are down and drains.
+func (c *Cluster) startAll() error {
+	for _, n := range c.Nodes {
+		if !n.Up {
+			if err := n.start(); err != nil {
+				return err
+			}
+		}
+	}
+	c.Drain()
 	return nil
 }

@@ -111,6 +111,9 @@ type Cluster struct {
 	// fenced: nodes the fence-peer handler forbade promoting (Fencing),
 	// until they are Established and UpToDate with a primary again.
 	fenced map[uint32]bool
+	// stonith: primaries a fence-peer handler powers off, once the
+	// current step's engine outputs are performed (powerOff).
+	stonith []uint32
 
 	// Stats counts what happened, so tests can show they exercised it.
 	Stats Stats
@@ -648,7 +651,7 @@ func (c *Cluster) fencePeer(n *Node, peer uint32) int {
 		}
 		c.logf("node %d: fence-peer powers node %d off", n.ID, peer)
 		c.Stats.Stonith++
-		c.crash(q)
+		c.stonith = append(c.stonith, peer)
 		c.fenced[peer] = true
 		return engine.FencePeerFenced
 	}
@@ -669,7 +672,21 @@ func (c *Cluster) promote(n *Node) (engine.Output, error) {
 		c.logf("node %d: fence-peer for node %d before promotion exits %d", n.ID, p, code)
 		n.exec(n.Eng.FenceResult(p, code))
 	}
+	c.powerOff()
 	return n.Eng.Promote(false)
+}
+
+// powerOff cuts the power of the nodes fence-peer handlers powered off. A
+// handler runs inside a node's exec, which may itself run inside the
+// exec of the node to power off: the cut waits until those are done.
+func (c *Cluster) powerOff() {
+	for len(c.stonith) > 0 {
+		id := c.stonith[0]
+		c.stonith = c.stonith[1:]
+		if n := c.Nodes[id]; n.Up {
+			c.crash(n)
+		}
+	}
 }
 
 // promotable: the cluster manager may promote n (it is not fenced).

@@ -19,6 +19,7 @@ import (
 // property fails; the cluster log tells the story.
 func (c *Cluster) Step() error {
 	c.step++
+	defer c.powerOff()
 	r := c.r
 	switch x := r.IntN(100); {
 	case x < 30:
@@ -714,6 +715,7 @@ func (c *Cluster) Drain() {
 	}
 	c.pingTimeouts()
 	for guard := 0; guard < 1_000_000; guard++ {
+		c.powerOff()
 		progress := false
 		for _, n := range c.Nodes {
 			if !n.Up {
