@@ -212,6 +212,8 @@ func (n *node) events(args ...string) *eventStream {
 	n.t.Helper()
 	argv := append(append(append([]string{}, n.wrap...), bin("repctl"), "--socket", n.socket, "--json", "events"), args...)
 	s := &eventStream{t: n.t, cmd: exec.Command(argv[0], argv[1:]...), done: make(chan struct{})}
+	var stderr bytes.Buffer
+	s.cmd.Stderr = &stderr
 	out, err := s.cmd.StdoutPipe()
 	if err != nil {
 		n.t.Fatal(err)
@@ -236,6 +238,12 @@ func (n *node) events(args ...string) *eventStream {
 	}()
 	// The stream is open once the daemon answered; give it a moment.
 	time.Sleep(200 * time.Millisecond)
+	select {
+	case <-s.done: // a stream does not end by itself: repctl failed
+		err := s.cmd.Wait()
+		n.t.Fatalf("repctl events %q ended at once (%v): %s", args, err, stderr.String())
+	default:
+	}
 	return s
 }
 
