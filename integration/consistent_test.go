@@ -56,8 +56,8 @@ func TestRestartWithFencingIsConsistent(t *testing.T) {
 
 	b.start()
 	v := b.waitVolume("r0", "b up", func(v control.Volume) bool { return v.State == control.StateUp })
-	if v.Disk != "Consistent" {
-		t.Fatalf("b restarted alone with fencing: disk %s, want Consistent", v.Disk)
+	if v.Disk != "Consistent" || !strings.Contains(v.Hint, "fence-peer") {
+		t.Fatalf("b restarted alone with fencing: disk %s (hint %q), want Consistent with a hint", v.Disk, v.Hint)
 	}
 	if out := b.mustRepctl("primary", "r0"); !strings.Contains(out, "Primary") {
 		t.Fatalf("repctl primary: %s", out)

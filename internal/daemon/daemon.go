@@ -375,6 +375,9 @@ func (d *Daemon) volumeStatus(v *volume) control.Volume {
 	if rep != nil {
 		d.peersStatus(&out, rep)
 	}
+	if out.Disk == string(replication.Consistent) && out.Hint == "" {
+		out.Hint = fmt.Sprintf("the data was UpToDate, but a peer may have moved on since: connecting to a peer settles it, or `repctl primary %s` runs the fence-peer handler for the unreachable peers first", v.cfg.Name)
+	}
 	out.CurrentUUID, out.Flags, out.ALExtents = vs.CurrentUUID, vs.Flags, vs.ALExtents
 	out.Connections = d.nbd.Connections()[v.cfg.Name]
 	d.mu.Lock()
