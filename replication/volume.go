@@ -266,7 +266,12 @@ func (v *Volume) writeBitmapPages(pages []pageRef) error {
 	}
 	devUUID := v.mu.sb.DeviceUUID
 	v.mu.Unlock()
-	err := v.writePageSnapshots(pages, snaps, devUUID)
+	err := v.writePages(pages, snaps, devUUID)
+	if err == nil {
+		if err = v.md.Sync(); err != nil {
+			err = fmt.Errorf("sync bitmap: %w", err)
+		}
+	}
 	if err != nil {
 		v.mu.Lock()
 		for _, pr := range pages {
@@ -275,16 +280,6 @@ func (v *Volume) writeBitmapPages(pages []pageRef) error {
 		v.mu.Unlock()
 	}
 	return err
-}
-
-func (v *Volume) writePageSnapshots(pages []pageRef, snaps [][]uint64, devUUID uint64) error {
-	if err := v.writePages(pages, snaps, devUUID); err != nil {
-		return err
-	}
-	if err := v.md.Sync(); err != nil {
-		return fmt.Errorf("sync bitmap: %w", err)
-	}
-	return nil
 }
 
 // writePages writes bitmap page snapshots without syncing.

@@ -296,11 +296,13 @@ func (d *Daemon) downLocked(v *volume) error {
 	if d.nbd != nil {
 		d.nbd.CloseExport(v.cfg.Name)
 	}
-	disk := string(vol.Status().Disk)
+	var disk string
 	if rep != nil {
 		// (its last events published first, then the state it ended in)
 		d.stopReplication(v, rep)
 		disk = rep.Status().Disk.String()
+	} else {
+		disk = string(vol.Status().Disk)
 	}
 	err := vol.Close()
 	if err != nil {

@@ -41,16 +41,14 @@ func (e *Engine) Promote(force bool) (Output, error) {
 	if len(peers) > 0 && !force {
 		return o, &NeedsFencingError{Peers: peers}
 	}
-	if e.unsure && !force {
+	if e.unsure {
 		// needsFencing counts a connected peer as known; a Consistent
 		// disk needs it compared too.
 		for _, p := range e.order {
-			if p.conn == Connected && !p.decided {
+			if p.conn == Connected && !p.decided && !force {
 				return o, fmt.Errorf("%w: disk is Consistent and the handshake with node %d is not finished; retry in a moment", ErrNotUpToDate, p.id)
 			}
 		}
-	}
-	if e.unsure {
 		// As DRBD: a Consistent disk becomes UpToDate once no unreachable
 		// peer can hold newer data (or the operator says so).
 		before := e.Disk()
