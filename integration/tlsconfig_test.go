@@ -95,8 +95,9 @@ func TestClusterTLSFromConfig(t *testing.T) {
 // TestClusterTLSRefusesOtherCA: a node whose certificate comes from
 // another CA (it trusts the cluster's CA) never reaches Connected, whether
 // it is the side that dials (the lower node id) or the side that accepts;
-// the dialing node's status (last_error) and the accepting node's log say
-// the TLS handshake failed over the certificate.
+// the dialing node's status (last_error) says the TLS handshake failed
+// over the certificate, and the accepting node's status and log say a TLS
+// handshake from the dialer's address failed.
 func TestClusterTLSRefusesOtherCA(t *testing.T) {
 	for _, foreign := range []string{"acceptor", "dialer"} {
 		t.Run("foreign "+foreign, func(t *testing.T) {
@@ -132,6 +133,10 @@ func TestClusterTLSRefusesOtherCA(t *testing.T) {
 				}
 			}
 			t.Logf("dialer's last_error: %s", dialer.peer("r0").LastError)
+			acceptor.waitPeer("r0", "a last_error naming the refused TLS handshake from n0's address", func(p control.Peer) bool {
+				return strings.Contains(p.LastError, "TLS handshake failed") && strings.Contains(p.LastError, "n0")
+			})
+			t.Logf("acceptor's last_error: %s", acceptor.peer("r0").LastError)
 			acceptor.stop(syscall.SIGTERM)
 			if !strings.Contains(acceptor.log.String(), "TLS handshake failed") {
 				t.Fatalf("the accepting node does not log the failed TLS handshake:\n%s", acceptor.log)

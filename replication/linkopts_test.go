@@ -3,6 +3,8 @@ package replication
 import (
 	"bytes"
 	"crypto/tls"
+	"net"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -98,29 +100,72 @@ func TestKoCountCutsOffAStuckPeer(t *testing.T) {
 }
 
 // TestTLSLink: with mutual TLS the nodes replicate; a node whose
-// certificate comes from another CA is refused.
+// certificate comes from another CA is refused, and both nodes' status say
+// why: the dialer (node 0) from its own handshake, the acceptor by the
+// address the refused connection came from.
 func TestTLSLink(t *testing.T) {
 	ca, other := testcert.NewCA(t, "replicad test CA"), testcert.NewCA(t, "another CA")
 	pool := ca.Pool()
 	names := map[uint32]string{0: "alpha", 1: "beta"}
-	for _, bad := range []bool{false, true} {
+	for _, foreign := range []int{-1, 0, 1} {
 		nodes := twoNodesTransport(t, func(id uint32, tc *TransportConfig) {
 			issuer := ca
-			if bad && id == 1 {
+			if int(id) == foreign {
 				issuer = other
 			}
 			tc.PeerNames = names
 			tc.TLS = &tls.Config{Certificates: []tls.Certificate{issuer.Issue(t, names[id])},
 				RootCAs: pool, ClientCAs: pool, ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS13}
 		})
-		a := nodes[0]
-		if !bad {
+		a, b := nodes[0], nodes[1]
+		if foreign < 0 {
 			waitFor(t, "a TLS connection", func() bool { return peerState(a).Repl == engine.Established })
 			continue
 		}
-		waitFor(t, "a refused TLS connection", func() bool { return strings.Contains(a.rep.Status().LinkError[1], "TLS") })
-		if peerState(a).Conn == engine.Connected {
-			t.Fatal("connected to a node with a certificate from another CA")
+		waitFor(t, "a refused TLS connection", func() bool { return strings.Contains(a.rep.Status().LinkError[1], "tls") })
+		waitFor(t, "the acceptor's note of the refusal", func() bool {
+			why := b.rep.Status().LinkError[0]
+			return strings.Contains(why, "TLS handshake failed") && strings.Contains(why, "127.0.0.1") && strings.Contains(why, "alpha")
+		})
+		if peerState(a).Conn == engine.Connected || peerState(b).Conn == engine.Connected {
+			t.Fatalf("connected with node %d's certificate from another CA", foreign)
 		}
+	}
+}
+
+// TestDialersAt: a refused TLS connection is attributed to the peers that
+// dial this node from its address, by IP or by a name that resolves to it,
+// and never to a peer this node dials itself.
+func TestDialersAt(t *testing.T) {
+	tr, err := NewTransport(TransportConfig{NodeID: 5, Secret: []byte("a shared secret of some length"), Peers: map[uint32]string{
+		1: "127.0.0.1:7789", 2: "localhost:7789", 3: "10.1.2.3:7789", 4: "[::1]:7789", 6: "127.0.0.1:7790",
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	local, err := net.LookupIP("localhost")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		ip   string
+		want []uint32
+	}{
+		{"127.0.0.1", []uint32{1}},
+		{"10.1.2.3", []uint32{3}},
+		{"::1", []uint32{4}},
+		{"192.0.2.1", nil},
+	} {
+		if slices.ContainsFunc(local, func(ip net.IP) bool { return ip.Equal(net.ParseIP(c.ip)) }) {
+			c.want = append(c.want, 2) // localhost is one of its names
+			slices.Sort(c.want)
+		}
+		got := tr.dialersAt(&net.TCPAddr{IP: net.ParseIP(c.ip), Port: 40000})
+		if !slices.Equal(got, c.want) {
+			t.Errorf("dialersAt(%s) = %v, want %v", c.ip, got, c.want)
+		}
+	}
+	if got := tr.dialersAt(&net.UnixAddr{Name: "/x", Net: "unix"}); got != nil {
+		t.Errorf("a unix address: %v", got)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"sync"
 	"time"
 
@@ -68,6 +69,53 @@ func (t *Transport) noteRefused(node uint32, why string) {
 		t.mu.refused = map[uint32]string{}
 	}
 	t.mu.refused[node] = why
+}
+
+// dialersAt lists the configured peers that dial this node (the lower
+// node id dials) and whose address is addr's host.
+func (t *Transport) dialersAt(addr net.Addr) []uint32 {
+	ta, ok := addr.(*net.TCPAddr)
+	if !ok {
+		return nil
+	}
+	var ids []uint32
+	for id, hp := range t.cfg.Peers {
+		if id >= t.cfg.NodeID {
+			continue
+		}
+		host, _, err := net.SplitHostPort(hp)
+		if err != nil {
+			continue
+		}
+		ips := []net.IP{net.ParseIP(host)}
+		if ips[0] == nil {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			addrs, err := net.DefaultResolver.LookupIPAddr(ctx, host)
+			cancel()
+			if err != nil {
+				continue
+			}
+			ips = ips[:0]
+			for _, a := range addrs {
+				ips = append(ips, a.IP)
+			}
+		}
+		for _, ip := range ips {
+			if ip.Equal(ta.IP) {
+				ids = append(ids, id)
+				break
+			}
+		}
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+func (t *Transport) peerName(id uint32) string {
+	if n := t.cfg.PeerNames[id]; n != "" {
+		return fmt.Sprintf("%d (%s)", id, n)
+	}
+	return fmt.Sprint(id)
 }
 
 // refusedFrom says why the last incoming connection from node was refused
@@ -171,6 +219,12 @@ func (t *Transport) accept(c net.Conn) {
 		tc := tls.Server(c, t.cfg.TLS)
 		if err := tc.Handshake(); err != nil {
 			t.log.Warn("replication connection refused: TLS handshake failed", "remote", c.RemoteAddr().String(), "err", err)
+			// The handshake names no node; the address may: each peer
+			// that dials this node from it carries the refusal in its
+			// status until it authenticates.
+			for _, id := range t.dialersAt(c.RemoteAddr()) {
+				t.noteRefused(id, fmt.Sprintf("refused a connection from %s, the address of node %s: TLS handshake failed: %v", c.RemoteAddr(), t.peerName(id), err))
+			}
 			c.Close()
 			return
 		}
