@@ -6,12 +6,18 @@
 // its own `replicad run` process with its volume on a sparse file of
 // -size in -dir. Then:
 //
-//   - the CPU time of one random 4 KiB buffered pwrite into a cached file
-//     in -dir (-only pwrite): what each node pays per replicated write.
+//   - the CPU time of one random 4 KiB buffered pwrite into a file in
+//     -dir (-only pwrite), what each node pays per replicated write, for
+//     three page-cache histories: on ext4 it grows with the size of the
+//     folio the write lands in (4 KiB folios, 1 MiB folios, readahead's).
 //   - fio's nbd engine against each primary and the standalone volume:
 //     4k random write QD32 and 1 MiB sequential write QD8 on a 1 GiB span
-//     filled once beforehand; -rounds rounds, the setups' order rotating
-//     every round; medians and ratios to the standalone volume, the CPU
+//     filled once beforehand and then written back and dropped from the
+//     page cache on every node, so that every setup starts from the same
+//     cache (the pairs' initial sync would otherwise leave the primaries'
+//     files in readahead's large folios, and each fill's folios would
+//     depend on the dirty data the others left); -rounds rounds, the
+//     setups' order rotating every round; medians and ratios to the standalone volume, the CPU
 //     time per operation of replicad (all nodes) and of fio, and the ratio
 //     those CPU times allow when everything shares the CPUs.
 //   - full resync: the protocol C pair's secondary gets new metadata (an

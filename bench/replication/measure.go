@@ -307,10 +307,32 @@ func median(v []float64) float64 {
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
+// pwriteHistory is how a file's pages came into the page cache before
+// the 4 KiB writes pwriteCost times.
+type pwriteHistory int
+
+const (
+	// written in 1 MiB writes, then dropped from the cache: each 4 KiB
+	// write brings in a 4 KiB folio (what every setup of the benchmark
+	// starts from).
+	evicted pwriteHistory = iota
+	// written in 1 MiB writes and left cached: ext4 keeps them in large
+	// folios, and a small write walks every block of its folio.
+	writtenLarge
+	// as writtenLarge after reading the whole file once (a resync source
+	// does), so the folios are readahead's, larger still.
+	readFirst
+)
+
+func (h pwriteHistory) String() string {
+	return [...]string{"4 KiB folios (evicted, as the benchmark runs)", "1 MiB folios (written in 1 MiB writes)", "the file read through once first"}[h]
+}
+
 // pwriteCost returns the CPU time, in µs, of one random 4 KiB pwrite into
-// a 1 GiB file in dir whose pages are all in the page cache: the kernel
-// work every node does for each 4k write it stores.
-func pwriteCost(dir string, n int) (float64, error) {
+// a 1 GiB file in dir after history: the kernel work every node does for
+// each 4k write it stores, which on ext4 depends on the size of the
+// page-cache folio it lands in.
+func pwriteCost(dir string, n int, history pwriteHistory) (float64, error) {
 	f, err := os.CreateTemp(dir, "replicad-pwrite-")
 	if err != nil {
 		return 0, err
@@ -319,8 +341,23 @@ func pwriteCost(dir string, n int) (float64, error) {
 	defer f.Close()
 	const size = 1 << 30
 	buf := make([]byte, 1<<20)
+	if history == readFirst {
+		if err := f.Truncate(size); err != nil {
+			return 0, err
+		}
+		for off := int64(0); off < size; off += int64(len(buf)) {
+			if _, err := f.ReadAt(buf, off); err != nil {
+				return 0, err
+			}
+		}
+	}
 	for off := int64(0); off < size; off += int64(len(buf)) {
 		if _, err := f.WriteAt(buf, off); err != nil {
+			return 0, err
+		}
+	}
+	if history == evicted {
+		if err := evictCache(f.Name()); err != nil {
 			return 0, err
 		}
 	}

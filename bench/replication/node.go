@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/replicad/replicad/internal/control"
 	"github.com/replicad/replicad/internal/freeport"
+	"golang.org/x/sys/unix"
 )
 
 const volume = "bench"
@@ -29,9 +31,11 @@ type node struct {
 	// cpu is the CPU the node runs on with -pin (its index in the setup:
 	// the primary or standalone node on CPU 0, the secondary on CPU 1),
 	// or -1.
-	cpu  int
-	cmd  *exec.Cmd
-	done chan struct{}
+	cpu int
+	// device is the volume's file.
+	device string
+	cmd    *exec.Cmd
+	done   chan struct{}
 }
 
 // setup is what one measurement runs against: a standalone volume, or a
@@ -69,7 +73,7 @@ func newSetup(work, name, protocol, size string, pin bool) (*setup, error) {
 			return nil, err
 		}
 		n := &node{name: fmt.Sprintf("%s/n%d", name, i), dir: dir, config: filepath.Join(dir, "replicad.yaml"),
-			socket: filepath.Join(dir, "control.sock"), nbdPort: ports[i], cpu: -1}
+			socket: filepath.Join(dir, "control.sock"), nbdPort: ports[i], cpu: -1, device: filepath.Join(dir, volume+".img")}
 		if pin {
 			n.cpu = i
 		}
@@ -82,7 +86,7 @@ volumes:
   - name: %s
     device: %q
     size: %s
-`, i, i, n.socket, n.nbdPort, volume, filepath.Join(dir, volume+".img"), size)
+`, i, i, n.socket, n.nbdPort, volume, n.device, size)
 		if protocol != "" {
 			cfg += fmt.Sprintf(`    replication:
       peers: [n%d]
@@ -237,6 +241,22 @@ func startSetup(s *setup, replicad, profiles string) error {
 	return err
 }
 
+// evictCache writes back path's dirty pages and drops its page cache.
+func evictCache(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := unix.Fdatasync(int(f.Fd())); err != nil {
+		return fmt.Errorf("fdatasync %s: %w", path, err)
+	}
+	if err := unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED); err != nil {
+		return fmt.Errorf("drop the page cache of %s: %w", path, err)
+	}
+	return nil
+}
+
 // cpuSeconds is the user+system CPU time each of the setup's replicad
 // processes used so far (from /proc/PID/stat; USER_HZ is 100 on Linux),
 // in node order.
@@ -282,4 +302,15 @@ func pinned(cpu int, name string, args ...string) *exec.Cmd {
 		return exec.Command(name, args...)
 	}
 	return exec.Command("taskset", append([]string{"-c", strconv.Itoa(cpu), name}, args...)...)
+}
+
+// warmCache reads path through the page cache once.
+func warmCache(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = io.Copy(io.Discard, f)
+	return err
 }
