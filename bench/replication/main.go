@@ -100,7 +100,7 @@ func run(rounds int, runtime time.Duration, size, dir string, scattered int, onl
 				return err
 			}
 			for _, n := range s.nodes {
-				if err := evictCache(n.device); err != nil {
+				if err := writeBack(n.device, false); err != nil {
 					return err
 				}
 			}
@@ -181,10 +181,12 @@ func run(rounds int, runtime time.Duration, size, dir string, scattered int, onl
 	if err != nil {
 		return err
 	}
-	// The source reads from its page cache, as the TCP probe sends from
-	// memory: what is compared is the protocol, not the disk.
-	if err := warmCache(pair.primary().device); err != nil {
-		return err
+	// Both volumes are in the page cache, as the TCP probe sends from and
+	// to memory: what is compared is the protocol, not the disk.
+	for _, n := range pair.nodes {
+		if err := warmCache(n.device); err != nil {
+			return err
+		}
 	}
 	fmt.Printf("\nfull resync of %s (protocol C pair) vs one loopback TCP stream\n", bytesize.Format(v.Size))
 	var tcp, rs, rsDurable, rsTotal, bound []float64

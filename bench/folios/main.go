@@ -1,0 +1,132 @@
+package main
+
+import (
+	"encoding/binary"
+	"fmt"
+	"maps"
+	"os"
+	"slices"
+	"strconv"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "folios:", err)
+		os.Exit(1)
+	}
+}
+
+// kpfCompoundTail is the kpageflags bit of every page of a folio but its
+// first (Documentation/admin-guide/mm/pagemap.rst).
+const kpfCompoundTail = 1 << 16
+
+// sink keeps the loads that map the pages from being compiled away.
+var sink byte
+
+func run(args []string) error {
+	if len(args) < 1 || len(args) > 2 {
+		return fmt.Errorf("usage: folios FILE [BYTES]")
+	}
+	f, err := os.Open(args[0])
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	n := st.Size()
+	if len(args) == 2 {
+		if n, err = strconv.ParseInt(args[1], 10, 64); err != nil || n <= 0 || n > st.Size() {
+			return fmt.Errorf("bytes %q: want 1 to %d", args[1], st.Size())
+		}
+	}
+	const page = 4096
+	pages := int(n / page)
+	if pages == 0 {
+		return fmt.Errorf("%s: less than a page", args[0])
+	}
+	m, err := unix.Mmap(int(f.Fd()), 0, pages*page, unix.PROT_READ, unix.MAP_SHARED)
+	if err != nil {
+		return err
+	}
+	defer unix.Munmap(m)
+	resident := make([]byte, pages)
+	if _, _, e := unix.Syscall(unix.SYS_MINCORE, uintptr(unsafe.Pointer(unsafe.SliceData(m))), uintptr(len(m)), uintptr(unsafe.Pointer(unsafe.SliceData(resident)))); e != 0 {
+		return fmt.Errorf("mincore: %w", e)
+	}
+	pagemap, err := os.Open("/proc/self/pagemap")
+	if err != nil {
+		return err
+	}
+	defer pagemap.Close()
+	kflags, err := os.Open("/proc/kpageflags")
+	if err != nil {
+		return err
+	}
+	defer kflags.Close()
+	base := uintptr(unsafe.Pointer(unsafe.SliceData(m))) / page
+	read := func(r *os.File, at uint64) (uint64, error) {
+		var b [8]byte
+		if _, err := r.ReadAt(b[:], int64(at*8)); err != nil {
+			return 0, fmt.Errorf("%s: %w", r.Name(), err)
+		}
+		return binary.LittleEndian.Uint64(b[:]), nil
+	}
+	// sizes counts folios by their size in pages (the last one may be cut
+	// short at BYTES).
+	sizes := map[int]int{}
+	count, run := 0, 0
+	var touched byte
+	end := func() {
+		if run > 0 {
+			sizes[run]++
+		}
+		run = 0
+	}
+	for i := range pages {
+		if resident[i]&1 == 0 {
+			end()
+			continue
+		}
+		count++
+		touched += m[i*page] // map the cached page (mincore said it is there)
+		e, err := read(pagemap, uint64(base)+uint64(i))
+		if err != nil {
+			return err
+		}
+		pfn := e & (1<<55 - 1)
+		if pfn == 0 {
+			return fmt.Errorf("no frame numbers in /proc/self/pagemap (run as root)")
+		}
+		fl, err := read(kflags, pfn)
+		if err != nil {
+			return err
+		}
+		if fl&kpfCompoundTail != 0 {
+			run++
+			continue
+		}
+		end()
+		run = 1
+	}
+	end()
+	sink = touched
+	fmt.Printf("%s: %d of %d pages resident; folios by size:", args[0], count, pages)
+	for _, s := range slices.Sorted(maps.Keys(sizes)) {
+		fmt.Printf(" %s×%d", sizeName(s*page), sizes[s])
+	}
+	fmt.Println()
+	return nil
+}
+
+func sizeName(b int) string {
+	if b >= 1<<20 && b%(1<<20) == 0 {
+		return fmt.Sprintf("%dMiB", b>>20)
+	}
+	return fmt.Sprintf("%dKiB", b>>10)
+}
