@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"os"
+	"runtime"
 	"slices"
 	"strconv"
 	"unsafe"
@@ -22,9 +23,6 @@ func main() {
 // kpfCompoundTail is the kpageflags bit of every page of a folio but its
 // first (Documentation/admin-guide/mm/pagemap.rst).
 const kpfCompoundTail = 1 << 16
-
-// sink keeps the loads that map the pages from being compiled away.
-var sink byte
 
 func run(args []string) error {
 	if len(args) < 1 || len(args) > 2 {
@@ -115,7 +113,7 @@ func run(args []string) error {
 		run = 1
 	}
 	end()
-	sink = touched
+	runtime.KeepAlive(touched) // keeps the loads that map the pages
 	fmt.Printf("%s: %d of %d pages resident; folios by size:", args[0], count, pages)
 	for _, s := range slices.Sorted(maps.Keys(sizes)) {
 		fmt.Printf(" %s×%d", sizeName(s*page), sizes[s])
