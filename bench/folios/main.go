@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/binary"
 	"fmt"
+	"io"
 	"maps"
 	"os"
 	"runtime"
@@ -14,7 +15,7 @@ import (
 )
 
 func main() {
-	if err := run(os.Args[1:]); err != nil {
+	if err := run(os.Args[1:], os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "folios:", err)
 		os.Exit(1)
 	}
@@ -24,7 +25,7 @@ func main() {
 // first (Documentation/admin-guide/mm/pagemap.rst).
 const kpfCompoundTail = 1 << 16
 
-func run(args []string) error {
+func run(args []string, w io.Writer) error {
 	if len(args) < 1 || len(args) > 2 {
 		return fmt.Errorf("usage: folios FILE [BYTES]")
 	}
@@ -114,11 +115,11 @@ func run(args []string) error {
 	}
 	end()
 	runtime.KeepAlive(touched) // keeps the loads that map the pages
-	fmt.Printf("%s: %d of %d pages resident; folios by size:", args[0], count, pages)
+	fmt.Fprintf(w, "%s: %d of %d pages resident; folios by size:", args[0], count, pages)
 	for _, s := range slices.Sorted(maps.Keys(sizes)) {
-		fmt.Printf(" %s×%d", sizeName(s*page), sizes[s])
+		fmt.Fprintf(w, " %s×%d", sizeName(s*page), sizes[s])
 	}
-	fmt.Println()
+	fmt.Fprintln(w)
 	return nil
 }
 
