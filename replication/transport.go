@@ -87,24 +87,16 @@ func (t *Transport) dialersAt(addr net.Addr) []uint32 {
 		if err != nil {
 			continue
 		}
-		ips := []net.IP{net.ParseIP(host)}
-		if ips[0] == nil {
+		var ips []net.IPAddr
+		if ip := net.ParseIP(host); ip != nil {
+			ips = []net.IPAddr{{IP: ip}}
+		} else {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-			addrs, err := net.DefaultResolver.LookupIPAddr(ctx, host)
+			ips, _ = net.DefaultResolver.LookupIPAddr(ctx, host)
 			cancel()
-			if err != nil {
-				continue
-			}
-			ips = ips[:0]
-			for _, a := range addrs {
-				ips = append(ips, a.IP)
-			}
 		}
-		for _, ip := range ips {
-			if ip.Equal(ta.IP) {
-				ids = append(ids, id)
-				break
-			}
+		if slices.ContainsFunc(ips, func(a net.IPAddr) bool { return a.IP.Equal(ta.IP) }) {
+			ids = append(ids, id)
 		}
 	}
 	slices.Sort(ids)
@@ -219,13 +211,13 @@ func (t *Transport) accept(c net.Conn) {
 		tc := tls.Server(c, t.cfg.TLS)
 		if err := tc.Handshake(); err != nil {
 			t.log.Warn("replication connection refused: TLS handshake failed", "remote", c.RemoteAddr().String(), "err", err)
+			c.Close()
 			// The handshake names no node; the address may: each peer
 			// that dials this node from it carries the refusal in its
 			// status until it authenticates.
 			for _, id := range t.dialersAt(c.RemoteAddr()) {
 				t.noteRefused(id, fmt.Sprintf("refused a connection from %s, the address of node %s: TLS handshake failed: %v", c.RemoteAddr(), t.peerName(id), err))
 			}
-			c.Close()
 			return
 		}
 		c = tc

@@ -9,9 +9,12 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
+	"strings"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/replicad/replicad/internal/bytesize"
 )
 
 func main() {
@@ -79,13 +82,14 @@ func run(args []string, w io.Writer) error {
 	// sizes counts folios by their size in pages (the last one may be cut
 	// short at BYTES).
 	sizes := map[int]int{}
-	count, run := 0, 0
+	// cur is the length so far of the folio being walked.
+	count, cur := 0, 0
 	var touched byte
 	end := func() {
-		if run > 0 {
-			sizes[run]++
+		if cur > 0 {
+			sizes[cur]++
 		}
-		run = 0
+		cur = 0
 	}
 	for i := range pages {
 		if resident[i]&1 == 0 {
@@ -107,25 +111,18 @@ func run(args []string, w io.Writer) error {
 			return err
 		}
 		if fl&kpfCompoundTail != 0 {
-			run++
+			cur++
 			continue
 		}
 		end()
-		run = 1
+		cur = 1
 	}
 	end()
 	runtime.KeepAlive(touched) // keeps the loads that map the pages
-	fmt.Fprintf(w, "%s: %d of %d pages resident; folios by size:", args[0], count, pages)
+	var folios []string
 	for _, s := range slices.Sorted(maps.Keys(sizes)) {
-		fmt.Fprintf(w, " %s×%d", sizeName(s*page), sizes[s])
+		folios = append(folios, fmt.Sprintf("%d × %s", sizes[s], bytesize.Format(int64(s)*page)))
 	}
-	fmt.Fprintln(w)
+	fmt.Fprintf(w, "%s: %d of %d pages resident; folios: %s\n", args[0], count, pages, strings.Join(folios, ", "))
 	return nil
-}
-
-func sizeName(b int) string {
-	if b >= 1<<20 && b%(1<<20) == 0 {
-		return fmt.Sprintf("%dMiB", b>>20)
-	}
-	return fmt.Sprintf("%dKiB", b>>10)
 }

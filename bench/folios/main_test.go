@@ -37,14 +37,14 @@ func TestFolios(t *testing.T) {
 			t.Fatalf("got %q, want %q", got, want)
 		}
 	}
-	check("1024 of 1024 pages resident; folios by size: 4KiB×1024")
+	check("1024 of 1024 pages resident; folios: 1024 × 4 KiB")
 	if err := unix.Fdatasync(int(f.Fd())); err != nil {
 		t.Fatal(err)
 	}
 	if err := unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED); err != nil {
 		t.Fatal(err)
 	}
-	check("0 of 1024 pages resident; folios by size:")
+	check("0 of 1024 pages resident; folios:")
 	if err := run([]string{f.Name(), "8192000"}, &strings.Builder{}); err == nil {
 		t.Fatal("BYTES beyond the file's size: no error")
 	}
