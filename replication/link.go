@@ -1,6 +1,7 @@
 package replication
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -96,7 +97,25 @@ type session struct {
 	// unacked holds (sequence, time sent) of Writes the peer has not yet
 	// acknowledged, oldest first: the ko-count watchdog looks at the head.
 	unacked []sentAt // guarded by r.mu
+	// held is a lazy acknowledgement (engine.Send.Lazy) not yet queued,
+	// standing for heldCount of them; heldTimer queues it at the latest
+	// ackDelay after it was held. Guarded by r.mu.
+	held      wire.Message
+	heldCount int
+	heldTimer clock.Timer
 }
+
+// Lazy acknowledgements wait at most ackDelay (ReplicatorConfig.ackDelay
+// in tests), or until maxHeldAcks of them are held, or until another
+// message is queued. Under protocol A a
+// secondary that acknowledged every batch of writes at once would wake
+// the primary for every batch, for nothing any client waits on; held back,
+// one acknowledgement retires hundreds of writes. The primary keeps their
+// activity-log extents until then, so the delay stays short.
+const (
+	ackDelay    = 5 * time.Millisecond
+	maxHeldAcks = 256
+)
 
 type sentAt struct {
 	seq uint64
@@ -232,12 +251,41 @@ func (l *link) runSession(pc *peerConn) {
 }
 
 // sendLocked queues a message on the current session.
-func (l *link) sendLocked(m wire.Message) {
+func (l *link) sendLocked(m wire.Message) { l.queueLocked(m, false) }
+
+// queueLocked queues a message on the current session; a lazy one is
+// held back (see ackDelay), replacing the one held before it, as
+// acknowledgements are cumulative. A held acknowledgement is queued ahead
+// of the next message, so the peer sees them in the order they were made.
+func (l *link) queueLocked(m wire.Message, lazy bool) {
 	s := l.sess
 	if s == nil || s.dead {
 		return
 	}
-	s.queue = append(s.queue, m)
+	if lazy {
+		s.held = m
+		if s.heldCount++; s.heldCount < maxHeldAcks {
+			if s.heldTimer == nil {
+				s.heldTimer = l.r.cfg.Clock.AfterFunc(cmp.Or(l.r.cfg.ackDelay, ackDelay), func() {
+					l.r.mu.Lock()
+					defer l.r.mu.Unlock()
+					s.heldTimer = nil
+					if l.sess == s && !s.dead && s.held != nil {
+						l.queueLocked(nil, false)
+					}
+				})
+			}
+			return
+		}
+		m = nil
+	}
+	if s.held != nil {
+		s.queue = append(s.queue, s.held)
+		s.held, s.heldCount = nil, 0
+	}
+	if m != nil {
+		s.queue = append(s.queue, m)
+	}
 	select {
 	case s.signal <- struct{}{}:
 	default:
@@ -252,6 +300,7 @@ func (l *link) killLocked(reason string, standAlone bool) {
 		l.wake()
 		return
 	}
+	l.queueLocked(nil, false) // a held acknowledgement goes out too
 	s.dead, s.reason = true, reason
 	select {
 	case s.signal <- struct{}{}:

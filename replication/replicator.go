@@ -64,6 +64,8 @@ type ReplicatorConfig struct {
 	ControlSocket string
 	Clock         clock.Clock
 	Logger        *slog.Logger
+	// ackDelay replaces the link's ackDelay (tests).
+	ackDelay time.Duration
 }
 
 // DefaultReplicatorConfig returns DRBD-like defaults.
@@ -181,7 +183,7 @@ func (r *Replicator) name() string { return r.vol.Name() }
 func (r *Replicator) execLocked(o engine.Output) []engine.Apply {
 	for _, s := range o.Sends {
 		if l := r.links[s.Peer]; l != nil {
-			l.sendLocked(s.Msg)
+			l.queueLocked(s.Msg, s.Lazy)
 		}
 	}
 	for _, c := range o.Completions {

@@ -66,6 +66,11 @@ type Output struct {
 type Send struct {
 	Peer uint32
 	Msg  wire.Message
+	// Lazy marks a cumulative acknowledgement nothing waits on: the link
+	// may hold it back for a short while (replaced by a later one), so
+	// that one message acknowledges many writes. It goes out before any
+	// message queued after it, and within the link's ack delay.
+	Lazy bool
 }
 
 // Completion reports a write or flush as done.

@@ -191,7 +191,7 @@ func (e *Engine) outOfSyncForOthers(o *Output, x *peer, tl []tlEntry) {
 			continue
 		}
 		for start := 0; start < len(rs); start += wire.MaxRanges {
-			o.Sends = append(o.Sends, Send{q.id, &wire.OutOfSync{Node: x.id, Ranges: rs[start:min(len(rs), start+wire.MaxRanges)]}})
+			o.Sends = append(o.Sends, Send{Peer: q.id, Msg: &wire.OutOfSync{Node: x.id, Ranges: rs[start:min(len(rs), start+wire.MaxRanges)]}})
 		}
 	}
 }
@@ -283,7 +283,7 @@ func (e *Engine) confirm(o *Output) {
 		seq := p.sentGids[i-1].seq
 		p.sentGids = p.sentGids[i:]
 		if p.replicating() {
-			o.Sends = append(o.Sends, Send{p.id, &wire.Confirmed{Seq: seq}})
+			o.Sends = append(o.Sends, Send{Peer: p.id, Msg: &wire.Confirmed{Seq: seq}})
 		}
 	}
 }

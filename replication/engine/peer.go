@@ -120,7 +120,7 @@ func (e *Engine) Connected(peerID uint32) (Output, error) {
 	p.lastErr = ""
 	e.peerEvent(&o, p, "connection", old.String(), p.conn.String(), "")
 	p.sentHello = e.hello(p)
-	o.Sends = append(o.Sends, Send{peerID, p.sentHello})
+	o.Sends = append(o.Sends, Send{Peer: peerID, Msg: p.sentHello})
 	p.helloSent = true
 	e.quorumChanged(&o)
 	return o, nil
@@ -334,7 +334,7 @@ func (e *Engine) refuse(o *Output, p *peer, reason string) {
 	e.rehandshakeDone(o, p)
 	p.standAlone = true
 	p.lastErr = reason
-	o.Sends = append(o.Sends, Send{p.id, &wire.Goodbye{Reason: reason}})
+	o.Sends = append(o.Sends, Send{Peer: p.id, Msg: &wire.Goodbye{Reason: reason}})
 	o.Disconnects = append(o.Disconnects, Disconnect{Peer: p.id, Reason: reason, StandAlone: true})
 }
 
@@ -579,7 +579,7 @@ func (e *Engine) onHello(o *Output, p *peer, h *wire.Hello) error {
 	// this node accepts (it follows another primary, or its state changed
 	// since its Hello): it counts for quorum once its State says it
 	// decided too.
-	o.Sends = append(o.Sends, Send{p.id, e.state()})
+	o.Sends = append(o.Sends, Send{Peer: p.id, Msg: e.state()})
 	if d != uuid.NoSync && Role(sent.Role) != Primary && Role(h.Role) != Primary && (e.multi() || h.Flags&wire.HelloMesh != 0) {
 		// Resync data comes only from a primary (mesh.go). Both sides see
 		// the same roles in the Hellos and reach mirrored decisions.
@@ -700,7 +700,7 @@ func (e *Engine) sendBitmap(o *Output, p *peer) {
 	for start := 0; ; start += bitmapChunkWords {
 		words := e.store.BitmapWords(p.slot, start, bitmapChunkWords)
 		last := start+len(words) >= n
-		o.Sends = append(o.Sends, Send{p.id, &wire.Bitmap{StartWord: uint64(start), Last: last, Words: words}})
+		o.Sends = append(o.Sends, Send{Peer: p.id, Msg: &wire.Bitmap{StartWord: uint64(start), Last: last, Words: words}})
 		if last {
 			break
 		}

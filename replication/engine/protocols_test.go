@@ -120,6 +120,11 @@ func TestWriteCompletionPerProtocol(t *testing.T) {
 						o := s.Applied(*apply, nil)
 						for _, snd := range o.Sends {
 							toPrimary = append(toPrimary, snd.Msg)
+							// Only protocol C completes writes on the
+							// WriteAck: elsewhere the link may hold it.
+							if _, ok := snd.Msg.(*wire.WriteAck); ok && snd.Lazy != (c.proto != 'C') {
+								t.Fatalf("protocol %c: WriteAck lazy %v", c.proto, snd.Lazy)
+							}
 						}
 						return engine.Output{}
 					}},
@@ -148,6 +153,33 @@ func TestWriteCompletionPerProtocol(t *testing.T) {
 					t.Fatalf("protocol %c: the write completed at step %q, want %q", c.proto, completedAt, want)
 				}
 			})
+		}
+	}
+}
+
+// TestFailedWriteAckIsNotLazy: a secondary that failed to write tells the
+// primary at once, under every protocol (the primary marks the blocks out
+// of sync and disconnects).
+func TestFailedWriteAckIsNotLazy(t *testing.T) {
+	for _, proto := range []byte{'A', 'B', 'C'} {
+		pr := syncedPair(t, proto)
+		_, o, err := pr.eng[0].StartWrite(0, bytes.Repeat([]byte{7}, 4096), false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ro := must(pr.eng[1].Receive(0, sendsOf[*wire.Write](o)[0]))
+		ao := pr.eng[1].Applied(ro.Applies[0], errors.New("injected write error"))
+		found := false
+		for _, snd := range ao.Sends {
+			if a, ok := snd.Msg.(*wire.WriteAck); ok {
+				found = true
+				if a.Err == "" || snd.Lazy {
+					t.Fatalf("protocol %c: failed write acknowledged with %+v, lazy %v", proto, a, snd.Lazy)
+				}
+			}
+		}
+		if !found {
+			t.Fatalf("protocol %c: no WriteAck for a failed write", proto)
 		}
 	}
 }

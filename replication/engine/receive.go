@@ -87,7 +87,7 @@ func (e *Engine) onWrite(o *Output, p *peer, w *wire.Write) error {
 	}
 	p.rxSeq = w.Seq
 	if p.proto == 'B' {
-		o.Sends = append(o.Sends, Send{p.id, &wire.RecvAck{Seq: w.Seq}})
+		o.Sends = append(o.Sends, Send{Peer: p.id, Msg: &wire.RecvAck{Seq: w.Seq}})
 	}
 	e.received(p, w.Seq, int64(w.Offset), int64(len(w.Data)), w.Applied)
 	o.Applies = append(o.Applies, Apply{Peer: p.id, Link: p.link, Kind: ApplyWrite, Seq: w.Seq, Offset: int64(w.Offset), Data: w.Data, FUA: w.FUA})
@@ -116,7 +116,7 @@ func (e *Engine) onZero(o *Output, p *peer, z *wire.Zero) error {
 	}
 	p.rxSeq = z.Seq
 	if p.proto == 'B' {
-		o.Sends = append(o.Sends, Send{p.id, &wire.RecvAck{Seq: z.Seq}})
+		o.Sends = append(o.Sends, Send{Peer: p.id, Msg: &wire.RecvAck{Seq: z.Seq}})
 	}
 	e.received(p, z.Seq, int64(z.Offset), int64(z.Length), z.Applied)
 	o.Applies = append(o.Applies, Apply{Peer: p.id, Link: p.link, Kind: ApplyZero, Seq: z.Seq, Offset: int64(z.Offset),
@@ -182,14 +182,17 @@ func (e *Engine) Applied(a Apply, err error) Output {
 	switch a.Kind {
 	case ApplyWrite, ApplyZero:
 		e.endApply(p, a.Seq)
-		o.Sends = append(o.Sends, Send{p.id, &wire.WriteAck{Seq: a.Seq, Err: msg}})
+		// Under protocols A and B no client write waits for this
+		// acknowledgement (DRBD sends none per write there): the primary
+		// only retires its writes with it, which can wait a little.
+		o.Sends = append(o.Sends, Send{Peer: p.id, Msg: &wire.WriteAck{Seq: a.Seq, Err: msg}, Lazy: err == nil && p.proto != 'C'})
 	case ApplyFlush:
-		o.Sends = append(o.Sends, Send{p.id, &wire.FlushAck{Epoch: a.Epoch, Err: msg}})
+		o.Sends = append(o.Sends, Send{Peer: p.id, Msg: &wire.FlushAck{Epoch: a.Epoch, Err: msg}})
 	case ApplyResync:
 		if err == nil {
 			e.store.ClearInSync(p.slot, a.Offset, int64(len(a.Data)))
 		}
-		o.Sends = append(o.Sends, Send{p.id, &wire.ResyncAck{Offset: uint64(a.Offset), Length: uint32(len(a.Data)), Err: msg}})
+		o.Sends = append(o.Sends, Send{Peer: p.id, Msg: &wire.ResyncAck{Offset: uint64(a.Offset), Length: uint32(len(a.Data)), Err: msg}})
 	case ApplyDigest:
 		if err != nil {
 			o.Disconnects = append(o.Disconnects, Disconnect{Peer: p.id, Reason: "reading local data to compare failed: " + msg})

@@ -110,12 +110,12 @@ func (e *Engine) ResyncRead(peerID uint32, link uint64, off int64, data []byte, 
 	}
 	switch {
 	case p.repl == VerifyS:
-		o.Sends = append(o.Sends, Send{p.id, &wire.Digest{Kind: wire.DigestVerify, Offset: uint64(off), Length: uint32(len(data)), Sums: e.sums(data)}})
+		o.Sends = append(o.Sends, Send{Peer: p.id, Msg: &wire.Digest{Kind: wire.DigestVerify, Offset: uint64(off), Length: uint32(len(data)), Sums: e.sums(data)}})
 	case e.cfg.Checksums && !p.rs.dataRanges[off]:
-		o.Sends = append(o.Sends, Send{p.id, &wire.Digest{Kind: wire.DigestResync, Offset: uint64(off), Length: uint32(len(data)), Sums: e.sums(data)}})
+		o.Sends = append(o.Sends, Send{Peer: p.id, Msg: &wire.Digest{Kind: wire.DigestResync, Offset: uint64(off), Length: uint32(len(data)), Sums: e.sums(data)}})
 	default:
 		delete(p.rs.dataRanges, off)
-		o.Sends = append(o.Sends, Send{p.id, &wire.ResyncData{Offset: uint64(off), CRC: wire.Checksum(data), Lagging: e.lagging(p, off, int64(len(data))), Data: data}})
+		o.Sends = append(o.Sends, Send{Peer: p.id, Msg: &wire.ResyncData{Offset: uint64(off), CRC: wire.Checksum(data), Lagging: e.lagging(p, off, int64(len(data))), Data: data}})
 	}
 	return o
 }
@@ -173,7 +173,7 @@ func (e *Engine) ResyncIdle(peerID uint32) Output {
 }
 
 func (e *Engine) finishSync(o *Output, p *peer) error {
-	o.Sends = append(o.Sends, Send{p.id, &wire.SyncDone{Current: e.gen.Current, History: e.gen.History}})
+	o.Sends = append(o.Sends, Send{Peer: p.id, Msg: &wire.SyncDone{Current: e.gen.Current, History: e.gen.History}})
 	old := p.repl
 	p.repl = Established
 	e.peerEvent(o, p, "replication", old.String(), p.repl.String(), "resync finished")

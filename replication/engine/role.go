@@ -240,7 +240,7 @@ func (e *Engine) announce(o *Output) {
 		p := e.peers[id]
 		if p.conn == Connected && p.hello != nil {
 			c := *s
-			o.Sends = append(o.Sends, Send{id, &c})
+			o.Sends = append(o.Sends, Send{Peer: id, Msg: &c})
 		}
 	}
 }

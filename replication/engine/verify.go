@@ -40,7 +40,7 @@ func (e *Engine) StartVerify(peerID uint32) (Output, error) {
 	p.repl = VerifyS
 	p.verify = verify{}
 	e.peerEvent(&o, p, "replication", old.String(), p.repl.String(), "online verify")
-	o.Sends = append(o.Sends, Send{p.id, &wire.VerifyStart{}})
+	o.Sends = append(o.Sends, Send{Peer: p.id, Msg: &wire.VerifyStart{}})
 	o.Resyncs = append(o.Resyncs, p.id)
 	return o, nil
 }
@@ -102,7 +102,7 @@ func (e *Engine) appliedDigest(o *Output, p *peer, a Apply) {
 			e.store.ClearInSync(p.slot, off, n)
 		}
 	}
-	o.Sends = append(o.Sends, Send{p.id, &wire.DigestReply{Kind: a.DigestKind, Offset: uint64(a.Offset), Length: uint32(a.Length), Unequal: unequal}})
+	o.Sends = append(o.Sends, Send{Peer: p.id, Msg: &wire.DigestReply{Kind: a.DigestKind, Offset: uint64(a.Offset), Length: uint32(a.Length), Unequal: unequal}})
 }
 
 func (e *Engine) onDigestReply(o *Output, p *peer, r *wire.DigestReply) error {
@@ -152,7 +152,7 @@ func (e *Engine) checkVerifyEnd(o *Output, p *peer) error {
 		return nil
 	}
 	p.lastVerify = VerifyResult{Checked: p.verify.checked, Differences: p.verify.differences}
-	o.Sends = append(o.Sends, Send{p.id, &wire.VerifyDone{Checked: uint64(p.verify.checked), Differences: uint64(p.verify.differences)}})
+	o.Sends = append(o.Sends, Send{Peer: p.id, Msg: &wire.VerifyDone{Checked: uint64(p.verify.checked), Differences: uint64(p.verify.differences)}})
 	e.endVerify(o, p)
 	return nil
 }

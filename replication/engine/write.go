@@ -104,7 +104,7 @@ func (e *Engine) startModify(off, n int64, msg func(*peer) wire.Message) (uint64
 		if gid != 0 {
 			p.sentGids = append(p.sentGids, seqGid{p.seq, gid})
 		}
-		o.Sends = append(o.Sends, Send{id, msg(p)})
+		o.Sends = append(o.Sends, Send{Peer: id, Msg: msg(p)})
 	}
 	e.writes[w.id] = w
 	return w.id, o, nil
@@ -245,7 +245,7 @@ func (e *Engine) StartFlush() (uint64, Output, error) {
 		if !p.replicating() {
 			continue
 		}
-		o.Sends = append(o.Sends, Send{id, &wire.Flush{Epoch: f.epoch}})
+		o.Sends = append(o.Sends, Send{Peer: id, Msg: &wire.Flush{Epoch: f.epoch}})
 		if p.proto == 'C' {
 			f.waiting |= bit(id)
 		}
