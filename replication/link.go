@@ -107,11 +107,12 @@ type session struct {
 
 // Lazy acknowledgements wait at most ackDelay (ReplicatorConfig.ackDelay
 // in tests), or until maxHeldAcks of them are held, or until another
-// message is queued. Under protocol A a
-// secondary that acknowledged every batch of writes at once would wake
-// the primary for every batch, for nothing any client waits on; held back,
-// one acknowledgement retires hundreds of writes. The primary keeps their
-// activity-log extents until then, so the delay stays short.
+// message is queued. A protocol A secondary that acknowledged every batch
+// of writes at once would wake the primary for every batch, for nothing a
+// client waits on; held back, one acknowledgement retires hundreds of
+// writes. The primary keeps their activity-log extents until then, so the
+// delay stays short. (Two primaries need protocol C: no acknowledgement
+// that conflict resolution relies on is ever held.)
 const (
 	ackDelay    = 5 * time.Millisecond
 	maxHeldAcks = 256
