@@ -33,7 +33,15 @@
 // CPU-time bound is then the busier CPU's. -w picks the workloads ("4k",
 // "1M"); -cpuprofile DIR writes a CPU profile of every replicad.
 //
+// With -sched-batch every replicad runs under SCHED_BATCH (chrt --batch,
+// no root needed): its wakeups no longer preempt fio, which shares its
+// CPU. fio then submits a run of requests before replicad serves them all
+// at once, instead of replicad waking for each request as it comes; see
+// docs/benchmarks.md for what that changes. The default measures the
+// default scheduling.
+//
 // Run from the repository: go run ./bench/replication [-rounds 5] [-runtime 10s] [-pin]
-// It needs fio (Debian package fio), taskset (util-linux) for -pin, and Go;
+// It needs fio (Debian package fio), taskset and chrt (util-linux) for -pin
+// and -sched-batch, and Go;
 // no root.
 package main

@@ -14,6 +14,9 @@ import (
 	"github.com/replicad/replicad/internal/bytesize"
 )
 
+// schedBatch runs every replicad under SCHED_BATCH (see doc.go).
+var schedBatch = flag.Bool("sched-batch", false, "run every replicad (not fio) under the SCHED_BATCH policy: its wakeups do not preempt fio")
+
 func main() {
 	rounds := flag.Int("rounds", 3, "rounds of each measurement")
 	runtime := flag.Duration("runtime", 10*time.Second, "length of each fio run (plus 2s ramp)")

@@ -115,6 +115,11 @@ func (n *node) start(replicad, profiles string) error {
 	if profiles != "" {
 		args = append(args, "--cpuprofile", filepath.Join(profiles, strings.ReplaceAll(n.name, "/", "-")+".prof"))
 	}
+	if *schedBatch {
+		// chrt execs replicad: the PID stays the node's.
+		args = append([]string{"--batch", "0", replicad}, args...)
+		replicad = "chrt"
+	}
 	n.cmd = pinned(n.cpu, replicad, args...)
 	n.cmd.Stdout, n.cmd.Stderr = log, log
 	n.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
