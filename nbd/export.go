@@ -31,7 +31,8 @@ type NoWaitReader interface {
 // AsyncWriter is implemented by backends whose writes wait for more than
 // the local disk (a replicated volume waits for its peers'
 // acknowledgements). StartWriteAt does what must happen in order and
-// returns a function that waits for the rest and gives WriteAt's result.
+// returns a function that waits for the rest and gives WriteAt's result;
+// it is called exactly once.
 // The small writes one goroutine serves together (see transmit) then wait
 // for their peers concurrently instead of one after the other.
 type AsyncWriter interface {

@@ -266,8 +266,10 @@ func (v *Volume) acquire(ctx context.Context, first, last uint32, off, n int64) 
 func (v *Volume) release(first, last uint32) {
 	v.mu.Lock()
 	v.mu.al.Release(first, last)
-	close(v.mu.fullWait)
-	v.mu.fullWait = make(chan struct{})
+	if v.mu.fullWait != nil {
+		close(v.mu.fullWait)
+		v.mu.fullWait = nil
+	}
 	v.mu.Unlock()
 }
 
@@ -289,6 +291,9 @@ func (v *Volume) commitLocked(ctx context.Context) error {
 		slices.Sort(want)
 		p, err := v.mu.al.Prepare(want)
 		if errors.Is(err, activitylog.ErrFull) {
+			if v.mu.fullWait == nil {
+				v.mu.fullWait = make(chan struct{})
+			}
 			wait := v.mu.fullWait
 			v.mu.Unlock()
 			select {

@@ -132,3 +132,27 @@ func TestProtocolALazyAcks(t *testing.T) {
 		t.Fatalf("protocol A: %d acknowledgements' worth of bytes for %d writes: not held back", acks['A'], writes)
 	}
 }
+
+// TestCoalesceInPlace: superseded cumulative acknowledgements go, the rest
+// keep their order, a failed WriteAck is never dropped.
+func TestCoalesceInPlace(t *testing.T) {
+	batch := []wire.Message{
+		&wire.WriteAck{Seq: 1}, &wire.RecvAck{Seq: 1}, &wire.Flush{Epoch: 1}, &wire.WriteAck{Seq: 2, Err: "disk"},
+		&wire.WriteAck{Seq: 3}, &wire.RecvAck{Seq: 3}, &wire.FlushAck{Epoch: 1}, &wire.WriteAck{Seq: 4},
+	}
+	var got []string
+	for _, m := range coalesce(batch) {
+		switch m := m.(type) {
+		case *wire.WriteAck:
+			got = append(got, fmt.Sprintf("wa%d%s", m.Seq, m.Err))
+		case *wire.RecvAck:
+			got = append(got, fmt.Sprintf("ra%d", m.Seq))
+		default:
+			got = append(got, m.Type().String())
+		}
+	}
+	want := []string{wire.TypeFlush.String(), "wa2disk", "ra3", wire.TypeFlushAck.String(), "wa4"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("coalesce: %v, want %v", got, want)
+	}
+}

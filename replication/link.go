@@ -601,7 +601,8 @@ func coalesce(batch []wire.Message) []wire.Message {
 			lastRA = i
 		}
 	}
-	out := batch[:0:0]
+	// Filtered in place: the batch is the sender's own.
+	out := batch[:0]
 	for i, m := range batch {
 		switch a := m.(type) {
 		case *wire.WriteAck:

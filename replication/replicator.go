@@ -299,13 +299,25 @@ func (r *Replicator) fencePeer(h engine.Handler) int {
 	return code
 }
 
-// wait blocks until a write or flush completes. It does not give up on
-// ctx: the caller's buffer may still be queued to a peer until then (a
-// stuck peer is cut off by the ping timeout).
+// waiterLocked registers the channel that the completion of id is sent
+// on; await receives it.
 func (r *Replicator) waiterLocked(id uint64) chan error {
-	ch := make(chan error, 1)
+	ch := waiterPool.Get().(chan error)
 	r.waiters[id] = ch
 	return ch
+}
+
+// waiterPool recycles completion channels: one per write otherwise.
+var waiterPool = sync.Pool{New: func() any { return make(chan error, 1) }}
+
+// await blocks until a write or flush completes. It does not give up on
+// ctx: the caller's buffer may still be queued to a peer until then (a
+// stuck peer is cut off by the ping timeout). The channel, received from
+// once (execLocked dropped it before sending), is then free again.
+func await(ch chan error) error {
+	err := <-ch
+	waiterPool.Put(ch)
+	return err
 }
 
 // ErrNotReadable is returned by ReadAt when the local data is Inconsistent
@@ -366,7 +378,8 @@ func (r *Replicator) WriteAt(ctx context.Context, p []byte, off int64, fua bool)
 
 // StartWriteAt is WriteAt in two parts (nbd.AsyncWriter): it queues the
 // write to the peers and writes it locally, and returns a function that
-// waits for the protocol's acknowledgements.
+// waits for the protocol's acknowledgements. Call it exactly once: its
+// channel is recycled.
 func (r *Replicator) StartWriteAt(ctx context.Context, p []byte, off int64) (wait func() error) {
 	return r.startWrite(ctx, p, off, false)
 }
@@ -424,7 +437,7 @@ func (r *Replicator) modify(ctx context.Context, off, n int64, local func(*Modif
 	r.mu.Lock()
 	r.execLocked(r.eng.LocalWriteDone(id, err))
 	r.mu.Unlock()
-	return func() error { return <-done }
+	return func() error { return await(done) }
 }
 
 // failed is a wait function for a write that did not start.
@@ -486,7 +499,7 @@ func (r *Replicator) Flush(ctx context.Context) error {
 	r.mu.Lock()
 	r.execLocked(r.eng.LocalFlushDone(id, err))
 	r.mu.Unlock()
-	return <-done
+	return await(done)
 }
 
 // Role is this node's role.

@@ -68,7 +68,7 @@ type Volume struct {
 		committing bool
 		want       map[uint32]struct{} // extents waiting for a transaction
 		committed  chan struct{}       // closed after each transaction commits
-		fullWait   chan struct{}       // closed on Release when the log was full
+		fullWait   chan struct{}       // made by a committer waiting for room in a full log, closed (and nil again) on the next release
 		commitErr  error
 	}
 }
@@ -128,7 +128,6 @@ func Attach(name string, devs Devices, opts AttachOptions) (*Volume, AttachRepor
 	v.mu.nextCopy = 1 - res.Copy
 	v.mu.want = make(map[uint32]struct{})
 	v.mu.committed = make(chan struct{})
-	v.mu.fullWait = make(chan struct{})
 	if err := v.loadActivityLog(); err != nil {
 		return nil, rep, err
 	}
