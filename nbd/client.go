@@ -219,6 +219,10 @@ func (c *Client) reader() {
 		}
 		if errno == 0 && cl.buf != nil {
 			if _, err = io.ReadFull(r, cl.buf); err != nil {
+				// Its payload cut off: this call fails with the rest.
+				c.mu.Lock()
+				c.mu.pending[cookie] = cl
+				c.mu.Unlock()
 				break
 			}
 		}
