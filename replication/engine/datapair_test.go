@@ -26,11 +26,15 @@ type dataPair struct {
 	// resyncData holds the range of every ResyncData sent, per sender,
 	// in order.
 	resyncData [2][]engine.Span
+	// tap, if set, sees every message delivered to node to; onApply
+	// every local operation node i performs.
+	tap     func(to int, m wire.Message)
+	onApply func(i int, a engine.Apply)
 }
 
 // newDataPair returns two unconnected engines under proto (tuned by
 // tune) holding the same random data.
-func newDataPair(t *testing.T, proto byte, tune func(*engine.Config)) *dataPair {
+func newDataPair(t testing.TB, proto byte, tune func(*engine.Config)) *dataPair {
 	t.Helper()
 	dp := &dataPair{pair: &pair{t: t}, proto: proto, tune: tune, r: rand.New(rand.NewPCG(51, 52))}
 	for i := range dp.eng {
@@ -62,6 +66,16 @@ func (dp *dataPair) exec(i int, o engine.Output) {
 	}
 	for _, a := range o.Applies {
 		d := dp.data[i]
+		n := int64(len(a.Data))
+		if a.Kind == engine.ApplyZero || a.Kind == engine.ApplyDigest {
+			n = a.Length
+		}
+		if dp.onApply != nil {
+			dp.onApply(i, a)
+		}
+		if a.Offset < 0 || n < 0 || a.Offset > int64(len(d))-n {
+			dp.t.Fatalf("node %d: apply %v outside the volume: %d bytes at %d (volume %d)", i, a.Kind, n, a.Offset, len(d))
+		}
 		switch a.Kind {
 		case engine.ApplyWrite, engine.ApplyResync:
 			copy(d[a.Offset:], a.Data)
@@ -79,6 +93,9 @@ func (dp *dataPair) deliver(i int) {
 	q := dp.queue[i]
 	dp.queue[i] = nil
 	for _, m := range q {
+		if dp.tap != nil {
+			dp.tap(i, m)
+		}
 		o, err := dp.eng[i].Receive(uint32(1-i), m)
 		if err != nil {
 			dp.t.Fatalf("node %d: %v", i, err)
@@ -199,7 +216,7 @@ func (dp *dataPair) inSync() {
 
 // syncedDataPair is a dataPair with node 0 primary and node 1 resynced
 // from it; the resync data records are reset.
-func syncedDataPair(t *testing.T, proto byte, tune func(*engine.Config)) *dataPair {
+func syncedDataPair(t testing.TB, proto byte, tune func(*engine.Config)) *dataPair {
 	t.Helper()
 	dp := newDataPair(t, proto, tune)
 	dp.exec(0, must(dp.eng[0].Promote(true)))

@@ -21,7 +21,7 @@ import (
 
 // pair is two engines whose messages the test delivers by hand.
 type pair struct {
-	t     *testing.T
+	t     testing.TB
 	eng   [2]*engine.Engine
 	queue [2][]wire.Message // queue[i]: messages to node i
 	// retired and completed collect outputs per node.
@@ -29,12 +29,12 @@ type pair struct {
 	events             [2][]engine.Event
 }
 
-func newPair(t *testing.T, proto byte) *pair {
+func newPair(t testing.TB, proto byte) *pair {
 	t.Helper()
 	return newPairWith(t, proto, nil)
 }
 
-func newPairWith(t *testing.T, proto byte, tune func(*engine.Config)) *pair {
+func newPairWith(t testing.TB, proto byte, tune func(*engine.Config)) *pair {
 	t.Helper()
 	pr := &pair{t: t}
 	r := rand.New(rand.NewPCG(1, 2))
@@ -46,7 +46,7 @@ func newPairWith(t *testing.T, proto byte, tune func(*engine.Config)) *pair {
 
 // newEngine returns node id's engine for volume r0 on a fresh 8 MiB
 // in-memory disk.
-func newEngine(t *testing.T, id uint32, peers []uint32, proto byte, r *rand.Rand, tune func(*engine.Config)) *engine.Engine {
+func newEngine(t testing.TB, id uint32, peers []uint32, proto byte, r *rand.Rand, tune func(*engine.Config)) *engine.Engine {
 	t.Helper()
 	mem := disk.NewMem(8 << 20)
 	g := meta.DefaultGeometry()
@@ -60,7 +60,7 @@ func newEngine(t *testing.T, id uint32, peers []uint32, proto byte, r *rand.Rand
 
 // newDisk returns a fresh crash-simulating disk with node id's metadata
 // for a volume with the given number of peers.
-func newDisk(t *testing.T, id uint32, peers int) *disk.Crash {
+func newDisk(t testing.TB, id uint32, peers int) *disk.Crash {
 	t.Helper()
 	d := disk.NewCrash(8 << 20)
 	g := meta.DefaultGeometry()
@@ -73,7 +73,7 @@ func newDisk(t *testing.T, id uint32, peers int) *disk.Crash {
 
 // attachEngine attaches volume r0 on mem (as after a restart, when mem
 // was attached before) and returns its engine and volume.
-func attachEngine(t *testing.T, mem disk.Device, id uint32, peers []uint32, proto byte, r *rand.Rand, tune func(*engine.Config)) (*engine.Engine, *replication.Volume) {
+func attachEngine(t testing.TB, mem disk.Device, id uint32, peers []uint32, proto byte, r *rand.Rand, tune func(*engine.Config)) (*engine.Engine, *replication.Volume) {
 	t.Helper()
 	vol, _, err := replication.Attach("r0", replication.Devices{Data: mem}, replication.AttachOptions{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
