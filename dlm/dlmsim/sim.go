@@ -735,3 +735,25 @@ func (c *Cluster) DeliverAll() {
 		c.deliver(0, false)
 	}
 }
+
+// Envelopes returns the envelopes in flight, oldest first, with the nodes
+// they go to.
+func (c *Cluster) Envelopes() ([]NodeID, []*wire.Envelope) {
+	to := make([]NodeID, len(c.net))
+	envs := make([]*wire.Envelope, len(c.net))
+	for i, p := range c.net {
+		to[i], envs[i] = p.to, p.env
+	}
+	return to, envs
+}
+
+// Inject puts env on the network to node to, ahead of everything in
+// flight, as sent by the running process of node env.From: the transport
+// accepts it as that node's. Tests use it for a peer that lies.
+func (c *Cluster) Inject(to NodeID, env *wire.Envelope) {
+	var inc uint64
+	if n := c.nodes[env.From]; n != nil {
+		inc = n.Inc
+	}
+	c.net = slices.Insert(c.net, 0, packet{to: to, env: env, nodeInc: inc})
+}

@@ -12,14 +12,14 @@ import (
 )
 
 // cluster returns a settled fault-free simulated cluster.
-func cluster(t *testing.T, n int) *dlmsim.Cluster {
+func cluster(t testing.TB, n int) *dlmsim.Cluster {
 	t.Helper()
 	c := dlmsim.New(rand.New(rand.NewPCG(1, 2)), dlmsim.Options{Nodes: n})
 	settle(t, c)
 	return c
 }
 
-func settle(t *testing.T, c *dlmsim.Cluster) {
+func settle(t testing.TB, c *dlmsim.Cluster) {
 	t.Helper()
 	if err := c.Settle(300); err != nil {
 		t.Fatal(err)
@@ -30,7 +30,7 @@ func settle(t *testing.T, c *dlmsim.Cluster) {
 }
 
 // drain delivers everything without requiring the lockspace to run.
-func drain(t *testing.T, c *dlmsim.Cluster) {
+func drain(t testing.TB, c *dlmsim.Cluster) {
 	t.Helper()
 	for i := 0; i < 20; i++ {
 		c.NotifyAll()
@@ -46,7 +46,7 @@ func drain(t *testing.T, c *dlmsim.Cluster) {
 	}
 }
 
-func lock(t *testing.T, c *dlmsim.Cluster, n dlmsim.NodeID, name string, m locktable.Mode, f locktable.Flags, lvb []byte) uint32 {
+func lock(t testing.TB, c *dlmsim.Cluster, n dlmsim.NodeID, name string, m locktable.Mode, f locktable.Flags, lvb []byte) uint32 {
 	t.Helper()
 	id, err := c.Lock(n, name, m, f, lvb, true)
 	if err != nil {
