@@ -736,15 +736,13 @@ func (c *Cluster) DeliverAll() {
 	}
 }
 
-// Envelopes returns the envelopes in flight, oldest first, with the nodes
-// they go to.
-func (c *Cluster) Envelopes() ([]NodeID, []*wire.Envelope) {
-	to := make([]NodeID, len(c.net))
+// Envelopes returns the envelopes in flight, oldest first.
+func (c *Cluster) Envelopes() []*wire.Envelope {
 	envs := make([]*wire.Envelope, len(c.net))
 	for i, p := range c.net {
-		to[i], envs[i] = p.to, p.env
+		envs[i] = p.env
 	}
-	return to, envs
+	return envs
 }
 
 // Inject puts env on the network to node to, ahead of everything in
