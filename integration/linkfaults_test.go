@@ -80,7 +80,8 @@ func TestDisconnectWhileConnecting(t *testing.T) {
 // TestCorruptedWriteDetected: a proxy between the nodes flips a byte in the
 // data of one replicated write. The receiving node's crc32c check catches
 // it and drops the link ("checksum mismatch"); after reconnecting, the
-// block is resynced and both nodes hold the same data.
+// block is resynced and both nodes hold the same data; `repctl status`
+// still gives the reason (last_disconnect) once they are in sync again.
 func TestCorruptedWriteDetected(t *testing.T) {
 	nodes := newCluster(t, clusterSpec{Nodes: 2, Volume: "r0", Size: "16MiB", Protocol: "C"})
 	a, b := nodes[0], nodes[1]
@@ -115,6 +116,10 @@ func TestCorruptedWriteDetected(t *testing.T) {
 
 	a.waitSync("r0")
 	b.waitSync("r0")
+	// Connected again, the status still says why the link dropped.
+	if p := b.peer("r0"); !strings.Contains(p.LastDisconnect, "checksum mismatch") {
+		t.Errorf("b's peer last_disconnect %q once in sync again, want the checksum mismatch", p.LastDisconnect)
+	}
 	if sent := a.peer("r0").SentBytes["resync"] - sentBefore; sent < blockSize {
 		t.Errorf("a sent %d resync bytes after the corrupted write; the block (%d bytes) was not resynced", sent, blockSize)
 	}

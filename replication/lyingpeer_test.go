@@ -69,7 +69,8 @@ func TestLyingPrimary(t *testing.T) {
 // a proxy) to node 1, ahead of a frame node 0 did send; node 0 is the
 // primary if primaryLies, else node 1 is. Nothing may be lost: the
 // primary's clients' writes keep completing and its data is what they
-// wrote; node 1 refuses the lie (with a reason in its events) and
+// wrote; node 1 refuses the lie (with a reason in its events and its
+// status's LastDisconnect) and
 // reconnects, or stands alone until an operator connects, as l says; and
 // an online verify after the recovery finds the two copies equal.
 func testLie(t *testing.T, l lie, primaryLies bool) {
@@ -154,6 +155,9 @@ func testLie(t *testing.T, l lie, primaryLies bool) {
 		}
 		if reason == "" {
 			t.Fatalf("node %d dropped the connection without saying why", victim.id)
+		}
+		if ld := peerState(victim).LastDisconnect; ld == "" {
+			t.Fatalf("node %d's status does not say why the connection ended (events: %q)", victim.id, reason)
 		}
 		t.Logf("refused: %s", reason)
 	}

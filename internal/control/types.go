@@ -40,8 +40,10 @@ type Peer struct {
 	// Verify is a running online verify; LastVerify the last finished one.
 	Verify     *Verify       `json:"verify,omitempty"`
 	LastVerify *VerifyResult `json:"last_verify,omitempty"`
-	// LastError says why the peer last disconnected or could not connect.
-	LastError string `json:"last_error,omitempty"`
+	// LastError says why the peer last disconnected or could not connect,
+	// until it connects again; LastDisconnect keeps the reason after that.
+	LastError      string `json:"last_error,omitempty"`
+	LastDisconnect string `json:"last_disconnect,omitempty"`
 	// Fencing: the fence-peer handler is running for it. Outdated: its data
 	// is known outdated (fenced), so this node may be primary without it.
 	Fencing  bool `json:"fencing,omitempty"`

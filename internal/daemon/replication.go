@@ -183,7 +183,7 @@ func (d *Daemon) peersStatus(out *control.Volume, rep *replication.Replicator) {
 	for _, p := range st.Peers {
 		cp := control.Peer{
 			Node: d.nodeName(p.Node), NodeID: int32(p.Node), Connection: p.Conn.String(), Replication: p.Repl.String(),
-			Role: p.Role.String(), Disk: p.Disk.String(), OutOfSyncBytes: p.OutOfSyncBytes, LastError: p.LastError,
+			Role: p.Role.String(), Disk: p.Disk.String(), OutOfSyncBytes: p.OutOfSyncBytes, LastError: p.LastError, LastDisconnect: p.LastDisconnect,
 			Fencing: p.Fencing, Outdated: p.Outdated, InItsSyncSet: p.InItsSyncSet,
 		}
 		if cp.LastError == "" {

@@ -360,8 +360,10 @@ type PeerStatus struct {
 	// the last finished one.
 	VerifyDone int64
 	LastVerify VerifyResult
-	// LastError is why the peer last disconnected or was refused.
-	LastError string
+	// LastError is why the peer last disconnected or was refused, until
+	// it connects again; LastDisconnect is the same reason, kept after
+	// that.
+	LastError, LastDisconnect string
 	// Fencing: the fence-peer handler runs for this peer. Outdated: the
 	// peer's data is known to be outdated (fenced or told so).
 	Fencing, Outdated bool
@@ -379,7 +381,7 @@ func (e *Engine) Status() Status {
 	for _, id := range e.cfg.Peers {
 		p := e.peers[id]
 		ps := PeerStatus{Node: id, Conn: p.conn, Repl: p.repl, Role: p.role, Disk: p.disk,
-			OutOfSyncBytes: e.store.OutOfSyncBytes(p.slot), LastError: p.lastErr,
+			OutOfSyncBytes: e.store.OutOfSyncBytes(p.slot), LastError: p.lastErr, LastDisconnect: p.lastEnd,
 			Fencing: p.fencing, Outdated: e.gen.Slots[p.slot].Outdated,
 			InItsSyncSet: p.role == Primary && p.inSyncKnown && p.inSync&bit(e.cfg.NodeID) != 0}
 		if p.repl == SyncSource || p.repl == SyncTarget {

@@ -2081,3 +2081,21 @@ func TestCrashedSecondaryIsTheTarget(t *testing.T) {
 		}
 	}
 }
+
+// TestLastDisconnectOutlivesReconnect: why a connection ended stays in the
+// status (LastDisconnect) after the peer connects again, while LastError,
+// the reason while it is down, is cleared.
+func TestLastDisconnectOutlivesReconnect(t *testing.T) {
+	pr := newPair(t, 'C')
+	pr.connect()
+	pr.exec(0, pr.eng[0].Disconnected(1, "peer stuck: write 7 unacknowledged"))
+	if p := pr.eng[0].Status().Peers[0]; p.LastError != "peer stuck: write 7 unacknowledged" || p.LastDisconnect != p.LastError {
+		t.Fatalf("while down: last error %q, last disconnect %q", p.LastError, p.LastDisconnect)
+	}
+	pr.exec(1, pr.eng[1].Disconnected(0, "connection closed"))
+	pr.queue = [2][]wire.Message{}
+	pr.connect()
+	if p := pr.eng[0].Status().Peers[0]; p.Conn != engine.Connected || p.LastError != "" || p.LastDisconnect != "peer stuck: write 7 unacknowledged" {
+		t.Fatalf("connected again: %v, last error %q, last disconnect %q", p.Conn, p.LastError, p.LastDisconnect)
+	}
+}

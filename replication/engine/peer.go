@@ -22,6 +22,9 @@ type peer struct {
 	fencing       bool // the fence-peer handler runs for this peer
 	discardMyData bool // one-shot: resolve a split brain by discarding our data
 	lastErr       string
+	// lastEnd is why the last connection ended, kept after the next
+	// one comes up (lastErr is cleared then).
+	lastEnd string
 
 	helloSent bool
 	hello     *wire.Hello // theirs
@@ -248,7 +251,7 @@ func (e *Engine) Disconnected(peerID uint32, reason string) Output {
 		p.conn = Connecting
 	}
 	if reason != "" && wasConnected {
-		p.lastErr = reason
+		p.noteErr(reason)
 	}
 	e.peerEvent(&o, p, "connection", oldConn.String(), p.conn.String(), reason)
 	e.peerEvent(&o, p, "replication", oldRepl.String(), p.repl.String(), "")
@@ -308,7 +311,7 @@ func (e *Engine) Configure(peerID uint32, standAlone, discardMyData bool) (Outpu
 	}
 	if standAlone && p.conn == Connecting {
 		p.conn = StandAlone
-		p.lastErr = "disconnected by the operator"
+		p.noteErr("disconnected by the operator")
 		e.peerEvent(&o, p, "connection", Connecting.String(), p.conn.String(), p.lastErr)
 		e.quorumChanged(&o)
 	}
@@ -333,7 +336,7 @@ func (e *Engine) WantsConnection(peerID uint32) bool {
 func (e *Engine) refuse(o *Output, p *peer, reason string) {
 	e.rehandshakeDone(o, p)
 	p.standAlone = true
-	p.lastErr = reason
+	p.noteErr(reason)
 	o.Sends = append(o.Sends, Send{Peer: p.id, Msg: &wire.Goodbye{Reason: reason}})
 	o.Disconnects = append(o.Disconnects, Disconnect{Peer: p.id, Reason: reason, StandAlone: true})
 }
@@ -774,3 +777,8 @@ func (e *Engine) inSync(o *Output, p *peer) error {
 }
 
 func bit(id uint32) uint32 { return 1 << id }
+
+// noteErr records why the connection ended or was refused.
+func (p *peer) noteErr(reason string) {
+	p.lastErr, p.lastEnd = reason, reason
+}

@@ -20,7 +20,7 @@ func (e *Engine) Receive(peerID uint32, m wire.Message) (Output, error) {
 	}
 	if _, isHello := m.(*wire.Hello); !isHello && p.hello == nil {
 		if g, ok := m.(*wire.Goodbye); ok {
-			p.lastErr = "peer refused: " + g.Reason
+			p.noteErr("peer refused: " + g.Reason)
 			return o, nil
 		}
 		return o, fmt.Errorf("%w: %v before hello", ErrProtocol, m.Type())
@@ -66,7 +66,7 @@ func (e *Engine) Receive(peerID uint32, m wire.Message) (Output, error) {
 	case *wire.Confirmed:
 		err = e.onConfirmed(p, m)
 	case *wire.Goodbye:
-		p.lastErr = "peer refused: " + m.Reason
+		p.noteErr("peer refused: " + m.Reason)
 	default:
 		err = fmt.Errorf("%w: unexpected %v", ErrProtocol, m.Type())
 	}
