@@ -19,24 +19,9 @@ func authMsg(body string) []byte {
 // the rewrite (here: Pings dropped, each Goodbye doubled), and the other
 // direction is relayed as is.
 func TestRelay(t *testing.T) {
-	target, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer target.Close()
-	got := make(chan []byte, 1)
-	go func() {
-		c, err := target.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		c.Write([]byte("from the target"))
-		b, _ := io.ReadAll(c)
-		got <- b
-	}()
+	target, got := newTarget(t, "from the target")
 	rewrites := 0
-	p, err := New(target.Addr().String(), func(head, payload []byte) []byte {
+	p, err := New(target, func(head, payload []byte) []byte {
 		rewrites++
 		typ, _, _, _ := wire.ParseHeader(head)
 		frame := append(head, payload...)
@@ -82,22 +67,8 @@ func TestRelay(t *testing.T) {
 // TestRefusedHandshake: after the dialer's "RPAN" verdict nothing is
 // parsed as frames: the rest passes as is.
 func TestRefusedHandshake(t *testing.T) {
-	target, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer target.Close()
-	got := make(chan []byte, 1)
-	go func() {
-		c, err := target.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		b, _ := io.ReadAll(c)
-		got <- b
-	}()
-	p, err := New(target.Addr().String(), func(head, payload []byte) []byte {
+	target, got := newTarget(t, "")
+	p, err := New(target, func(head, payload []byte) []byte {
 		t.Error("a frame was rewritten after a refused handshake")
 		return nil
 	}, t.Logf)
@@ -116,4 +87,27 @@ func TestRefusedHandshake(t *testing.T) {
 		t.Fatalf("the target got %q, want %q", b, sent)
 	}
 	c.Close()
+}
+
+// newTarget listens on loopback for one connection: it sends greeting,
+// then reads until the other side stops writing, and hands that over.
+func newTarget(t *testing.T, greeting string) (addr string, got <-chan []byte) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	ch := make(chan []byte, 1)
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		c.Write([]byte(greeting))
+		b, _ := io.ReadAll(c)
+		ch <- b
+	}()
+	return l.Addr().String(), ch
 }
