@@ -21,7 +21,7 @@ func authMsg(body string) []byte {
 func TestRelay(t *testing.T) {
 	target, got := newTarget(t, "from the target")
 	rewrites := 0
-	p, err := New(target, func(head, payload []byte) []byte {
+	p, c := dialThrough(t, target, func(head, payload []byte) []byte {
 		rewrites++
 		typ, _, _, _ := wire.ParseHeader(head)
 		frame := append(head, payload...)
@@ -32,16 +32,7 @@ func TestRelay(t *testing.T) {
 			return append(frame, frame...)
 		}
 		return frame
-	}, t.Logf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
-
-	c, err := net.Dial("tcp", p.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
+	})
 	handshake := append(authMsg("RPAH hello"), authMsg("RPAK")...)
 	ack := wire.AppendFrame(nil, &wire.WriteAck{Seq: 7})
 	bye := wire.AppendFrame(nil, &wire.Goodbye{Reason: "done"})
@@ -68,18 +59,10 @@ func TestRelay(t *testing.T) {
 // parsed as frames: the rest passes as is.
 func TestRefusedHandshake(t *testing.T) {
 	target, got := newTarget(t, "")
-	p, err := New(target, func(head, payload []byte) []byte {
+	_, c := dialThrough(t, target, func(head, payload []byte) []byte {
 		t.Error("a frame was rewritten after a refused handshake")
 		return nil
-	}, t.Logf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
-	c, err := net.Dial("tcp", p.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
+	})
 	sent := append(authMsg("RPAN wrong secret"), "not a frame at all"...)
 	c.Write(sent)
 	c.(*net.TCPConn).CloseWrite()
@@ -110,4 +93,19 @@ func newTarget(t *testing.T, greeting string) (addr string, got <-chan []byte) {
 		ch <- b
 	}()
 	return l.Addr().String(), ch
+}
+
+// dialThrough starts a proxy to target with rewrite and connects to it.
+func dialThrough(t *testing.T, target string, rewrite Rewrite) (*Proxy, net.Conn) {
+	t.Helper()
+	p, err := New(target, rewrite, t.Logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	c, err := net.Dial("tcp", p.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p, c
 }
